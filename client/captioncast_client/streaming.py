@@ -1,0 +1,169 @@
+"""Send PCM chunks to `/v1/stream`, paced like a live source, and hand back every event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+
+BYTES_PER_SECOND = 32000  # 16 kHz, 16-bit mono: what the clients send
+Event = dict[str, Any]
+
+
+class ClientError(Exception):
+    """Something a user can act on; `exit_code` follows the CLI's conventions."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ServerUnreachable(ClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)
+
+
+class ServerRefused(ClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=3)
+
+
+@dataclass
+class StreamResult:
+    events: list[Event] = field(default_factory=list)
+    sent_at: list[tuple[float, float]] = field(default_factory=list)  # (audio s, wall clock)
+
+    @property
+    def finals(self) -> list[Event]:
+        return [e for e in self.events if e["type"] == "final"]
+
+    @property
+    def errors(self) -> list[Event]:
+        return [e for e in self.events if e["type"] == "error"]
+
+    @property
+    def text(self) -> str:
+        return " ".join(f["text"] for f in self.finals if f["text"])
+
+
+def stream_url(server: str, **params: Any) -> str:
+    query = {k: (str(v).lower() if isinstance(v, bool) else v)
+             for k, v in params.items() if v not in (None, "")}
+    base = server.rstrip("/")
+    if not base.startswith(("ws://", "wss://")):
+        base = "ws://" + base
+    return f"{base}/v1/stream" + (f"?{urlencode(query)}" if query else "")
+
+
+async def _open(url: str, open_timeout: float) -> ClientConnection:
+    try:
+        return await connect(url, open_timeout=open_timeout, max_size=2**22)
+    except (OSError, TimeoutError) as exc:
+        raise ServerUnreachable(f"cannot reach captioncast at {url.split('/v1/')[0]}: {exc}") \
+            from exc
+    except InvalidStatus as exc:
+        raise ServerRefused(f"server refused the stream: HTTP {exc.response.status_code}") \
+            from exc
+    except InvalidURI as exc:
+        raise ClientError(f"bad server address: {exc}") from exc
+
+
+async def _chunks(source: Iterable[bytes] | AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if hasattr(source, "__aiter__"):
+        async for chunk in source:
+            yield chunk
+    else:
+        for chunk in source:
+            yield chunk
+            await asyncio.sleep(0)
+
+
+async def stream(
+    url: str,
+    source: Iterable[bytes] | AsyncIterator[bytes],
+    *,
+    realtime: bool = True,
+    on_event: Callable[[Event], None] | None = None,
+    open_timeout: float = 10.0,
+    end_timeout: float = 120.0,
+) -> StreamResult:
+    """Stream audio, then `eos`; return every event up to `end`.
+
+    With `realtime`, chunks leave at the pace of the audio they hold (16 kHz
+    s16le), the way a live source would send them.
+    """
+    result = StreamResult()
+    connection = await _open(url, open_timeout)
+    async with connection:
+        first = await _read_event(connection, 30.0)
+        result.events.append(first)
+        if on_event:
+            on_event(first)
+        if first["type"] == "error":
+            raise ServerRefused(f"server refused the stream: {first['code']}: {first['message']}")
+
+        async def receive() -> None:
+            async for message in connection:
+                if not isinstance(message, str):
+                    continue
+                event = json.loads(message)
+                event["received_at"] = time.monotonic()
+                result.events.append(event)
+                if on_event:
+                    on_event(event)
+                if event["type"] == "end":
+                    return
+
+        receiver = asyncio.create_task(receive())
+        try:
+            audio_sent = 0
+            started = time.monotonic()
+            async for chunk in _chunks(source):
+                if receiver.done():
+                    break
+                if realtime:
+                    due = started + audio_sent / BYTES_PER_SECOND
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                await connection.send(chunk)
+                audio_sent += len(chunk)
+                result.sent_at.append((audio_sent / BYTES_PER_SECOND, time.monotonic()))
+            if not receiver.done():
+                await connection.send(json.dumps({"type": "eos"}))
+            await asyncio.wait_for(asyncio.shield(receiver), end_timeout)
+        except ConnectionClosed as exc:
+            raise ServerRefused(f"server closed the stream: {exc}") from exc
+        except TimeoutError as exc:
+            raise ClientError("the server did not finish the stream in time") from exc
+        finally:
+            if not receiver.done():
+                receiver.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await receiver
+            elif receiver.exception() is not None:
+                exc = receiver.exception()
+                if isinstance(exc, ConnectionClosed) and not _ended(result):
+                    raise ServerRefused(f"server closed the stream: {exc}") from exc
+    return result
+
+
+def _ended(result: StreamResult) -> bool:
+    return any(e["type"] == "end" for e in result.events)
+
+
+async def _read_event(connection: ClientConnection, timeout: float) -> Event:
+    try:
+        message = await asyncio.wait_for(connection.recv(), timeout)
+    except ConnectionClosed as exc:
+        raise ServerRefused(f"server closed the connection: {exc}") from exc
+    except TimeoutError as exc:
+        raise ClientError("server sent no ready event") from exc
+    event: Event = json.loads(message)
+    return event

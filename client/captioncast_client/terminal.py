@@ -1,0 +1,56 @@
+"""What the clients show: the partial as one live line, each final with its timestamps."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import Any, TextIO
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:06.3f}"
+
+
+class CaptionPrinter:
+    """Prints finals as lines; on a terminal, redraws the partial in place under them."""
+
+    def __init__(self, out: TextIO | None = None, show_partials: bool | None = None) -> None:
+        self.out = out or sys.stdout
+        self.live = self.out.isatty() if show_partials is None else show_partials
+        self._partial_shown = False
+
+    def _clear(self) -> None:
+        if self._partial_shown:
+            self.out.write("\r\x1b[2K")
+            self._partial_shown = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "partial" and self.live:
+            width = shutil.get_terminal_size((100, 20)).columns - 4
+            text = event["text"]
+            if len(text) > width:
+                text = "…" + text[-(width - 1):]
+            self._clear()
+            stable = event.get("stable", "")
+            rest = text[len(stable):] if text.startswith(stable) else text
+            shown = stable if text.startswith(stable) else ""
+            self.out.write(f"\x1b[2m{shown}\x1b[0m\x1b[3m{rest}\x1b[0m")
+            self._partial_shown = True
+            self.out.flush()
+        elif kind == "final":
+            self._clear()
+            if event["text"]:
+                self.out.write(
+                    f"[{clock(event['start'])} --> {clock(event['end'])}] {event['text']}\n"
+                )
+            self.out.flush()
+        elif kind == "error":
+            self._clear()
+            print(f"captioncast: server error {event['code']}: {event['message']}",
+                  file=sys.stderr)
+        elif kind == "end":
+            self._clear()
+            self.out.flush()

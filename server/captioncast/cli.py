@@ -1,0 +1,230 @@
+"""The `captioncast` command: argument parsing only; `serve`, `stream`, `mic`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SERVER = "ws://127.0.0.1:8765"
+
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_UNREACHABLE = 2
+EXIT_REFUSED = 3
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"CAPTIONCAST_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="captioncast", description="Real-time captions for live audio."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the captioning server")
+    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                       help="address to listen on (0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=int(_env("PORT", "8765")))
+    serve.add_argument("--model", default=_env("MODEL", "tiny.en"),
+                       help="tiny.en (bundled, default), base (multilingual, bundled), "
+                            "a faster-whisper model id, or a CTranslate2 model directory")
+    serve.add_argument("--language", default=_env("LANGUAGE", "") or None,
+                       help="default language for streams that name none (ISO 639-1 or auto)")
+    serve.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                       default=_env("DEVICE", "auto"))
+    serve.add_argument("--compute-type", default=_env("COMPUTE_TYPE", "auto"),
+                       help="CTranslate2 compute type; auto: int8 on CPU, float16 on GPU")
+    serve.add_argument("--cpu-threads", type=int, default=int(_env("CPU_THREADS", "0")))
+    serve.add_argument("--max-sessions", type=int, default=int(_env("MAX_SESSIONS", "64")))
+    serve.add_argument("--model-cache", type=Path, default=None,
+                       help="where assembled models are kept (default ~/.cache/captioncast)")
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+
+    def client_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
+                         help=f"server address (default {DEFAULT_SERVER})")
+        sub.add_argument("--language", default=None, help="ISO 639-1 code or auto")
+        sub.add_argument("--task", choices=("transcribe", "translate"), default=None)
+        sub.add_argument("--prompt", default=None, help="names and domain words to expect")
+        sub.add_argument("--channel", default=None, help="publish to this channel")
+        sub.add_argument("--srt", type=Path, default=None, help="also write an SRT file")
+        sub.add_argument("--vtt", type=Path, default=None, help="also write a WebVTT file")
+        sub.add_argument("--no-partials", action="store_true",
+                         help="ask for finals only (saves server CPU)")
+        sub.add_argument("--json", action="store_true",
+                         help="print every event as a JSON line instead of captions")
+
+    stream = commands.add_parser("stream", help="caption an audio file, or stdin with -")
+    stream.add_argument("file", help="audio file in any format FFmpeg reads, or - for stdin")
+    stream.add_argument("--fast", action="store_true",
+                        help="send as fast as the server takes it, not at real-time pace")
+    stream.add_argument("--raw", action="store_true",
+                        help="stdin is raw 16-bit little-endian mono PCM (see --sample-rate)")
+    stream.add_argument("--sample-rate", type=int, default=16000,
+                        help="sample rate of --raw input")
+    client_options(stream)
+
+    mic = commands.add_parser("mic", help="caption the microphone live")
+    mic.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    mic.add_argument("--device", default=None, help="input device number or name")
+    mic.add_argument("--sample-rate", type=int, default=None,
+                     help="capture rate (default: the device's own; the server resamples)")
+    client_options(mic)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _configure_logging(args.log_level)
+    try:
+        from captioncast.transport.server import ServerOptions, run_server
+    except ImportError as exc:
+        print(f"captioncast: the server needs its extra: pip install 'captioncast[server]' "
+              f"({exc})", file=sys.stderr)
+        return EXIT_USAGE
+    from captioncast.errors import CaptioncastError
+
+    options = ServerOptions(
+        host=args.host, port=args.port, model=args.model, device=args.device,
+        compute_type=args.compute_type, cpu_threads=args.cpu_threads,
+        language=args.language, max_sessions=args.max_sessions, model_cache=args.model_cache,
+    )
+    try:
+        asyncio.run(run_server(options))
+    except CaptioncastError as exc:
+        print(f"captioncast: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"captioncast: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _stream_params(args: argparse.Namespace, sample_rate: int = 16000) -> dict[str, Any]:
+    return {
+        "sample_rate": sample_rate if sample_rate != 16000 else None,
+        "language": args.language, "task": args.task, "prompt": args.prompt,
+        "channel": args.channel, "interim": False if args.no_partials else None,
+    }
+
+
+def _write_files(args: argparse.Namespace, finals: list[dict[str, Any]]) -> None:
+    from captioncast_client.captions import write_captions
+
+    for path in (args.srt, args.vtt):
+        if path is not None:
+            write_captions(path, finals)
+            print(f"captioncast: wrote {path}", file=sys.stderr)
+
+
+def _printer(args: argparse.Namespace) -> Any:
+    import json
+
+    from captioncast_client.terminal import CaptionPrinter
+
+    if args.json:
+        def print_json(event: dict[str, Any]) -> None:
+            shown = {k: v for k, v in event.items() if k != "received_at"}
+            print(json.dumps(shown, ensure_ascii=False), flush=True)
+        return print_json
+    return CaptionPrinter()
+
+
+def _run_client(args: argparse.Namespace, source: Any, realtime: bool,
+                sample_rate: int = 16000) -> int:
+    from captioncast_client.streaming import ClientError, stream, stream_url
+
+    url = stream_url(args.server, **_stream_params(args, sample_rate))
+    try:
+        result = asyncio.run(stream(url, source, realtime=realtime, on_event=_printer(args)))
+    except ClientError as exc:
+        print(f"captioncast: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    _write_files(args, result.finals)
+    return EXIT_OK
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from captioncast_client.audio_files import AudioFileError, decode_pcm, raw_pcm, rechunk
+
+    chunk = 3200  # 100 ms of 16 kHz 16-bit audio
+    pieces: Iterator[bytes]
+    if args.raw:
+        pieces = raw_pcm(sys.stdin.buffer, chunk)
+        sample_rate = args.sample_rate
+    else:
+        pieces = decode_pcm(args.file)
+        sample_rate = 16000
+    try:
+        first = next(pieces, None)
+    except AudioFileError as exc:
+        print(f"captioncast: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if first is None:
+        print(f"captioncast: {args.file}: no audio", file=sys.stderr)
+        return EXIT_USAGE
+
+    def everything() -> Iterator[bytes]:
+        yield first
+        yield from pieces
+
+    try:
+        return _run_client(args, rechunk(everything(), chunk), realtime=not args.fast,
+                           sample_rate=sample_rate)
+    except AudioFileError as exc:
+        print(f"captioncast: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _mic(args: argparse.Namespace) -> int:
+    from captioncast_client.microphone import (
+        MicrophoneError,
+        default_sample_rate,
+        list_devices,
+        microphone_chunks,
+    )
+
+    device: int | str | None = args.device
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    try:
+        if args.list_devices:
+            print(list_devices())
+            return EXIT_OK
+        rate = args.sample_rate or default_sample_rate(device)
+    except (MicrophoneError, ValueError) as exc:
+        print(f"captioncast: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("captioncast: listening; Ctrl-C to stop", file=sys.stderr)
+    with contextlib.suppress(KeyboardInterrupt):
+        return _run_client(args, microphone_chunks(rate, device), realtime=False,
+                           sample_rate=rate)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"serve": _serve, "stream": _stream, "mic": _mic}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""What the core asks of a speech recognizer, and what it gets back: the Decoder interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+DecodeKind = Literal["partial", "final"]
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """Decode `audio` (16 kHz mono float32); the text must continue `prefix`."""
+
+    request_id: int
+    kind: DecodeKind
+    utterance: int
+    audio: np.ndarray = field(repr=False)
+    prefix: str = ""
+    prompt: str = ""  # earlier finals and the client's domain words, to condition on
+    language: str | None = None  # None: detect
+    task: Literal["transcribe", "translate"] = "transcribe"
+    word_timestamps: bool = False
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / 16000
+
+
+@dataclass(frozen=True)
+class DecodedWord:
+    word: str  # with its leading space, as Whisper writes it
+    start: float  # seconds from the start of the request's audio
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """`text` is the whole hypothesis, prefix included; `words` cover all of it when asked."""
+
+    text: str
+    language: str
+    words: tuple[DecodedWord, ...] = ()
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 1.0
+    language_probability: float = 1.0
+
+
+class Decoder(Protocol):
+    """A blocking recognizer; the engine runs it off the event loop."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def multilingual(self) -> bool: ...
+
+    def decode(self, request: DecodeRequest) -> DecodeResult: ...

@@ -1,0 +1,130 @@
+"""Query parameters of `/v1/stream` and text control frames, validated into typed values."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from captioncast.errors import BadControlMessage, BadRequest
+
+Encoding = Literal["pcm_s16le", "pcm_f32le"]
+Task = Literal["transcribe", "translate"]
+ControlType = Literal["flush", "eos", "keepalive"]
+
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 48000
+MAX_PROMPT_CHARS = 500
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+KNOWN = frozenset(
+    {
+        "sample_rate", "encoding", "channels", "language", "task", "channel",
+        "interim", "words", "prompt", "resume", "since", "token",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    sample_rate: int = 16000
+    encoding: Encoding = "pcm_s16le"
+    channels: int = 1
+    language: str | None = None  # None: the server's default
+    task: Task = "transcribe"
+    channel: str | None = None
+    interim: bool = True
+    words: bool = True
+    prompt: str = ""
+    resume: str | None = None
+    since: int = 0
+
+    @property
+    def bytes_per_frame(self) -> int:
+        """Bytes of one sample across all channels: frames must be whole multiples."""
+        return (2 if self.encoding == "pcm_s16le" else 4) * self.channels
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {value!r}")
+
+
+def _int(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
+    """Validate `/v1/stream` query parameters; raise BadRequest with a readable message."""
+    unknown = sorted(set(query) - KNOWN)
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}")
+    kwargs: dict[str, object] = {}
+    if "sample_rate" in query:
+        kwargs["sample_rate"] = _int(
+            "sample_rate", query["sample_rate"], MIN_SAMPLE_RATE, MAX_SAMPLE_RATE
+        )
+    if "encoding" in query:
+        if query["encoding"] not in ("pcm_s16le", "pcm_f32le"):
+            raise BadRequest(
+                f"encoding must be pcm_s16le or pcm_f32le, got {query['encoding']!r}"
+            )
+        kwargs["encoding"] = query["encoding"]
+    if "channels" in query:
+        kwargs["channels"] = _int("channels", query["channels"], 1, 2)
+    if "language" in query:
+        language = query["language"].lower()
+        if language != "auto" and not LANGUAGE_CODE.fullmatch(language):
+            raise BadRequest(f"language must be an ISO 639-1 code or auto, got {language!r}")
+        kwargs["language"] = language
+    if "task" in query:
+        if query["task"] not in ("transcribe", "translate"):
+            raise BadRequest(f"task must be transcribe or translate, got {query['task']!r}")
+        kwargs["task"] = query["task"]
+    if "channel" in query:
+        if not CHANNEL_NAME.fullmatch(query["channel"]):
+            raise BadRequest("channel must match [A-Za-z0-9_.-]{1,64}")
+        kwargs["channel"] = query["channel"]
+    for flag in ("interim", "words"):
+        if flag in query:
+            kwargs[flag] = _bool(flag, query[flag])
+    if "prompt" in query:
+        if len(query["prompt"]) > MAX_PROMPT_CHARS:
+            raise BadRequest(f"prompt is limited to {MAX_PROMPT_CHARS} characters")
+        kwargs["prompt"] = query["prompt"].strip()
+    if "resume" in query:
+        if not SESSION_ID.fullmatch(query["resume"]):
+            raise BadRequest("resume must be a session id from an earlier ready event")
+        kwargs["resume"] = query["resume"]
+    if "since" in query:
+        kwargs["since"] = _int("since", query["since"], 0, 2**53)
+    return StreamParams(**kwargs)  # type: ignore[arg-type]
+
+
+def parse_control(text: str) -> ControlType:
+    """Parse a client text frame; raise BadControlMessage (non-fatal) when it is not one."""
+    try:
+        message = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise BadControlMessage("text frames must be JSON objects such as {\"type\":\"eos\"}") from None
+    if not isinstance(message, dict):
+        raise BadControlMessage("text frames must be JSON objects with a type")
+    kind = message.get("type")
+    if kind not in ("flush", "eos", "keepalive"):
+        raise BadControlMessage(
+            f"unknown message type {kind!r}: expected flush, eos or keepalive"
+        )
+    return kind  # type: ignore[no-any-return]

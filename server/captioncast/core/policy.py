@@ -1,0 +1,455 @@
+"""The caption session: audio in, decode requests and caption events out, no I/O.
+
+The transport feeds audio and control messages; the session answers with
+`Action`s: events to send, decode requests to schedule, requests to cancel.
+When a decode finishes, the transport hands the result back through
+`on_result`. Partials re-decode the open utterance as audio arrives; words
+that two consecutive hypotheses agree on become `stable` and are passed to
+every later decode of that utterance as a forced prefix, so `stable` always
+reappears at the start of the `final`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from captioncast.core.audio import MODEL_SAMPLE_RATE
+from captioncast.core.buffer import AudioBuffer
+from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
+from captioncast.core.events import End, Error, Event, Final, Partial, Ready, Sequencer, Word
+from captioncast.core.segmenter import (
+    Segmenter,
+    SegmenterOptions,
+    SpeechEnd,
+    SpeechPause,
+    SpeechResume,
+    SpeechStart,
+)
+from captioncast.core.text import agreed_prefix, clean, has_repetition_loop, prompt_tail
+from captioncast.errors import CaptioncastError
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    partial_interval_s: float = 0.5  # re-decode the open utterance at most this often
+    min_partial_audio_s: float = 0.4  # shorter audio gives Whisper too little to go on
+    final_tail_s: float = 0.2  # silence after the last voiced frame helps Whisper end cleanly
+    prompt_chars: int = 200  # earlier finals to condition on; more slows decoding
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    word_vad_margin_s: float = 0.2  # word timings are approximate; allow this much slack
+    segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What the server decided for one stream."""
+
+    session_id: str
+    model: str
+    language: str | None  # None: detect per utterance
+    task: Literal["transcribe", "translate"] = "transcribe"
+    interim: bool = True
+    words: bool = True
+    prompt: str = ""
+    resume_until: int = 0
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """A decode request whose result is no longer wanted."""
+
+    request_id: int
+
+
+Action = Event | DecodeRequest | Cancel
+
+
+@dataclass
+class _Speculation:
+    request_id: int
+    speech_end: int
+    stable: str
+    result: DecodeResult | None = None
+    done: bool = False
+
+
+@dataclass
+class _OpenUtterance:
+    index: int
+    start: int
+    stable: str = ""
+    hypothesis: list[str] = field(default_factory=list)  # unstable words after `stable`
+    has_hypothesis: bool = False
+    partial_request: int | None = None
+    partial_audio_end: int = 0
+    speculation: _Speculation | None = None
+
+
+@dataclass
+class _PendingFinal:
+    index: int
+    start: int
+    speech_end: int
+    audio_start: int
+    audio_end: int
+    stable: str
+    voiced: np.ndarray
+    request_id: int
+    result: DecodeResult | None = None
+    failed: str | None = None
+
+
+class CaptionSession:
+    """One audio stream's captioning state machine."""
+
+    def __init__(self, config: SessionConfig, options: PolicyOptions | None = None) -> None:
+        self.config = config
+        self.options = options or PolicyOptions()
+        self.segmenter = Segmenter(self.options.segmenter)
+        self._buffer = AudioBuffer()
+        self._seq = Sequencer()
+        self._next_request = 0
+        self._next_utterance = 0
+        self._open: _OpenUtterance | None = None
+        self._finals: OrderedDict[int, _PendingFinal] = OrderedDict()
+        self._history: list[str] = []
+        self._ending = False
+        self.finished = False
+        self.finals_sent = 0
+        self.partials_sent = 0
+
+    # -- inputs -----------------------------------------------------------------
+
+    def start(self) -> list[Action]:
+        language = self.config.language or "auto"
+        return [
+            Ready(
+                self._seq.next(),
+                session=self.config.session_id,
+                model=self.config.model,
+                sample_rate=MODEL_SAMPLE_RATE,
+                language=language,
+                resume_until=self.config.resume_until,
+            )
+        ]
+
+    @property
+    def position(self) -> int:
+        """Samples received so far: the audio clock."""
+        return self._buffer.end
+
+    @property
+    def duration(self) -> float:
+        return self._buffer.end / MODEL_SAMPLE_RATE
+
+    def feed(self, audio: np.ndarray) -> list[Action]:
+        """16 kHz mono float32 audio, in order."""
+        if self._ending:
+            return []
+        self._buffer.append(audio)
+        actions: list[Action] = []
+        for boundary in self.segmenter.push(audio):
+            if isinstance(boundary, SpeechStart):
+                self._open = _OpenUtterance(
+                    self._take_utterance(), boundary.sample, partial_audio_end=boundary.sample
+                )
+            elif isinstance(boundary, SpeechPause):
+                actions.extend(self._speculate(boundary.speech_end))
+            elif isinstance(boundary, SpeechResume):
+                actions.extend(self._drop_speculation())
+            elif isinstance(boundary, SpeechEnd):
+                actions.extend(self._end_utterance(boundary.speech_end, boundary.continues))
+        actions.extend(self._maybe_partial())
+        self._forget_old_audio()
+        return actions
+
+    def flush(self) -> list[Action]:
+        """End the open utterance now; its final follows."""
+        end = self.segmenter.force_end()
+        if end is None:
+            return []
+        return self._end_utterance(end.speech_end, continues=False)
+
+    def eos(self) -> list[Action]:
+        """End of stream: finalize everything, then `end`."""
+        actions = self.flush()
+        self._ending = True
+        actions.extend(self._emit_ready_finals())
+        return actions
+
+    def error(self, error: CaptioncastError) -> list[Action]:
+        """Report an error in the session's own event sequence."""
+        return [Error(self._seq.next(), code=error.code, message=error.message)]
+
+    def on_result(self, request_id: int, result: DecodeResult) -> list[Action]:
+        """A decode finished; returns the events it yields."""
+        open_ = self._open
+        if open_ is not None and open_.partial_request == request_id:
+            open_.partial_request = None
+            actions = self._apply_partial(open_, result)
+            return actions + self._maybe_partial()
+        if open_ is not None and open_.speculation and open_.speculation.request_id == request_id:
+            open_.speculation.result = result
+            open_.speculation.done = True
+            return []
+        for pending in self._finals.values():
+            if pending.request_id == request_id:
+                pending.result = result
+                return self._emit_ready_finals()
+        return []
+
+    def on_failure(self, request_id: int, message: str) -> list[Action]:
+        """A decode failed: a partial is skipped; a final still goes out with its stable text."""
+        open_ = self._open
+        if open_ is not None and open_.partial_request == request_id:
+            open_.partial_request = None
+            return []
+        if open_ is not None and open_.speculation and open_.speculation.request_id == request_id:
+            open_.speculation = None
+            return []
+        for pending in self._finals.values():
+            if pending.request_id == request_id:
+                pending.failed = message
+                return self._emit_ready_finals()
+        return []
+
+    # -- utterances ---------------------------------------------------------------
+
+    def _take_utterance(self) -> int:
+        index = self._next_utterance
+        self._next_utterance += 1
+        return index
+
+    def _request(self, kind: Literal["partial", "final"], utterance: int, start: int, end: int,
+                 prefix: str) -> DecodeRequest:
+        self._next_request += 1
+        user = self.config.prompt
+        history = prompt_tail(self._history, self.options.prompt_chars)
+        return DecodeRequest(
+            request_id=self._next_request,
+            kind=kind,
+            utterance=utterance,
+            audio=self._buffer.slice(start, end),
+            prefix=prefix,
+            prompt=f"{user} {history}".strip(),
+            language=self.config.language,
+            task=self.config.task,
+            word_timestamps=kind == "final" and self.config.words,
+        )
+
+    def _maybe_partial(self) -> list[Action]:
+        open_ = self._open
+        if (
+            open_ is None
+            or not self.config.interim
+            or open_.partial_request is not None
+            or open_.speculation is not None
+            or self._ending
+        ):
+            return []
+        opts = self.options
+        now = self.position
+        if now - open_.partial_audio_end < opts.partial_interval_s * MODEL_SAMPLE_RATE:
+            return []
+        if now - open_.start < opts.min_partial_audio_s * MODEL_SAMPLE_RATE:
+            return []
+        # Silence after speech needs no new partial: the final is on its way.
+        if not self.segmenter.voiced_mask(open_.partial_audio_end, now).any():
+            return []
+        request = self._request("partial", open_.index, open_.start, now, open_.stable)
+        open_.partial_request = request.request_id
+        open_.partial_audio_end = now
+        return [request]
+
+    def _apply_partial(self, open_: _OpenUtterance, result: DecodeResult) -> list[Action]:
+        if self._is_hallucination(result):
+            return []
+        text = clean(result.text)
+        if not text.startswith(open_.stable):
+            return []  # the decoder did not honour the prefix; never contradict `stable`
+        new_words = text[len(open_.stable):].split()
+        # Once the final is being decoded speculatively, `stable` is frozen: it is that
+        # decode's prefix, and a change would force a second final decode.
+        if open_.has_hypothesis and open_.speculation is None:
+            agreed = agreed_prefix(open_.hypothesis, new_words)
+            agreed = min(agreed, max(0, len(new_words) - 1))  # the newest word may be cut off
+            if agreed:
+                open_.stable = " ".join([*open_.stable.split(), *new_words[:agreed]])
+                new_words = new_words[agreed:]
+        open_.hypothesis = new_words
+        open_.has_hypothesis = True
+        full = " ".join([*open_.stable.split(), *new_words])
+        if self._finals or not full:
+            return []  # an earlier utterance's final goes out first; a later partial replaces this
+        self.partials_sent += 1
+        return [
+            Partial(
+                self._seq.next(),
+                utterance=open_.index,
+                start=open_.start / MODEL_SAMPLE_RATE,
+                end=open_.partial_audio_end / MODEL_SAMPLE_RATE,
+                text=full,
+                stable=open_.stable,
+            )
+        ]
+
+    def _speculate(self, speech_end: int) -> list[Action]:
+        """A pause began: decode the final now, so it is ready if the pause becomes the end."""
+        open_ = self._open
+        if open_ is None or open_.speculation is not None:
+            return []
+        audio_end = min(speech_end + self._tail(), self.position)
+        request = self._request("final", open_.index, open_.start, audio_end, open_.stable)
+        open_.speculation = _Speculation(request.request_id, speech_end, open_.stable)
+        return [request]
+
+    def _drop_speculation(self) -> list[Action]:
+        open_ = self._open
+        if open_ is None or open_.speculation is None:
+            return []
+        speculation, open_.speculation = open_.speculation, None
+        return [] if speculation.done else [Cancel(speculation.request_id)]
+
+    def _tail(self) -> int:
+        return int(self.options.final_tail_s * MODEL_SAMPLE_RATE)
+
+    def _end_utterance(self, speech_end: int, continues: bool) -> list[Action]:
+        open_ = self._open
+        if open_ is None:
+            return []
+        actions: list[Action] = []
+        if open_.partial_request is not None:
+            actions.append(Cancel(open_.partial_request))
+        audio_end = speech_end if continues else min(speech_end + self._tail(), self.position)
+        speculation = open_.speculation
+        voiced = self.segmenter.voiced_mask(open_.start, audio_end)
+        if (
+            speculation is not None
+            and speculation.speech_end == speech_end
+            and speculation.stable == open_.stable
+            and not continues
+        ):
+            pending = _PendingFinal(
+                open_.index, open_.start, speech_end, open_.start, audio_end, open_.stable,
+                voiced, speculation.request_id, speculation.result,
+            )
+        else:
+            if speculation is not None and not speculation.done:
+                actions.append(Cancel(speculation.request_id))
+            request = self._request("final", open_.index, open_.start, audio_end, open_.stable)
+            actions.append(request)
+            pending = _PendingFinal(
+                open_.index, open_.start, speech_end, open_.start, audio_end, open_.stable,
+                voiced, request.request_id,
+            )
+        self._finals[open_.index] = pending
+        self._open = (
+            _OpenUtterance(self._take_utterance(), speech_end, partial_audio_end=speech_end)
+            if continues
+            else None
+        )
+        actions.extend(self._emit_ready_finals())
+        return actions
+
+    def _forget_old_audio(self) -> None:
+        """Keep only what an open or pending utterance, or the next pre-roll, can still need."""
+        seg = self.options.segmenter
+        keep_back = int((seg.pre_roll_s + seg.start_window_frames * seg.frame_ms / 1000 + 0.2)
+                        * MODEL_SAMPLE_RATE)
+        keep = self.position - keep_back
+        if self._open is not None:
+            keep = min(keep, self._open.start)
+        self._buffer.forget_before(max(0, keep))
+
+    # -- finals -------------------------------------------------------------------
+
+    def _emit_ready_finals(self) -> list[Action]:
+        actions: list[Action] = []
+        while self._finals:
+            pending = next(iter(self._finals.values()))
+            if pending.result is None and pending.failed is None:
+                break
+            del self._finals[pending.index]
+            if pending.failed is not None:
+                actions.append(
+                    Error(self._seq.next(), code="internal",
+                          message=f"decoding utterance {pending.index} failed: {pending.failed}")
+                )
+            actions.append(self._final_event(pending))
+        if self._ending and not self._finals and self._open is None and not self.finished:
+            self.finished = True
+            actions.append(
+                End(self._seq.next(), duration=self.duration, utterances=self._next_utterance)
+            )
+        return actions
+
+    def _is_hallucination(self, result: DecodeResult) -> bool:
+        opts = self.options
+        silent = (
+            result.no_speech_prob > opts.no_speech_threshold
+            and result.avg_logprob < opts.log_prob_threshold
+        )
+        return silent or result.compression_ratio > opts.compression_ratio_threshold
+
+    def _final_event(self, pending: _PendingFinal) -> Final:
+        text, words, language = pending.stable, (), self.config.language or "en"
+        result = pending.result
+        if result is not None:
+            language = result.language
+            if not self._is_hallucination(result):
+                text, words = self._heard_words(pending, result)
+            elif pending.stable:
+                words = self._words_of_prefix(pending, result)
+        if text and not has_repetition_loop(text, ngram=4, max_repeats=4):
+            self._history.append(text)
+        self.finals_sent += 1
+        offset = pending.audio_start / MODEL_SAMPLE_RATE
+        wire_words = tuple(
+            Word(w.word.strip(), offset + w.start, offset + w.end, w.probability) for w in words
+        )
+        start = min([pending.start / MODEL_SAMPLE_RATE, *(w.start for w in wire_words)])
+        start = max(start, pending.start / MODEL_SAMPLE_RATE)
+        return Final(
+            self._seq.next(),
+            utterance=pending.index,
+            start=start,
+            end=pending.speech_end / MODEL_SAMPLE_RATE,
+            text=text,
+            language=language,
+            words=wire_words,
+            include_words=self.config.words,
+        )
+
+    def _words_of_prefix(self, pending: _PendingFinal,
+                         result: DecodeResult) -> tuple[DecodedWord, ...]:
+        n = len(pending.stable.split())
+        return result.words[:n] if len(result.words) >= n else ()
+
+    def _heard_words(self, pending: _PendingFinal,
+                     result: DecodeResult) -> tuple[str, tuple[DecodedWord, ...]]:
+        """The final's text and words, less words placed where the VAD heard no voice."""
+        text = clean(result.text)
+        if not text.startswith(pending.stable):
+            text = f"{pending.stable} {text}".strip()  # never contradict what was stable
+        words = result.words
+        surface = text.split()
+        if not words or len(words) != len(surface):
+            return text, words  # timings do not map one to one onto words: keep all
+        n_stable = len(pending.stable.split())
+        frame = self.segmenter.frame_len / MODEL_SAMPLE_RATE
+        margin = self.options.word_vad_margin_s
+        kept_words: list[DecodedWord] = []
+        kept_text: list[str] = []
+        for i, (word, written) in enumerate(zip(words, surface)):
+            lo = max(0, int((word.start - margin) / frame))
+            hi = max(lo + 1, int((word.end + margin) / frame) + 1)
+            if i < n_stable or pending.voiced[lo:hi].any():
+                kept_words.append(word)
+                kept_text.append(written)
+        return " ".join(kept_text), tuple(kept_words)

@@ -1,0 +1,67 @@
+"""Text rules of the policy: word agreement, cleanup, and guards against Whisper's failure modes."""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+_NON_SPEECH = re.compile(r"\[[^\]]*\]|\([^)]*\)|[♪♫]+|\*[^*]*\*")
+_SPACES = re.compile(r"\s+")
+_PUNCT = re.compile(r"[^\w']+")
+
+
+def clean(text: str) -> str:
+    """Drop Whisper's non-speech annotations ([Music], (laughs), ♪) and squeeze spaces."""
+    return _SPACES.sub(" ", _NON_SPEECH.sub(" ", text)).strip()
+
+
+def words_of(text: str) -> list[str]:
+    return text.split()
+
+
+def _norm(word: str) -> str:
+    return _PUNCT.sub("", word.lower())
+
+
+def agreed_prefix(older: list[str], newer: list[str]) -> int:
+    """How many leading words two hypotheses share (LocalAgreement), ignoring case and punctuation.
+
+    The surface form taken is the newer one's; the caller keeps the last word of a
+    hypothesis out, since the audio may have cut it mid-word.
+    """
+    count = 0
+    for a, b in zip(older, newer):
+        if _norm(a) != _norm(b) or not _norm(b):
+            break
+        count += 1
+    return count
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's own repetition measure: loops compress far better than speech."""
+    data = text.encode("utf-8")
+    if not data:
+        return 1.0
+    return len(data) / len(zlib.compress(data))
+
+
+def has_repetition_loop(text: str, ngram: int = 3, max_repeats: int = 3) -> bool:
+    """True when some n-gram repeats back to back more than `max_repeats` times."""
+    tokens = [_norm(w) for w in text.split()]
+    for size in range(1, ngram + 1):
+        for i in range(len(tokens) - size * (max_repeats + 1) + 1):
+            gram = tokens[i : i + size]
+            if all(tokens[i + k * size : i + (k + 1) * size] == gram
+                   for k in range(1, max_repeats + 1)):
+                return True
+    return False
+
+
+def prompt_tail(texts: list[str], max_chars: int) -> str:
+    """The end of the running transcript, cut at a word boundary."""
+    joined = " ".join(t for t in texts if t)
+    if len(joined) <= max_chars:
+        return joined
+    cut = joined[-max_chars:]
+    space = cut.find(" ")
+    return cut[space + 1 :] if space >= 0 else cut

@@ -1,0 +1,1 @@
+"""Network transports: the WebSocket server, HTTP routes, and what they wrap."""

@@ -1,0 +1,208 @@
+"""The server: one port for WebSocket streams and HTTP routes, one shared model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import json
+import logging
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from captioncast import __version__
+from captioncast.core.decoding import Decoder, DecodeRequest
+from captioncast.core.policy import PolicyOptions
+from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.errors import Overloaded
+from captioncast.transport.stream import handle_stream
+
+if TYPE_CHECKING:
+    from captioncast.transport.stream import StreamHandler
+
+log = logging.getLogger("captioncast.server")
+
+WS_ROUTES = ("/v1/stream",)
+# websockets itself refuses messages past this; our own, clearer limit is max_frame_bytes.
+TRANSPORT_MAX_MESSAGE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    model: str = "tiny.en"
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = 0  # 0: every core
+    language: str | None = None  # default for streams that do not say; None: en or auto
+    max_sessions: int = 64
+    max_frame_bytes: int = 64 * 1024
+    idle_timeout_s: float = 60.0  # no audio and no keepalive for this long closes a session
+    send_timeout_s: float = 30.0  # a client that reads nothing for this long is dropped
+    model_cache: Path | None = None
+    policy: PolicyOptions = field(default_factory=PolicyOptions)
+
+
+class ServerContext:
+    """What every connection shares: the options, the model, the scheduler, the sessions."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.decoder: Decoder | None = None
+        self._scheduler: DecodeScheduler | None = None
+        self.model_name = options.model
+        self.multilingual = False
+        self.sessions: dict[str, StreamHandler] = {}
+        self.draining = False
+        self.started = time.monotonic()
+        self.final_latencies: deque[float] = deque(maxlen=1000)
+        self.decode_times: deque[tuple[str, float, float]] = deque(maxlen=1000)
+        self.partials = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._scheduler is not None and not self.draining
+
+    @property
+    def scheduler(self) -> DecodeScheduler:
+        assert self._scheduler is not None, "sessions start only once the model is loaded"
+        return self._scheduler
+
+    def attach(self, decoder: Decoder, scheduler: DecodeScheduler) -> None:
+        self.decoder = decoder
+        self._scheduler = scheduler
+        self.model_name = decoder.name
+        self.multilingual = decoder.multilingual
+
+    def admit(self) -> None:
+        if self._scheduler is None:
+            raise Overloaded("the model is still loading; try again in a few seconds")
+        if self.draining:
+            raise Overloaded("the server is shutting down")
+        if len(self.sessions) >= self.options.max_sessions:
+            raise Overloaded(f"the server is at its limit of {self.options.max_sessions} sessions")
+
+    def on_final_latency(self, seconds: float) -> None:
+        self.final_latencies.append(seconds)
+
+    def on_partial(self) -> None:
+        self.partials += 1
+
+    def on_decoded(self, request: DecodeRequest, seconds: float) -> None:
+        self.decode_times.append((request.kind, request.duration, seconds))
+
+    def health(self) -> dict[str, object]:
+        latencies = sorted(self.final_latencies)
+        scheduler = self._scheduler
+        return {
+            "status": "ok" if self.ready else ("draining" if self.draining else "loading"),
+            "version": __version__,
+            "model": self.model_name,
+            "multilingual": self.multilingual,
+            "sessions": len(self.sessions),
+            "max_sessions": self.options.max_sessions,
+            "queue_depth": scheduler.depth if scheduler else 0,
+            "final_latency_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+        }
+
+
+def _json_response(status: http.HTTPStatus, body: object) -> Response:
+    data = (json.dumps(body) + "\n").encode()
+    headers = Headers(
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+         ("Cache-Control", "no-store")]
+    )
+    return Response(status.value, status.phrase, headers, data)
+
+
+def route_http(ctx: ServerContext, connection: ServerConnection,
+               request: Request) -> Response | None:
+    """Answer plain HTTP routes; return None to let a WebSocket upgrade go on."""
+    path = urlsplit(request.path).path
+    if path == "/healthz":
+        status = http.HTTPStatus.OK if ctx.ready else http.HTTPStatus.SERVICE_UNAVAILABLE
+        return _json_response(status, ctx.health())
+    if path in WS_ROUTES:
+        if "upgrade" not in request.headers.get("Connection", "").lower():
+            return _json_response(
+                http.HTTPStatus.UPGRADE_REQUIRED,
+                {"error": "bad_request", "message": f"{path} is a WebSocket endpoint"},
+            )
+        return None
+    return _json_response(
+        http.HTTPStatus.NOT_FOUND,
+        {"error": "not_found", "message": f"no route {path}; see /healthz, /v1/stream"},
+    )
+
+
+async def _dispatch(connection: ServerConnection, ctx: ServerContext) -> None:
+    assert connection.request is not None
+    path = urlsplit(connection.request.path).path
+    if path == "/v1/stream":
+        await handle_stream(connection, ctx)
+
+
+def load_decoder(options: ServerOptions) -> tuple[Decoder, int]:
+    """Resolve, assemble and load the model (slow: run it off the event loop)."""
+    from captioncast.engine.models import plan_device, resolve_model
+    from captioncast.engine.whisper import WhisperDecoder
+
+    location = resolve_model(options.model, options.model_cache)
+    plan = plan_device(options.device, options.compute_type)
+    log.info("event=model_loading model=%s path=%s device=%s compute_type=%s",
+             location.name, location.path, plan.device, plan.compute_type)
+    started = time.monotonic()
+    decoder = WhisperDecoder(location, plan, cpu_threads=options.cpu_threads)
+    log.info("event=model_loaded model=%s seconds=%.2f multilingual=%s",
+             decoder.name, time.monotonic() - started, decoder.multilingual)
+    return decoder, plan.workers
+
+
+async def run_server(options: ServerOptions, decoder: Decoder | None = None,
+                     workers: int = 1, started: asyncio.Event | None = None,
+                     stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set or SIGTERM/SIGINT arrives.
+
+    With `decoder` given (tests, embedding), that decoder is used instead of loading one.
+    """
+    ctx = ServerContext(options)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+
+    async def handler(connection: ServerConnection) -> None:
+        await _dispatch(connection, ctx)
+
+    async with serve(
+        handler, options.host, options.port,
+        process_request=lambda c, r: route_http(ctx, c, r),
+        max_size=TRANSPORT_MAX_MESSAGE,
+        ping_interval=20, ping_timeout=20,
+        server_header=f"captioncast/{__version__}",
+    ) as server:
+        ports = [s.getsockname()[1] for s in server.sockets]
+        log.info("event=listening host=%s port=%s", options.host, ports[0] if ports else "?")
+        if decoder is None:
+            decoder, workers = await asyncio.to_thread(load_decoder, options)
+        async with DecodeScheduler(decoder, workers, on_decoded=ctx.on_decoded) as scheduler:
+            ctx.attach(decoder, scheduler)
+            if started is not None:
+                started.set()
+            await stop.wait()
+            ctx.draining = True
+            log.info("event=stopping sessions=%d", len(ctx.sessions))
+            server.close(close_connections=True)
+            await server.wait_closed()
