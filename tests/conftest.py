@@ -1,0 +1,44 @@
+"""Shared test helpers: where the speech is, and how to read it."""
+
+from __future__ import annotations
+
+import csv
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH = REPO.parent / "shared" / "speech"
+
+
+def speech_path(name: str) -> Path:
+    path = SPEECH / "wav" / f"{name}.wav"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: tests read real speech from ../shared/speech/")
+    return path
+
+
+def read_wav(name: str) -> np.ndarray:
+    """16 kHz mono float32 of a recording in ../shared/speech/wav."""
+    with wave.open(str(speech_path(name))) as w:
+        assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2
+        data = w.readframes(w.getnframes())
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def reference(name: str) -> str:
+    with (SPEECH / "manifest.tsv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["id"] == name:
+                return row["transcript"]
+    raise KeyError(name)
+
+
+def wer(ref: str, hyp: str) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    return float(jiwer.wer(normalize(ref), normalize(hyp)))

@@ -1,0 +1,156 @@
+"""The real server, the real model, real speech, over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from captioncast_client.audio_files import decode_pcm, rechunk, silence
+from captioncast_client.streaming import StreamResult, stream, stream_url
+from tests.conftest import reference, speech_path, wer
+from tests.integration.conftest import RunningServer
+
+pytestmark = pytest.mark.model
+
+# Offline tiny.en (beam 5) on these clips: JFK 0.0, LibriSpeech 0.06, the 78 s spontaneous
+# monologue ~0.2 (fillers, a cough). Streaming may cost a little, never much.
+WER_BOUNDS = {
+    "whisper_jfk": 0.10,
+    "libri_dev_2412-153948-0000": 0.15,
+    "long_mfa_spontaneous_3": 0.35,
+}
+
+
+def _audio(name: str) -> list[bytes]:
+    return [*rechunk(decode_pcm(str(speech_path(name))), 3200), silence(1.0)]
+
+
+def check_protocol(result: StreamResult) -> None:
+    """What every stream must satisfy, whatever was said."""
+    events = result.events
+    assert events[0]["type"] == "ready" and events[0]["protocol"] == 1
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "end"
+    finals = result.finals
+    assert [f["utterance"] for f in finals] == list(range(len(finals)))
+    assert events[-1]["utterances"] == len(finals)
+    starts = [f["start"] for f in finals]
+    assert starts == sorted(starts)
+    final_text = {f["utterance"]: f["text"] for f in finals}
+    for event in events:
+        if event["type"] == "partial":
+            assert event["text"].startswith(event["stable"])
+            assert final_text[event["utterance"]].startswith(event["stable"])
+    for final in finals:
+        assert final["start"] <= final["end"]
+        for word in final["words"]:
+            assert final["start"] - 0.5 <= word["start"] <= word["end"] <= final["end"] + 0.5
+
+
+async def test_real_speech_streamed_in_real_time(server: RunningServer) -> None:
+    names = list(WER_BOUNDS)
+    results = await asyncio.gather(
+        *(stream(stream_url(server.url), _audio(name), realtime=True) for name in names)
+    )
+    for name, result in zip(names, results):
+        check_protocol(result)
+        score = wer(reference(name), result.text)
+        print(f"{name}: WER {score:.3f}: {result.text}")
+        assert score <= WER_BOUNDS[name], (name, score, result.text)
+        assert any(e["type"] == "partial" for e in result.events)
+        assert not result.errors
+    long = results[names.index("long_mfa_spontaneous_3")]
+    assert len(long.finals) >= 6  # a 78 s monologue is captioned as it goes, not at the end
+
+
+async def test_silence_and_white_noise_give_no_words(server: RunningServer) -> None:
+    rng = np.random.default_rng(7)
+    noise = (rng.standard_normal(16000 * 10) * 0.1 * 32767).astype("<i2").tobytes()
+    quiet = silence(10.0)
+    for audio in (quiet, noise):
+        chunks = [audio[i : i + 3200] for i in range(0, len(audio), 3200)]
+        result = await stream(stream_url(server.url), chunks, realtime=False)
+        check_protocol(result)
+        assert result.text == ""
+        assert not any(e["type"] == "partial" and e["text"] for e in result.events)
+
+
+async def _first_events(url: str, sends: list[Any], count: int) -> tuple[list[dict[str, Any]],
+                                                                          int | None]:
+    async with connect(url) as ws:
+        for item in sends:
+            await ws.send(item)
+        events = [json.loads(await asyncio.wait_for(ws.recv(), 20)) for _ in range(count)]
+        if events[-1]["type"] == "error":
+            await asyncio.sleep(0.2)
+        code = ws.close_code
+    return events, code
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["sample_rate=1000", "encoding=opus", "channels=6", "language=xx-yy", "task=dream",
+     "channel=no%20spaces", "interim=perhaps", "language=de", "task=translate", "bogus=1"],
+)
+async def test_bad_parameters_get_bad_request_and_1008(server: RunningServer, query: str) -> None:
+    async with connect(f"{server.url}/v1/stream?{query}") as ws:
+        event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        await asyncio.wait_for(ws.wait_closed(), 10)
+    assert event["type"] == "error" and event["code"] == "bad_request" and event["seq"] == 1
+    assert event["message"]
+    assert ws.close_code == 1008
+
+
+async def test_odd_bytes_and_bad_messages_are_reported_and_the_stream_goes_on(
+    server: RunningServer,
+) -> None:
+    speech = _audio("libri_test_61-70968-0002")
+    chunks: list[Any] = [b"\x01\x02\x03", "not json", '{"type":"sing"}', *speech]
+    result = await stream(stream_url(server.url), chunks, realtime=False)
+    check_protocol(result)
+    codes = [e["code"] for e in result.errors]
+    assert codes == ["bad_audio", "bad_request", "bad_request"]
+    assert wer(reference("libri_test_61-70968-0002"), result.text) <= 0.2
+
+
+async def test_oversized_frame_is_too_large_and_1009(server: RunningServer) -> None:
+    async with connect(f"{server.url}/v1/stream", max_size=None) as ws:
+        await ws.recv()  # ready
+        await ws.send(b"\x00" * (64 * 1024 + 2))
+        event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        await asyncio.wait_for(ws.wait_closed(), 10)
+    assert event["code"] == "too_large"
+    assert ws.close_code == 1009
+
+
+async def test_flush_finalizes_and_resampled_stereo_works(server: RunningServer) -> None:
+    """44.1 kHz float stereo in; a flush mid-file gives an early final; text still right."""
+    import soxr
+
+    pcm = np.frombuffer(b"".join(_audio("libri_dev_1272-128104-0000")), "<i2") / 32768.0
+    resampled = soxr.resample(pcm.astype(np.float32), 16000, 44100)
+    stereo = np.repeat(resampled[:, None], 2, axis=1).astype("<f4").tobytes()
+    step = 4410 * 8  # 100 ms of stereo float
+    chunks: list[Any] = [stereo[i : i + step] for i in range(0, len(stereo), step)]
+    chunks.insert(len(chunks) // 2, '{"type":"flush"}')
+    url = stream_url(server.url, sample_rate=44100, encoding="pcm_f32le", channels=2)
+    result = await stream(url, chunks, realtime=False)
+    check_protocol(result)
+    assert len(result.finals) >= 2
+    assert wer(reference("libri_dev_1272-128104-0000"), result.text) <= 0.35
+
+
+async def test_healthz_and_unknown_routes(server: RunningServer) -> None:
+    import urllib.error
+    import urllib.request
+
+    status, body = server.health()
+    assert status == 200 and body["status"] == "ok" and body["model"] == "tiny.en"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"http://127.0.0.1:{server.port}/v2/anything", timeout=5)
+    assert caught.value.code == 404

@@ -1,0 +1,124 @@
+"""The caption session driven by a scripted decoder: event order, stable prefixes, finals."""
+
+import numpy as np
+import pytest
+
+from captioncast.core.events import End, Error, Final, Partial, Ready
+from captioncast.core.policy import CaptionSession, SessionConfig
+from captioncast.errors import BadAudio
+from tests.conftest import read_wav
+from tests.unit.fake_decoder import Driver, ScriptedDecoder
+
+
+def _session(**config: object) -> CaptionSession:
+    return CaptionSession(SessionConfig(session_id="s1", model="scripted", language="en",
+                                        **config))  # type: ignore[arg-type]
+
+
+def _speech() -> np.ndarray:
+    gap = np.zeros(16000, np.float32)
+    return np.concatenate([gap, read_wav("whisper_jfk"), gap,
+                           read_wav("libri_test_61-70968-0000"), gap])
+
+
+def _check_stream(events: list[object]) -> list[Final]:
+    assert isinstance(events[0], Ready)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))  # type: ignore[attr-defined]
+    assert isinstance(events[-1], End)
+    finals = [e for e in events if isinstance(e, Final)]
+    assert [f.utterance for f in finals] == list(range(len(finals)))
+    assert events[-1].utterances == len(finals)
+    by_utterance = {f.utterance: f for f in finals}
+    last_stable: dict[int, str] = {}
+    for event in events:
+        if isinstance(event, Partial):
+            assert event.text.startswith(event.stable)
+            # stable only grows, and it is where the final starts
+            assert event.stable.startswith(last_stable.get(event.utterance, ""))
+            last_stable[event.utterance] = event.stable
+            assert by_utterance[event.utterance].text.startswith(event.stable)
+            assert event.seq < by_utterance[event.utterance].seq
+    for f in finals:
+        assert f.start < f.end
+        assert [w.start for w in f.words] == sorted(w.start for w in f.words)
+    return finals
+
+
+@pytest.mark.parametrize("delay", [0, 3, 8])
+def test_every_utterance_gets_one_final_and_stable_is_its_prefix(delay: int) -> None:
+    driver = Driver(_session(), ScriptedDecoder(), delay_chunks=delay)
+    driver.feed(_speech())
+    driver.finish()
+    finals = _check_stream(driver.events)
+    assert len(finals) >= 3
+    assert any(isinstance(e, Partial) and e.stable for e in driver.events)
+    assert all(f.text for f in finals)
+
+
+def test_finals_are_prompted_with_earlier_finals() -> None:
+    decoder = ScriptedDecoder()
+    driver = Driver(_session(prompt="Kennedy"), decoder)
+    driver.feed(_speech())
+    driver.finish()
+    finals = [r for r in decoder.requests if r.kind == "final"]
+    assert finals[0].prompt == "Kennedy"
+    assert finals[-1].prompt.startswith("Kennedy ") and len(finals[-1].prompt) > len("Kennedy ")
+
+
+def test_no_partials_when_interim_is_off() -> None:
+    decoder = ScriptedDecoder()
+    driver = Driver(_session(interim=False), decoder)
+    driver.feed(_speech())
+    driver.finish()
+    assert not any(isinstance(e, Partial) for e in driver.events)
+    assert all(r.kind == "final" for r in decoder.requests)
+    _check_stream(driver.events)
+
+
+def test_silence_gives_no_utterance_and_still_ends() -> None:
+    driver = Driver(_session(), ScriptedDecoder())
+    driver.feed(np.zeros(16000 * 10, np.float32))
+    driver.finish()
+    assert [type(e) for e in driver.events] == [Ready, End]
+    assert driver.events[-1].utterances == 0
+
+
+def test_flush_ends_the_utterance_mid_speech() -> None:
+    driver = Driver(_session(), ScriptedDecoder())
+    audio = read_wav("libri_dev_2412-153948-0000")
+    driver.feed(audio[: 16000 * 3])
+    driver.handle(driver.session.flush())
+    driver.feed(audio[16000 * 3 :])
+    driver.finish()
+    finals = _check_stream(driver.events)
+    assert finals[0].end == pytest.approx(3.0, abs=0.05)
+
+
+def test_errors_take_their_place_in_the_sequence() -> None:
+    driver = Driver(_session(), ScriptedDecoder())
+    driver.handle(driver.session.error(BadAudio("odd bytes")))
+    driver.feed(_speech()[: 16000 * 4])
+    driver.finish()
+    assert isinstance(driver.events[1], Error) and driver.events[1].code == "bad_audio"
+    _check_stream(driver.events)
+
+
+def test_final_timings_are_on_the_stream_clock() -> None:
+    driver = Driver(_session(), ScriptedDecoder())
+    driver.feed(np.concatenate([np.zeros(16000 * 5, np.float32), read_wav("whisper_jfk")]))
+    driver.finish()
+    finals = _check_stream(driver.events)
+    assert finals[0].start >= 4.5
+    assert finals[0].words and finals[0].words[0].start >= 4.5
+    assert finals[-1].end <= 16.1
+
+
+def test_memory_is_bounded_over_a_long_stream() -> None:
+    session = _session()
+    driver = Driver(session, ScriptedDecoder())
+    speech = _speech()
+    for _ in range(6):
+        driver.feed(speech)
+    driver.finish()
+    _check_stream(driver.events)
+    assert session._buffer.held < 16000 * 20  # noqa: SLF001 - the bound is the point
