@@ -148,9 +148,9 @@ async def stream(
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await receiver
             elif receiver.exception() is not None:
-                exc = receiver.exception()
-                if isinstance(exc, ConnectionClosed) and not _ended(result):
-                    raise ServerRefused(f"server closed the stream: {exc}") from exc
+                failure = receiver.exception()
+                if isinstance(failure, ConnectionClosed) and not _ended(result):
+                    raise ServerRefused(f"server closed the stream: {failure}") from failure
     return result
 
 

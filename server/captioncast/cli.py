@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,10 +215,16 @@ def _mic(args: argparse.Namespace) -> int:
         print(f"captioncast: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print("captioncast: listening; Ctrl-C to stop", file=sys.stderr)
-    with contextlib.suppress(KeyboardInterrupt):
-        return _run_client(args, microphone_chunks(rate, device), realtime=False,
-                           sample_rate=rate)
-    return EXIT_OK
+
+    async def capture() -> AsyncIterator[bytes]:
+        # Ctrl-C ends the capture, not the program: the last utterance still gets its final.
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+        async for chunk in microphone_chunks(rate, device, stop=stop):
+            yield chunk
+
+    return _run_client(args, capture(), realtime=False, sample_rate=rate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

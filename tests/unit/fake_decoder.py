@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections import deque
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
-from captioncast.core.policy import Action, CaptionSession, Cancel
+from captioncast.core.policy import Action, Cancel, CaptionSession
 
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
+WORDS = [
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
+    "hotel", "india", "juliet", "kilo", "lima", "mike",
+]
 WORD_S = 0.4
 
 

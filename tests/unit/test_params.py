@@ -1,5 +1,4 @@
 import pytest
-
 from captioncast.core.params import parse_control, parse_stream_params
 from captioncast.errors import BadControlMessage, BadRequest
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-
 from captioncast.core.events import End, Error, Final, Partial, Ready
 from captioncast.core.policy import CaptionSession, SessionConfig
 from captioncast.errors import BadAudio
+
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import Driver, ScriptedDecoder
 
@@ -121,4 +121,4 @@ def test_memory_is_bounded_over_a_long_stream() -> None:
         driver.feed(speech)
     driver.finish()
     _check_stream(driver.events)
-    assert session._buffer.held < 16000 * 20  # noqa: SLF001 - the bound is the point
+    assert session._buffer.held < 16000 * 20

@@ -1,5 +1,4 @@
 import numpy as np
-
 from captioncast.core.segmenter import (
     Segmenter,
     SegmenterOptions,
@@ -7,6 +6,7 @@ from captioncast.core.segmenter import (
     SpeechPause,
     SpeechStart,
 )
+
 from tests.conftest import read_wav
 
 

@@ -20,7 +20,8 @@ class Word:
     p: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"word": self.word, "start": _t(self.start), "end": _t(self.end), "p": round(self.p, 3)}
+        return {"word": self.word, "start": _t(self.start), "end": _t(self.end),
+                "p": round(self.p, 3)}
 
 
 @dataclass(frozen=True)

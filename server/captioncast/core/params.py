@@ -119,7 +119,9 @@ def parse_control(text: str) -> ControlType:
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
-        raise BadControlMessage("text frames must be JSON objects such as {\"type\":\"eos\"}") from None
+        raise BadControlMessage(
+            'text frames must be JSON objects such as {"type":"eos"}'
+        ) from None
     if not isinstance(message, dict):
         raise BadControlMessage("text frames must be JSON objects with a type")
     kind = message.get("type")

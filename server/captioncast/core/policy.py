@@ -398,7 +398,8 @@ class CaptionSession:
         return silent or result.compression_ratio > opts.compression_ratio_threshold
 
     def _final_event(self, pending: _PendingFinal) -> Final:
-        text, words, language = pending.stable, (), self.config.language or "en"
+        text, language = pending.stable, self.config.language or "en"
+        words: tuple[DecodedWord, ...] = ()
         result = pending.result
         if result is not None:
             language = result.language
@@ -413,8 +414,10 @@ class CaptionSession:
         wire_words = tuple(
             Word(w.word.strip(), offset + w.start, offset + w.end, w.probability) for w in words
         )
-        start = min([pending.start / MODEL_SAMPLE_RATE, *(w.start for w in wire_words)])
-        start = max(start, pending.start / MODEL_SAMPLE_RATE)
+        # The first word, not the pre-roll, is where the caption starts.
+        start = pending.start / MODEL_SAMPLE_RATE
+        if wire_words:
+            start = max(start, min(wire_words[0].start, pending.speech_end / MODEL_SAMPLE_RATE))
         return Final(
             self._seq.next(),
             utterance=pending.index,

@@ -196,9 +196,11 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         ports = [s.getsockname()[1] for s in server.sockets]
         log.info("event=listening host=%s port=%s", options.host, ports[0] if ports else "?")
         if decoder is None:
-            decoder, workers = await asyncio.to_thread(load_decoder, options)
-        async with DecodeScheduler(decoder, workers, on_decoded=ctx.on_decoded) as scheduler:
-            ctx.attach(decoder, scheduler)
+            model, workers = await asyncio.to_thread(load_decoder, options)
+        else:
+            model = decoder
+        async with DecodeScheduler(model, workers, on_decoded=ctx.on_decoded) as scheduler:
+            ctx.attach(model, scheduler)
             if started is not None:
                 started.set()
             await stop.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import logging
 import secrets
 import statistics
@@ -18,7 +19,7 @@ from captioncast.core.audio import PcmConverter
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.events import Error, Event, Final, Partial
 from captioncast.core.params import StreamParams, parse_control, parse_stream_params
-from captioncast.core.policy import Action, CaptionSession, Cancel, SessionConfig
+from captioncast.core.policy import Action, Cancel, CaptionSession, SessionConfig
 from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
 
 if TYPE_CHECKING:
@@ -119,9 +120,7 @@ class StreamHandler:
             if isinstance(action, DecodeRequest):
                 future = self.ctx.scheduler.submit(self.session_id, action)
                 self._inflight[action.request_id] = future
-                future.add_done_callback(
-                    lambda f, rid=action.request_id: self._decoded(rid, f)
-                )
+                future.add_done_callback(functools.partial(self._decoded, action.request_id))
             elif isinstance(action, Cancel):
                 self.ctx.scheduler.cancel(self.session_id, action.request_id)
                 self._inflight.pop(action.request_id, None)
