@@ -94,16 +94,18 @@ async def stream(
     on_event: Callable[[Event], None] | None = None,
     open_timeout: float = 10.0,
     end_timeout: float = 120.0,
+    bytes_per_second: int = BYTES_PER_SECOND,
 ) -> StreamResult:
     """Stream audio, then `eos`; return every event up to `end`.
 
-    With `realtime`, chunks leave at the pace of the audio they hold (16 kHz
-    s16le), the way a live source would send them.
+    With `realtime`, chunks leave at the pace of the audio they hold
+    (`bytes_per_second` of it, 16 kHz s16le by default), as a live source sends them.
     """
     result = StreamResult()
     connection = await _open(url, open_timeout)
     async with connection:
         first = await _read_event(connection, 30.0)
+        first["received_at"] = time.monotonic()
         result.events.append(first)
         if on_event:
             on_event(first)
@@ -130,11 +132,12 @@ async def stream(
                 if receiver.done():
                     break
                 if realtime:
-                    due = started + audio_sent / BYTES_PER_SECOND
+                    # a live source sends a chunk once its audio has been captured
+                    due = started + (audio_sent + len(chunk)) / bytes_per_second
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
                 await connection.send(chunk)
                 audio_sent += len(chunk)
-                result.sent_at.append((audio_sent / BYTES_PER_SECOND, time.monotonic()))
+                result.sent_at.append((audio_sent / bytes_per_second, time.monotonic()))
             if not receiver.done():
                 await connection.send(json.dumps({"type": "eos"}))
             await asyncio.wait_for(asyncio.shield(receiver), end_timeout)

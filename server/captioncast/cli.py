@@ -153,7 +153,8 @@ def _run_client(args: argparse.Namespace, source: Any, realtime: bool,
 
     url = stream_url(args.server, **_stream_params(args, sample_rate))
     try:
-        result = asyncio.run(stream(url, source, realtime=realtime, on_event=_printer(args)))
+        result = asyncio.run(stream(url, source, realtime=realtime, on_event=_printer(args),
+                                    bytes_per_second=2 * sample_rate))
     except ClientError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import srt
 import webvtt
+
 from captioncast_client.microphone import microphone_chunks
 from captioncast_client.streaming import stream, stream_url
-
 from tests.conftest import reference, speech_path, wer
 from tests.integration.conftest import RunningServer, free_port
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from captioncast_client.audio_files import decode_pcm, rechunk, silence
-from captioncast_client.streaming import StreamResult, stream, stream_url
 from websockets.asyncio.client import connect
 
+from captioncast_client.audio_files import decode_pcm, rechunk, silence
+from captioncast_client.streaming import StreamResult, stream, stream_url
 from tests.conftest import reference, speech_path, wer
 from tests.integration.conftest import RunningServer
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from captioncast.core.audio import PcmConverter
 from captioncast.core.params import StreamParams
 from captioncast.errors import BadAudio

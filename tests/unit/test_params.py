@@ -1,4 +1,5 @@
 import pytest
+
 from captioncast.core.params import parse_control, parse_stream_params
 from captioncast.errors import BadControlMessage, BadRequest
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+
 from captioncast.core.events import End, Error, Final, Partial, Ready
 from captioncast.core.policy import CaptionSession, SessionConfig
 from captioncast.errors import BadAudio
-
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import Driver, ScriptedDecoder
 

@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.engine.scheduler import DecodeScheduler
 

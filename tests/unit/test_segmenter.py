@@ -1,4 +1,5 @@
 import numpy as np
+
 from captioncast.core.segmenter import (
     Segmenter,
     SegmenterOptions,
@@ -6,7 +7,6 @@ from captioncast.core.segmenter import (
     SpeechPause,
     SpeechStart,
 )
-
 from tests.conftest import read_wav
 
 
