@@ -1,0 +1,69 @@
+"""Model resolution: the bundled tiny.en, and multilingual base assembled from two packages."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from captioncast.engine.models import BASE_PARTS, assemble_base, resolve_model
+from captioncast_client.audio_files import decode_pcm, rechunk, silence
+from captioncast_client.streaming import stream, stream_url
+from tests.conftest import speech_path
+from tests.integration.conftest import start_server, stop_server
+
+pytestmark = pytest.mark.model
+
+
+def test_default_model_is_the_bundled_tiny_en() -> None:
+    location = resolve_model("tiny.en")
+    assert location.bundled and location.name == "tiny.en"
+    assert (Path(location.path) / "model.bin").stat().st_size > 10_000_000
+
+
+def test_base_is_assembled_once_checked_and_reused(tmp_path: Path) -> None:
+    import importlib
+
+    parts = [Path(importlib.import_module(m).__file__ or "").parent / "data" / name
+             for m, name in BASE_PARTS]
+    expected = sum(p.stat().st_size for p in parts)
+    target = assemble_base(tmp_path)
+    assert target is not None
+    model_bin = target / "model.bin"
+    assert model_bin.stat().st_size == expected
+    with model_bin.open("rb") as f, parts[1].open("rb") as second:
+        f.seek(parts[0].stat().st_size)
+        assert f.read(4096) == second.read(4096)  # part2 follows part1 byte for byte
+    stamp = model_bin.stat().st_mtime_ns
+    assert assemble_base(tmp_path) == target and model_bin.stat().st_mtime_ns == stamp
+    with model_bin.open("r+b") as f:  # a short file (an interrupted copy) is rebuilt
+        f.truncate(1000)
+    assemble_base(tmp_path)
+    assert model_bin.stat().st_size == expected
+
+
+def test_a_directory_without_a_model_is_refused(tmp_path: Path) -> None:
+    from captioncast.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"model\.bin"):
+        resolve_model(str(tmp_path))
+
+
+async def test_base_detects_the_language_per_utterance_and_translates(tmp_path: Path) -> None:
+    server = await asyncio.to_thread(start_server, "--model", "base", "--model-cache",
+                                     str(tmp_path), name="base")
+    try:
+        audio = [*rechunk(decode_pcm(str(speech_path("leopard_de"))), 3200), silence(1.0)]
+        auto = await stream(stream_url(server.url, language="auto"), audio, realtime=False)
+        assert auto.events[0]["model"] == "base"
+        finals = [f for f in auto.finals if f["text"]]
+        assert finals and all(f["language"] == "de" for f in finals)
+        heard = auto.text.lower()
+        assert "portal" in heard and "raum" in heard and "genutzt" in heard, heard
+        english = await stream(stream_url(server.url, language="de", task="translate"), audio,
+                               realtime=False)
+        text = english.text.lower()
+        assert english.finals and ("portal" in text or "hall" in text or "room" in text), text
+    finally:
+        await asyncio.to_thread(stop_server, server)
