@@ -49,6 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-cache", type=Path, default=None,
                        help="where assembled models are kept (default ~/.cache/captioncast)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    channels = serve.add_argument_group("channels and viewers")
+    channels.add_argument("--channel-history", type=int,
+                          default=int(_env("CHANNEL_HISTORY", "1000")),
+                          help="finals per channel that a viewer's since= can replay")
+    channels.add_argument("--viewer-backlog", type=int,
+                          default=int(_env("VIEWER_BACKLOG", "256")),
+                          help="finals a slow viewer may fall behind before it is cut off")
+    mqtt = serve.add_argument_group("MQTT")
+    mqtt.add_argument("--mqtt", default=_env("MQTT", "") or None, metavar="URL",
+                      help="publish channels to a broker: mqtt://host:1883 or mqtts://host:8883")
+    mqtt.add_argument("--mqtt-prefix", default=_env("MQTT_PREFIX", "captions"),
+                      help="topic prefix: PREFIX/CHANNEL/final|partial|status")
+    mqtt.add_argument("--mqtt-username", default=_env("MQTT_USERNAME", "") or None)
+    mqtt.add_argument("--mqtt-password", default=_env("MQTT_PASSWORD", "") or None,
+                      help="prefer the CAPTIONCAST_MQTT_PASSWORD environment variable")
+    mqtt.add_argument("--mqtt-ca-file", default=_env("MQTT_CA_FILE", "") or None,
+                      help="CA bundle for an mqtts:// broker with a private CA")
+    mqtt.add_argument("--mqtt-partials", action="store_true",
+                      default=_env("MQTT_PARTIALS", "") in ("1", "true", "yes"),
+                      help="also publish partials (QoS 0)")
 
     def client_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
@@ -73,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--sample-rate", type=int, default=16000,
                         help="sample rate of --raw input")
     client_options(stream)
+
+    watch = commands.add_parser("watch", help="print a channel's captions live")
+    watch.add_argument("channel", help="channel name, as given to stream/mic --channel")
+    watch.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
+                       help=f"server address (default {DEFAULT_SERVER})")
+    watch.add_argument("--since", type=int, default=None,
+                       help="replay the finals after this seq (0: all the server holds)")
+    watch.add_argument("--follow", action="store_true",
+                       help="keep watching after the speaker ends, until Ctrl-C")
+    watch.add_argument("--json", action="store_true", help="print every event as a JSON line")
 
     mic = commands.add_parser("mic", help="caption the microphone live")
     mic.add_argument("--list-devices", action="store_true", help="list input devices and exit")
@@ -99,14 +129,23 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"captioncast: the server needs its extra: pip install 'captioncast[server]' "
               f"({exc})", file=sys.stderr)
         return EXIT_USAGE
+    from captioncast.core.channel import ChannelOptions
     from captioncast.errors import CaptioncastError
+    from captioncast.transport.mqtt import MqttOptions
 
-    options = ServerOptions(
-        host=args.host, port=args.port, model=args.model, device=args.device,
-        compute_type=args.compute_type, cpu_threads=args.cpu_threads,
-        language=args.language, max_sessions=args.max_sessions, model_cache=args.model_cache,
-    )
     try:
+        mqtt = None if not args.mqtt else MqttOptions.from_url(
+            args.mqtt, prefix=args.mqtt_prefix, username=args.mqtt_username,
+            password=args.mqtt_password, ca_file=args.mqtt_ca_file, partials=args.mqtt_partials,
+        )
+        options = ServerOptions(
+            host=args.host, port=args.port, model=args.model, device=args.device,
+            compute_type=args.compute_type, cpu_threads=args.cpu_threads,
+            language=args.language, max_sessions=args.max_sessions,
+            model_cache=args.model_cache, mqtt=mqtt,
+            channels=ChannelOptions(history=max(1, args.channel_history),
+                                    viewer_backlog=max(1, args.viewer_backlog)),
+        )
         asyncio.run(run_server(options))
     except CaptioncastError as exc:
         print(f"captioncast: {exc.message}", file=sys.stderr)
@@ -228,9 +267,24 @@ def _mic(args: argparse.Namespace) -> int:
     return _run_client(args, capture(), realtime=False, sample_rate=rate)
 
 
+def _watch(args: argparse.Namespace) -> int:
+    from captioncast_client.streaming import ClientError
+    from captioncast_client.viewing import watch
+
+    try:
+        asyncio.run(watch(args.server, args.channel, _printer(args), since=args.since,
+                          follow=args.follow))
+    except ClientError as exc:
+        print(f"captioncast: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"serve": _serve, "stream": _stream, "mic": _mic}
+    handlers = {"serve": _serve, "stream": _stream, "mic": _mic, "watch": _watch}
     return handlers[args.command](args)
 
 

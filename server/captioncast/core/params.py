@@ -95,9 +95,7 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
             raise BadRequest(f"task must be transcribe or translate, got {query['task']!r}")
         kwargs["task"] = query["task"]
     if "channel" in query:
-        if not CHANNEL_NAME.fullmatch(query["channel"]):
-            raise BadRequest("channel must match [A-Za-z0-9_.-]{1,64}")
-        kwargs["channel"] = query["channel"]
+        kwargs["channel"] = parse_channel_name(query["channel"])
     for flag in ("interim", "words"):
         if flag in query:
             kwargs[flag] = _bool(flag, query[flag])
@@ -112,6 +110,29 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
     if "since" in query:
         kwargs["since"] = _int("since", query["since"], 0, 2**53)
     return StreamParams(**kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ViewerParams:
+    channel: str
+    since: int | None = None  # None: live from now on (plus the partial in progress)
+
+
+def parse_channel_name(value: str) -> str:
+    if not CHANNEL_NAME.fullmatch(value):
+        raise BadRequest("channel must match [A-Za-z0-9_.-]{1,64}")
+    return value
+
+
+def parse_viewer_params(query: Mapping[str, str]) -> ViewerParams:
+    """Validate `/v1/captions` (and `/overlay`) query parameters."""
+    unknown = sorted(set(query) - {"channel", "since", "token"})
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}")
+    if "channel" not in query:
+        raise BadRequest("channel is required, for example /v1/captions?channel=show")
+    since = _int("since", query["since"], 0, 2**53) if "since" in query else None
+    return ViewerParams(parse_channel_name(query["channel"]), since)
 
 
 def parse_control(text: str) -> ControlType:

@@ -125,7 +125,7 @@ class WhisperDecoder:
         )
 
     def _window_frames(self, n_samples: int) -> int:
-        hop = self.model.feature_extractor.hop_length
+        hop: int = self.model.feature_extractor.hop_length
         for window_s in self.options.encoder_windows_s:
             if n_samples <= window_s * 16000:
                 return int(window_s * 16000) // hop

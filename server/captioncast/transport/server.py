@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import json
 import logging
 import signal
 import time
@@ -16,22 +15,27 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from captioncast import __version__
+from captioncast.core.channel import ChannelOptions
 from captioncast.core.decoding import Decoder, DecodeRequest
 from captioncast.core.policy import PolicyOptions
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import Overloaded
+from captioncast.transport.channels import ChannelHub
+from captioncast.transport.mqtt import MqttBridge, MqttOptions
+from captioncast.transport.pages import route_pages
+from captioncast.transport.responses import json_response
 from captioncast.transport.stream import handle_stream
+from captioncast.transport.viewer import handle_viewer
 
 if TYPE_CHECKING:
     from captioncast.transport.stream import StreamHandler
 
 log = logging.getLogger("captioncast.server")
 
-WS_ROUTES = ("/v1/stream",)
+WS_ROUTES = ("/v1/stream", "/v1/captions")
 # websockets itself refuses messages past this; our own, clearer limit is max_frame_bytes.
 TRANSPORT_MAX_MESSAGE = 4 * 1024 * 1024
 
@@ -51,6 +55,8 @@ class ServerOptions:
     send_timeout_s: float = 30.0  # a client that reads nothing for this long is dropped
     model_cache: Path | None = None
     policy: PolicyOptions = field(default_factory=PolicyOptions)
+    channels: ChannelOptions = field(default_factory=ChannelOptions)
+    mqtt: MqttOptions | None = None
 
 
 class ServerContext:
@@ -63,6 +69,7 @@ class ServerContext:
         self.model_name = options.model
         self.multilingual = False
         self.sessions: dict[str, StreamHandler] = {}
+        self.channels = ChannelHub(options.channels)
         self.draining = False
         self.started = time.monotonic()
         self.final_latencies: deque[float] = deque(maxlen=1000)
@@ -92,6 +99,9 @@ class ServerContext:
         if len(self.sessions) >= self.options.max_sessions:
             raise Overloaded(f"the server is at its limit of {self.options.max_sessions} sessions")
 
+    def on_viewers_changed(self) -> None:
+        """Viewers joined or left (a hook for metrics)."""
+
     def on_final_latency(self, seconds: float) -> None:
         self.final_latencies.append(seconds)
 
@@ -110,6 +120,7 @@ class ServerContext:
             "model": self.model_name,
             "multilingual": self.multilingual,
             "sessions": len(self.sessions),
+            "viewers": self.channels.viewer_count,
             "max_sessions": self.options.max_sessions,
             "queue_depth": scheduler.depth if scheduler else 0,
             "final_latency_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
@@ -117,13 +128,7 @@ class ServerContext:
         }
 
 
-def _json_response(status: http.HTTPStatus, body: object) -> Response:
-    data = (json.dumps(body) + "\n").encode()
-    headers = Headers(
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-         ("Cache-Control", "no-store")]
-    )
-    return Response(status.value, status.phrase, headers, data)
+_json_response = json_response
 
 
 def route_http(ctx: ServerContext, connection: ServerConnection,
@@ -140,9 +145,13 @@ def route_http(ctx: ServerContext, connection: ServerConnection,
                 {"error": "bad_request", "message": f"{path} is a WebSocket endpoint"},
             )
         return None
+    page = route_pages(ctx, request)
+    if page is not None:
+        return page
     return _json_response(
         http.HTTPStatus.NOT_FOUND,
-        {"error": "not_found", "message": f"no route {path}; see /healthz, /v1/stream"},
+        {"error": "not_found",
+         "message": f"no route {path}; see /healthz, /v1/stream, /v1/captions, /overlay"},
     )
 
 
@@ -151,6 +160,8 @@ async def _dispatch(connection: ServerConnection, ctx: ServerContext) -> None:
     path = urlsplit(connection.request.path).path
     if path == "/v1/stream":
         await handle_stream(connection, ctx)
+    elif path == "/v1/captions":
+        await handle_viewer(connection, ctx)
 
 
 def load_decoder(options: ServerOptions) -> tuple[Decoder, int]:
@@ -199,7 +210,13 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             model, workers = await asyncio.to_thread(load_decoder, options)
         else:
             model = decoder
-        async with DecodeScheduler(model, workers, on_decoded=ctx.on_decoded) as scheduler:
+        async with (
+            DecodeScheduler(model, workers, on_decoded=ctx.on_decoded) as scheduler,
+            contextlib.AsyncExitStack() as bridges,
+        ):
+            if options.mqtt is not None:
+                ctx.channels.sinks.append(await bridges.enter_async_context(
+                    MqttBridge(options.mqtt)))
             ctx.attach(model, scheduler)
             if started is not None:
                 started.set()

@@ -46,7 +46,7 @@ class _ArrivalClock:
         return self._times[i] if i < len(self._times) else None
 
 
-def _query(connection: ServerConnection) -> dict[str, str]:
+def query_of(connection: ServerConnection) -> dict[str, str]:
     from urllib.parse import parse_qsl, urlsplit
 
     assert connection.request is not None
@@ -127,6 +127,8 @@ class StreamHandler:
             else:
                 self._note_latency(action)
                 self._outbox.put_nowait(action)
+                if self.params.channel is not None:
+                    self.ctx.channels.publish(self.params.channel, action)
         if self.session.finished:
             self._done.set()
 
@@ -177,6 +179,9 @@ class StreamHandler:
         finally:
             self.ctx.scheduler.drop_owner(self.session_id)
             self.ctx.sessions.pop(self.session_id, None)
+            if self.params.channel is not None:
+                self.ctx.channels.detach_speaker(self.params.channel, self.session_id,
+                                                 self.session.duration)
             self._log_end()
         if self._fatal is not None:
             with contextlib.suppress(ConnectionClosed):
@@ -277,12 +282,15 @@ def _peer(connection: ServerConnection) -> str:
 
 async def handle_stream(connection: ServerConnection, ctx: ServerContext) -> None:
     try:
-        params = parse_stream_params(_query(connection))
+        params = parse_stream_params(query_of(connection))
         check_model_support(params, ctx)
         ctx.admit()
+        handler = StreamHandler(connection, params, ctx)
+        if params.channel is not None:
+            ctx.channels.attach_speaker(params.channel, handler.session_id)
     except CaptioncastError as error:
         log.info("event=session_refused peer=%s code=%s message=%r", _peer(connection),
                  error.code, error.message)
         await reject(connection, error)
         return
-    await StreamHandler(connection, params, ctx).run()
+    await handler.run()

@@ -1,0 +1,75 @@
+"""Follow a channel on `/v1/captions`, reconnecting with `since` so no final is missed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+
+from captioncast_client.streaming import ClientError, Event, ServerRefused, ServerUnreachable
+
+
+def captions_url(server: str, channel: str, since: int | None = None,
+                 token: str | None = None) -> str:
+    base = server.rstrip("/")
+    if not base.startswith(("ws://", "wss://")):
+        base = "ws://" + base
+    query: dict[str, Any] = {"channel": channel}
+    if since is not None:
+        query["since"] = since
+    if token:
+        query["token"] = token
+    return f"{base}/v1/captions?{urlencode(query)}"
+
+
+async def watch(
+    server: str,
+    channel: str,
+    on_event: Callable[[Event], None],
+    *,
+    since: int | None = None,
+    follow: bool = False,
+    retries: int = 8,
+    token: str | None = None,
+) -> int | None:
+    """Print a channel until its `end` (or forever with `follow`); return the last seq seen.
+
+    A dropped connection is retried with backoff and `since`, so finals sent while we
+    were away are replayed; partials in between are simply skipped.
+    """
+    last = since
+    failures = 0
+    while True:
+        url = captions_url(server, channel, last, token)
+        try:
+            async with connect(url, open_timeout=10, max_size=2**22) as connection:
+                failures = 0
+                async for message in connection:
+                    if not isinstance(message, str):
+                        continue
+                    event: Event = json.loads(message)
+                    if event["type"] == "error":
+                        on_event(event)
+                        break  # the server closes after a fatal one; reconnect catches up
+                    if last is not None and event["seq"] <= last:
+                        continue  # already shown before a reconnect
+                    if event["type"] != "partial":
+                        last = event["seq"]
+                    on_event(event)
+                    if event["type"] == "end" and not follow:
+                        return last
+        except InvalidStatus as exc:
+            raise ServerRefused(f"server refused: HTTP {exc.response.status_code}") from exc
+        except InvalidURI as exc:
+            raise ClientError(f"bad server address: {exc}") from exc
+        except (OSError, TimeoutError, ConnectionClosed) as exc:
+            failures += 1
+            if failures > retries:
+                raise ServerUnreachable(f"lost captioncast at {server}: {exc}") from exc
+        await asyncio.sleep(min(10.0, 0.25 * 2 ** failures) * random.uniform(0.8, 1.2))

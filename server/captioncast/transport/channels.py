@@ -1,0 +1,152 @@
+"""Channels in the running server: who speaks, who watches, and where events go next."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Protocol
+
+from captioncast.core.channel import ChannelLog, ChannelOptions, ViewerBacklog
+from captioncast.core.events import Event
+from captioncast.errors import BadRequest, Overloaded
+
+log = logging.getLogger("captioncast.channels")
+
+
+class ChannelSink(Protocol):
+    """Something beyond the viewers that follows every channel (the MQTT bridge)."""
+
+    def channel_live(self, name: str) -> None: ...
+
+    def channel_event(self, name: str, event: Event) -> None: ...
+
+    def channel_ended(self, name: str) -> None: ...
+
+
+class Viewer:
+    """One `/v1/captions` connection's view of a channel."""
+
+    def __init__(self, channel: Channel, limit: int) -> None:
+        self.channel = channel
+        self.backlog = ViewerBacklog(limit)
+        self.wake = asyncio.Event()
+
+    def push(self, event: Event) -> None:
+        self.backlog.push(event)
+        self.wake.set()
+
+    async def next_events(self) -> list[Event]:
+        """Wait for events; an empty list means the viewer fell too far behind."""
+        while not len(self.backlog) and not self.backlog.overflowed:
+            self.wake.clear()
+            await self.wake.wait()
+        if self.backlog.overflowed:
+            return []
+        events = []
+        while (event := self.backlog.pop()) is not None:
+            events.append(event)
+        return events
+
+
+class Channel:
+    def __init__(self, name: str, options: ChannelOptions) -> None:
+        self.log = ChannelLog(name, options)
+        self.options = options
+        self.speaker: str | None = None
+        self.viewers: set[Viewer] = set()
+
+    @property
+    def name(self) -> str:
+        return self.log.name
+
+    @property
+    def idle(self) -> bool:
+        return self.speaker is None and not self.viewers
+
+
+class ChannelHub:
+    """Every channel of this server. Unused channels are forgotten oldest first."""
+
+    def __init__(self, options: ChannelOptions | None = None, max_channels: int = 1000) -> None:
+        self.options = options or ChannelOptions()
+        self.max_channels = max_channels
+        self._channels: OrderedDict[str, Channel] = OrderedDict()
+        self.sinks: list[ChannelSink] = []
+
+    def channels(self) -> list[Channel]:
+        return list(self._channels.values())
+
+    def get(self, name: str) -> Channel | None:
+        return self._channels.get(name)
+
+    def _channel(self, name: str) -> Channel:
+        channel = self._channels.get(name)
+        if channel is None:
+            if len(self._channels) >= self.max_channels:
+                idle = next((n for n, c in self._channels.items() if c.idle), None)
+                if idle is None:
+                    raise Overloaded(f"the server is at its limit of {self.max_channels} channels")
+                del self._channels[idle]
+            channel = self._channels[name] = Channel(name, self.options)
+        self._channels.move_to_end(name)
+        return channel
+
+    @property
+    def viewer_count(self) -> int:
+        return sum(len(c.viewers) for c in self._channels.values())
+
+    # -- the speaker ----------------------------------------------------------------
+
+    def attach_speaker(self, name: str, session_id: str) -> None:
+        channel = self._channel(name)
+        if channel.speaker is not None and channel.speaker != session_id:
+            raise BadRequest(f"channel {name!r} already has a speaker; one speaker per channel")
+        channel.speaker = session_id
+        channel.log.begin()
+        for sink in self.sinks:
+            sink.channel_live(name)
+
+    def publish(self, name: str, event: Event) -> None:
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        relayed = channel.log.add(event)
+        if relayed is not None:
+            self._fan_out(channel, relayed)
+
+    def detach_speaker(self, name: str, session_id: str, duration: float | None) -> None:
+        channel = self._channels.get(name)
+        if channel is None or channel.speaker != session_id:
+            return
+        channel.speaker = None
+        self._fan_out(channel, channel.log.end(duration))
+        for sink in self.sinks:
+            sink.channel_ended(name)
+
+    def _fan_out(self, channel: Channel, event: Event) -> None:
+        for viewer in channel.viewers:
+            viewer.push(event)
+        for sink in self.sinks:
+            sink.channel_event(channel.name, event)
+
+    # -- viewers --------------------------------------------------------------------
+
+    def subscribe(self, name: str, since: int | None) -> Viewer:
+        channel = self._channel(name)
+        replay = channel.log.replay(since) if since is not None else []
+        # The replay itself must not count as falling behind.
+        viewer = Viewer(channel, self.options.viewer_backlog + len(replay))
+        if since is not None:
+            for event in replay:
+                viewer.push(event)
+        elif channel.log.partial is not None:
+            viewer.push(channel.log.partial)  # show what is being said right now
+        channel.viewers.add(viewer)
+        return viewer
+
+    def unsubscribe(self, viewer: Viewer) -> None:
+        viewer.channel.viewers.discard(viewer)
+        if viewer.backlog.dropped_partials:
+            log.info("event=viewer_left channel=%s dropped_partials=%d", viewer.channel.name,
+                     viewer.backlog.dropped_partials)

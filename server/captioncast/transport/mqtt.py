@@ -1,0 +1,225 @@
+"""Channels to MQTT with aiomqtt: finals QoS 1, partials QoS 0, a retained status with a will.
+
+Each live channel gets its own broker connection so that its last will can say `ended`
+for that channel if the server dies. Publishing never blocks captioning: events wait in
+a bounded outbox while the broker is away and go out in order when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from captioncast.core.events import Event, Final, Partial
+from captioncast.errors import BadRequest
+
+log = logging.getLogger("captioncast.mqtt")
+
+FLUSH_ON_EXIT_S = 3.0  # at shutdown, how long queued finals may take to reach the broker
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    prefix: str = "captions"
+    partials: bool = False
+    outbox: int = 10_000  # finals held per channel while the broker is unreachable
+    backoff_max_s: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: object) -> MqttOptions:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise BadRequest(f"--mqtt must look like mqtt://host:1883 or mqtts://host:8883, "
+                             f"got {url!r}")
+        tls = parts.scheme == "mqtts"
+        values: dict[str, object] = {
+            "host": parts.hostname,
+            "port": parts.port or (8883 if tls else 1883),
+            "tls": tls,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        prefix = str(values.get("prefix", "captions")).strip("/")
+        if not prefix or any(c in prefix for c in "#+"):
+            raise BadRequest("--mqtt-prefix must be a topic path without wildcards")
+        values["prefix"] = prefix
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Message:
+    topic: str
+    payload: str
+    qos: int
+    retain: bool = False
+
+
+class ChannelPublisher:
+    """One channel's outbox and broker connection."""
+
+    def __init__(self, options: MqttOptions, channel: str, client_id: str) -> None:
+        self.options = options
+        self.channel = channel
+        self.client_id = client_id
+        self._base = f"{options.prefix}/{channel}"
+        self._outbox: deque[_Message] = deque()
+        self._partial: _Message | None = None
+        self._wake = asyncio.Event()
+        self.live = False
+        self.dropped = 0
+        self.published = 0
+        self.connected = False
+        self.task: asyncio.Task[None] | None = None
+
+    # -- called by the channel hub; never blocks ------------------------------------
+
+    def status(self, live: bool) -> None:
+        self.live = live
+        self._put(_Message(f"{self._base}/status", "live" if live else "ended", 1, True))
+
+    def event(self, event: Event) -> None:
+        if isinstance(event, Final):
+            self._partial = None  # the final supersedes any partial not yet sent
+            self._put(_Message(f"{self._base}/final", event.to_json(), 1))
+        elif isinstance(event, Partial) and self.options.partials:
+            self._partial = _Message(f"{self._base}/partial", event.to_json(), 0)
+            self._wake.set()
+
+    def _put(self, message: _Message) -> None:
+        if len(self._outbox) >= self.options.outbox:
+            self._outbox.popleft()
+            self.dropped += 1
+            log.warning("event=mqtt_dropped channel=%s dropped=%d", self.channel, self.dropped)
+        self._outbox.append(message)
+        self._wake.set()
+
+    @property
+    def finished(self) -> bool:
+        return not self.live and not self._outbox
+
+    # -- the connection -------------------------------------------------------------
+
+    def _client(self) -> aiomqtt.Client:
+        options = self.options
+        tls: ssl.SSLContext | None = None
+        if options.tls:
+            tls = ssl.create_default_context(cafile=options.ca_file)
+        return aiomqtt.Client(
+            options.host, options.port, username=options.username, password=options.password,
+            identifier=self.client_id, tls_context=tls, timeout=10, keepalive=15,
+            will=aiomqtt.Will(f"{self._base}/status", "ended", qos=1, retain=True),
+        )
+
+    async def run(self) -> None:
+        delay = 0.5
+        while not self.finished:
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    delay = 0.5
+                    log.info("event=mqtt_connected channel=%s broker=%s:%d queued=%d",
+                             self.channel, self.options.host, self.options.port,
+                             len(self._outbox))
+                    await self._publish_all(client)
+                    return
+            except aiomqtt.MqttError as error:
+                log.warning("event=mqtt_unavailable channel=%s error=%r retry_in_s=%.1f",
+                            self.channel, str(error), delay)
+            finally:
+                self.connected = False
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.options.backoff_max_s)
+
+    async def _publish_all(self, client: aiomqtt.Client) -> None:
+        while True:
+            if self._outbox:
+                message = self._outbox[0]
+                # Removed only once the broker acknowledged it (QoS 1): a drop mid-way
+                # sends it again after reconnecting, at least once, never lost.
+                await client.publish(message.topic, message.payload, qos=message.qos,
+                                     retain=message.retain)
+                if self._outbox and self._outbox[0] is message:
+                    self._outbox.popleft()
+                self.published += 1
+            elif self._partial is not None:
+                message, self._partial = self._partial, None
+                await client.publish(message.topic, message.payload, qos=0)
+            elif self.finished:
+                return
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+
+
+class MqttBridge:
+    """The channel sink that mirrors every channel to the broker."""
+
+    def __init__(self, options: MqttOptions) -> None:
+        self.options = options
+        self._publishers: dict[str, ChannelPublisher] = {}
+        self._node = f"captioncast-{socket.gethostname()}-{os.getpid()}"
+
+    async def __aenter__(self) -> MqttBridge:
+        log.info("event=mqtt_enabled broker=%s:%d prefix=%s partials=%s", self.options.host,
+                 self.options.port, self.options.prefix, self.options.partials)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        for publisher in self._publishers.values():
+            if publisher.live:
+                publisher.status(False)
+        tasks = [p.task for p in self._publishers.values() if p.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=FLUSH_ON_EXIT_S)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def publisher(self, name: str) -> ChannelPublisher | None:
+        return self._publishers.get(name)
+
+    def _start(self, publisher: ChannelPublisher) -> None:
+        if publisher.task is None or publisher.task.done():
+            publisher.task = asyncio.get_running_loop().create_task(
+                publisher.run(), name=f"mqtt-{publisher.channel}")
+
+    def channel_live(self, name: str) -> None:
+        publisher = self._publishers.get(name)
+        if publisher is None:
+            publisher = ChannelPublisher(self.options, name, f"{self._node}-{name}")
+            self._publishers[name] = publisher
+        publisher.status(True)
+        self._start(publisher)
+
+    def channel_event(self, name: str, event: Event) -> None:
+        publisher = self._publishers.get(name)
+        if publisher is not None:
+            publisher.event(event)
+            self._start(publisher)
+
+    def channel_ended(self, name: str) -> None:
+        publisher = self._publishers.get(name)
+        if publisher is not None:
+            publisher.status(False)
+            self._start(publisher)

@@ -1,0 +1,85 @@
+"""HTTP GET routes for channels: the overlay page, the channel list, live caption files."""
+
+from __future__ import annotations
+
+import http
+import re
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.http11 import Request, Response
+
+from captioncast.core.params import parse_channel_name, parse_viewer_params
+from captioncast.errors import BadRequest
+from captioncast.transport.responses import body_response, error_response, json_response
+from captioncast_client.captions import render_srt, render_vtt
+
+if TYPE_CHECKING:
+    from captioncast.transport.server import ServerContext
+
+CAPTION_FILE = re.compile(r"/v1/channels/([^/]+)/captions\.(vtt|srt)")
+OVERLAY_OPTIONS = frozenset({"channel", "since", "token", "size", "lines", "chars", "position",
+                             "color", "partial_color", "background", "font", "partials", "align",
+                             "hide_after"})
+
+
+@cache
+def _overlay_html() -> bytes:
+    return resources.files("captioncast").joinpath("web/overlay.html").read_bytes()
+
+
+def _overlay(request: Request) -> Response:
+    query = dict(parse_qsl(urlsplit(request.path).query, keep_blank_values=True))
+    unknown = sorted(set(query) - OVERLAY_OPTIONS)
+    try:
+        if unknown:
+            raise BadRequest(f"unknown overlay option(s): {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(OVERLAY_OPTIONS))}")
+        parse_viewer_params({k: v for k, v in query.items() if k in ("channel", "since")})
+    except BadRequest as error:
+        return error_response(http.HTTPStatus.BAD_REQUEST, error.code, error.message)
+    # The page reads its options from its own URL; the server only checks them.
+    return body_response(http.HTTPStatus.OK, _overlay_html(), "text/html; charset=utf-8",
+                         [("Content-Security-Policy", "default-src 'self'; "
+                           "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
+                           "connect-src 'self' ws: wss:")])
+
+
+def _caption_file(ctx: ServerContext, name: str, kind: str) -> Response:
+    try:
+        parse_channel_name(name)
+    except BadRequest as error:
+        return error_response(http.HTTPStatus.BAD_REQUEST, error.code, error.message)
+    channel = ctx.channels.get(name)
+    if channel is None:
+        return error_response(http.HTTPStatus.NOT_FOUND, "not_found",
+                              f"no channel {name!r} on this server")
+    cues = list(channel.log.cues)
+    if kind == "vtt":
+        return body_response(http.HTTPStatus.OK, render_vtt(cues).encode(),
+                             "text/vtt; charset=utf-8")
+    return body_response(http.HTTPStatus.OK, render_srt(cues).encode(),
+                         "application/x-subrip; charset=utf-8")
+
+
+def _channel_list(ctx: ServerContext) -> Response:
+    channels = [
+        {"channel": c.name, "live": c.speaker is not None, "viewers": len(c.viewers),
+         "utterances": c.log.utterances, "seq": c.log.last_seq}
+        for c in ctx.channels.channels()
+    ]
+    return json_response(http.HTTPStatus.OK, {"channels": channels})
+
+
+def route_pages(ctx: ServerContext, request: Request) -> Response | None:
+    path = urlsplit(request.path).path
+    if path == "/overlay":
+        return _overlay(request)
+    if path == "/v1/channels":
+        return _channel_list(ctx)
+    match = CAPTION_FILE.fullmatch(path)
+    if match:
+        return _caption_file(ctx, match.group(1), match.group(2))
+    return None

@@ -1,0 +1,72 @@
+"""`/v1/captions`: follow a channel's captions over a WebSocket, sending no audio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from captioncast.core.events import Error
+from captioncast.core.params import parse_viewer_params
+from captioncast.errors import CaptioncastError, SessionTimeout
+from captioncast.transport.channels import Viewer
+from captioncast.transport.stream import query_of, reject
+
+if TYPE_CHECKING:
+    from captioncast.transport.server import ServerContext
+
+log = logging.getLogger("captioncast.viewer")
+
+
+async def _send(connection: ServerConnection, viewer: Viewer, send_timeout_s: float) -> None:
+    while True:
+        events = await viewer.next_events()
+        if not events:
+            behind = SessionTimeout(
+                f"this viewer fell more than {viewer.backlog.limit} finals behind; "
+                "reconnect with since= to catch up"
+            )
+            await connection.send(Error(viewer.channel.log.last_seq, code=behind.code,
+                                        message=behind.message).to_json())
+            await connection.close(behind.close_code or 1008, "viewer too slow")
+            return
+        for event in events:
+            # A viewer that stops reading entirely is dropped; its backlog rules bound
+            # what it costs until then.
+            await asyncio.wait_for(connection.send(event.to_json()), send_timeout_s)
+
+
+async def _drain(connection: ServerConnection) -> None:
+    """Viewers send nothing we act on; reading notices when they leave."""
+    async for _ in connection:
+        pass
+
+
+async def handle_viewer(connection: ServerConnection, ctx: ServerContext) -> None:
+    try:
+        params = parse_viewer_params(query_of(connection))
+        viewer = ctx.channels.subscribe(params.channel, params.since)
+    except CaptioncastError as error:
+        await reject(connection, error)
+        return
+    ctx.on_viewers_changed()
+    log.info("event=viewer_join channel=%s since=%s viewers=%d", params.channel, params.since,
+             len(viewer.channel.viewers))
+    try:
+        async with asyncio.TaskGroup() as group:
+            sender = group.create_task(_send(connection, viewer, ctx.options.send_timeout_s))
+            reader = group.create_task(_drain(connection))
+            await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sender, reader):
+                task.cancel()
+    except* (ConnectionClosed, TimeoutError):
+        pass
+    finally:
+        ctx.channels.unsubscribe(viewer)
+        ctx.on_viewers_changed()
+    with contextlib.suppress(ConnectionClosed):
+        await connection.close()

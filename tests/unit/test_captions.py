@@ -1,0 +1,62 @@
+"""Cue splitting for caption files: short lines, two lines a cue, timed by words."""
+
+from __future__ import annotations
+
+import itertools
+
+import srt
+import webvtt
+
+from captioncast_client.captions import (
+    MAX_LINE_CHARS,
+    MAX_LINES,
+    render_srt,
+    render_vtt,
+    split_final,
+)
+
+LONG = ("so we went down to the river early in the morning and the fog was still lying on "
+        "the water like a blanket when the first boats came out of the harbour")
+
+
+def timed(text: str, start: float = 10.0, step: float = 0.3) -> dict[str, object]:
+    words = [{"word": w, "start": start + i * step, "end": start + i * step + 0.25}
+             for i, w in enumerate(text.split())]
+    return {"start": start, "end": start + len(words) * step, "text": text, "words": words}
+
+
+def test_short_final_is_one_cue_with_its_own_times() -> None:
+    cues = split_final({"start": 1.0, "end": 2.5, "text": " Hello there. "})
+    assert len(cues) == 1 and cues[0].lines == ("Hello there.",)
+    assert (cues[0].start, cues[0].end) == (1.0, 2.5)
+
+
+def test_long_final_splits_by_word_timings_within_limits() -> None:
+    final = timed(LONG)
+    cues = split_final(final)
+    assert len(cues) > 1
+    assert " ".join(" ".join(c.lines) for c in cues) == LONG
+    for cue in cues:
+        assert len(cue.lines) <= MAX_LINES
+        assert all(len(line) <= MAX_LINE_CHARS for line in cue.lines)
+        assert cue.start < cue.end
+    assert cues[0].start == final["start"] and cues[-1].end == final["end"]
+    assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(cues))
+    words = final["words"]
+    second_first_word = cues[1].lines[0].split()[0]
+    index = LONG.split().index(second_first_word)
+    assert cues[1].start == words[index]["start"]  # type: ignore[index]
+
+
+def test_long_final_without_words_shares_time_by_length() -> None:
+    cues = split_final({"start": 0.0, "end": 12.0, "text": LONG})
+    assert len(cues) > 1 and cues[0].start == 0.0 and abs(cues[-1].end - 12.0) < 1e-9
+
+
+def test_files_parse_with_their_libraries() -> None:
+    cues = split_final(timed(LONG)) + split_final(timed("and then silence", start=40.0))
+    parsed = list(srt.parse(render_srt(cues)))
+    assert [p.content for p in parsed] == [c.text for c in cues]
+    vtt = webvtt.from_string(render_vtt(cues))
+    assert [c.text for c in vtt] == [c.text for c in cues]
+    assert vtt.captions[-1].start == "00:00:40.000"
