@@ -1,0 +1,105 @@
+"""The overlay page in a real headless Chromium, fed by real speech on a channel."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.async_api import WebSocketRoute, async_playwright
+
+from captioncast_client.audio_files import decode_pcm, rechunk, silence
+from captioncast_client.streaming import stream, stream_url
+from tests.conftest import speech_path
+from tests.integration.conftest import ARTIFACTS, RunningServer
+
+pytestmark = pytest.mark.model
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "overlay.png"
+
+
+def _audio(name: str) -> list[bytes]:
+    return [*rechunk(decode_pcm(str(speech_path(name))), 3200), silence(1.0)]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+async def test_overlay_shows_the_captions_and_catches_up_after_a_drop(
+    server: RunningServer,
+) -> None:
+    channel = f"obs-{secrets.token_hex(3)}"
+    url = (f"http://127.0.0.1:{server.port}/overlay?channel={channel}"
+           "&lines=3&size=34&chars=40&partial_color=%23ffe680")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            # bypass_csp: the page forbids eval, which Playwright's string predicates use
+            context = await browser.new_context(viewport={"width": 960, "height": 300},
+                                                bypass_csp=True)
+            page = await context.new_page()
+            # Every caption socket goes through a proxy in the test, so the test can cut
+            # the network under the page the way a dropped Wi-Fi would.
+            network = {"up": True, "routes": []}
+
+            async def proxy(ws: WebSocketRoute) -> None:
+                if not network["up"]:
+                    await ws.close(code=4000, reason="network down")
+                    return
+                ws.connect_to_server()
+                network["routes"].append(ws)
+
+            await page.route_web_socket("**/v1/captions*", proxy)
+            await page.goto(url)
+            await page.wait_for_function("document.body.dataset.state === 'open'")
+            box = page.locator("#box")
+
+            saw_partial = False
+
+            async def watch_partials() -> None:
+                nonlocal saw_partial
+                while not saw_partial:
+                    saw_partial = await page.locator("#box .partial").count() > 0
+                    await asyncio.sleep(0.1)
+
+            watcher = asyncio.create_task(watch_partials())
+            first = await stream(stream_url(server.url, channel=channel), _audio("whisper_jfk"))
+            await page.wait_for_function(
+                "document.querySelector('#box').textContent.toLowerCase()"
+                ".includes('your country')", timeout=10_000)
+            watcher.cancel()
+            assert saw_partial, "the live partial is shown while someone speaks"
+            lines = await box.locator(".line").all_text_contents()
+            assert 1 <= len(lines) <= 3 and all(len(x) <= 40 for x in lines)
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "overlay.png"))
+            if not DOCS_SHOT.exists():  # delete it to refresh the README's picture
+                DOCS_SHOT.parent.mkdir(exist_ok=True)
+                await page.evaluate("document.body.style.background = "
+                                    "'linear-gradient(135deg, #2b4162, #12100e)'")
+                await page.screenshot(path=str(DOCS_SHOT))
+                await page.evaluate("document.body.style.background = ''")
+            assert first.finals
+
+            # The network drops while the next speaker talks; the page reconnects with
+            # since= and still shows the last words said during the drop.
+            network["up"] = False
+            for route in network["routes"]:
+                await route.close(code=4000, reason="network down")
+            await page.wait_for_function("document.body.dataset.state === 'closed'",
+                                         timeout=10_000)
+            second = asyncio.create_task(stream(stream_url(server.url, channel=channel),
+                                                _audio("libri_dev_2412-153948-0000")))
+            await asyncio.sleep(8.0)  # finals are decided while the page is cut off
+            network["up"] = True
+            result = await second
+            last_words = " ".join(result.text.lower().split()[-3:]).strip(".,!?")
+            await page.wait_for_function(
+                f"document.querySelector('#box').textContent.toLowerCase()"
+                f".includes({last_words!r})", timeout=15_000)
+            # every final reached the page, those decided during the drop included
+            said = [f["text"] for f in first.finals + result.finals if f["text"]]
+            assert await page.evaluate("finals") == said[-20:]
+        finally:
+            await browser.close()
