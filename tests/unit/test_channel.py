@@ -84,3 +84,25 @@ def test_a_viewer_too_far_behind_overflows_instead_of_growing() -> None:
     for i in range(4):
         backlog.push(final(i + 1, i, i, i + 1, "x"))
     assert backlog.overflowed and len(backlog) == 0
+
+
+async def test_hub_cuts_off_a_viewer_that_stops_reading_and_keeps_the_others() -> None:
+    import pytest
+
+    from captioncast.errors import BadRequest
+    from captioncast.transport.channels import ChannelHub
+
+    hub = ChannelHub(ChannelOptions(viewer_backlog=2))
+    hub.attach_speaker("show", "s1")
+    with pytest.raises(BadRequest, match="already has a speaker"):
+        hub.attach_speaker("show", "s2")
+    stalled = hub.subscribe("show", None)
+    reading = hub.subscribe("show", None)
+    for i in range(3):
+        hub.publish("show", final(i + 1, i, i, i + 1, f"f{i}"))
+        assert [e.seq for e in await reading.next_events()] == [i + 1]
+    assert await stalled.next_events() == []  # told it is too far behind
+    hub.detach_speaker("show", "s1", 3.0)
+    assert [e.type for e in await reading.next_events()] == ["end"]
+    hub.unsubscribe(stalled)
+    assert hub.viewer_count == 1
