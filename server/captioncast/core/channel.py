@@ -48,6 +48,9 @@ class ChannelLog:
         self._utterance_offset = 0
         self._session_end = 0.0  # the furthest audio time the current session reached
         self._session_utterances = 0
+        self.remote_live = False  # a speaker on another node holds the channel
+        self._remote_end = 0.0
+        self._remote_utterances = 0
 
     @property
     def last_seq(self) -> int:
@@ -62,6 +65,9 @@ class ChannelLog:
         return self._time_offset + self._session_end
 
     def begin(self) -> None:
+        # A speaker here after one on another node continues that node's clock and numbers.
+        self._time_offset = max(self._time_offset, self._remote_end)
+        self._utterance_offset = max(self._utterance_offset, self._remote_utterances)
         self.live = True
         self._session_end = 0.0
         self._session_utterances = 0
@@ -103,6 +109,35 @@ class ChannelLog:
         self._session_utterances = 0
         self.partial = None
         self.live = False
+        return event
+
+    def relay(self, event: Event) -> Event | None:
+        """An event of this channel spoken on another node, numbered there; None if stale.
+
+        The broker delivers at least once, so anything at or below the last seq is a repeat.
+        """
+        if event.seq <= self._seq.last:
+            return None
+        self._seq.last = event.seq
+        if isinstance(event, Partial):
+            self.partial = event
+            self.remote_live = True
+        elif isinstance(event, Final):
+            if self.partial is not None and self.partial.utterance <= event.utterance:
+                self.partial = None
+            self._history.append(event)
+            self.cues.extend(split_final(event.to_dict()))
+            self._remote_end = max(self._remote_end, event.end)
+            self._remote_utterances = max(self._remote_utterances, event.utterance + 1)
+            self.remote_live = True
+        elif isinstance(event, End):
+            self._history.append(event)
+            self._remote_end = max(self._remote_end, event.duration)
+            self._remote_utterances = max(self._remote_utterances, event.utterances)
+            self.partial = None
+            self.remote_live = False
+        else:
+            return None
         return event
 
     def replay(self, since: int) -> list[Event]:

@@ -149,3 +149,31 @@ class Sequencer:
     def next(self) -> int:
         self.last += 1
         return self.last
+
+
+def _words_from(items: object) -> tuple[Word, ...]:
+    if not isinstance(items, list):
+        return ()
+    return tuple(Word(str(w["word"]), float(w["start"]), float(w["end"]), float(w.get("p", 0.0)))
+                 for w in items if isinstance(w, dict))
+
+
+def event_from_dict(data: dict[str, Any]) -> Event | None:
+    """The caption events a channel carries, read back from their wire form (MQTT relay).
+
+    Returns None for anything else; raises KeyError/ValueError/TypeError on a malformed one.
+    """
+    kind = data.get("type")
+    if kind == "partial":
+        return Partial(int(data["seq"]), utterance=int(data["utterance"]),
+                       start=float(data["start"]), end=float(data["end"]),
+                       text=str(data["text"]), stable=str(data.get("stable", "")))
+    if kind == "final":
+        return Final(int(data["seq"]), utterance=int(data["utterance"]),
+                     start=float(data["start"]), end=float(data["end"]), text=str(data["text"]),
+                     language=str(data.get("language", "")), words=_words_from(data.get("words")),
+                     include_words="words" in data)
+    if kind == "end":
+        return End(int(data["seq"]), duration=float(data["duration"]),
+                   utterances=int(data["utterances"]))
+    return None

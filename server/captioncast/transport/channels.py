@@ -102,6 +102,9 @@ class ChannelHub:
         channel = self._channel(name)
         if channel.speaker is not None and channel.speaker != session_id:
             raise BadRequest(f"channel {name!r} already has a speaker; one speaker per channel")
+        if channel.log.remote_live:
+            raise BadRequest(f"channel {name!r} already has a speaker on another node; "
+                             "one speaker per channel")
         channel.speaker = session_id
         channel.log.begin()
         for sink in self.sinks:
@@ -124,11 +127,31 @@ class ChannelHub:
         for sink in self.sinks:
             sink.channel_ended(name)
 
-    def _fan_out(self, channel: Channel, event: Event) -> None:
+    def _fan_out(self, channel: Channel, event: Event, to_sinks: bool = True) -> None:
         for viewer in channel.viewers:
             viewer.push(event)
-        for sink in self.sinks:
-            sink.channel_event(channel.name, event)
+        if to_sinks:
+            for sink in self.sinks:
+                sink.channel_event(channel.name, event)
+
+    # -- other nodes (through the broker) -------------------------------------------
+
+    def relay(self, name: str, event: Event) -> None:
+        """An event of a channel whose speaker is on another node."""
+        channel = self._channel(name)
+        if channel.speaker is not None:
+            return  # our own events coming back from the broker
+        relayed = channel.log.relay(event)
+        if relayed is not None:
+            self._fan_out(channel, relayed, to_sinks=False)  # never back to the broker
+
+    def remote_status(self, name: str, live: bool) -> None:
+        channel = self._channels.get(name)
+        if channel is None and not live:
+            return
+        channel = channel or self._channel(name)
+        if channel.speaker is None:
+            channel.log.remote_live = live
 
     # -- viewers --------------------------------------------------------------------
 

@@ -3,12 +3,18 @@
 Each live channel gets its own broker connection so that its last will can say `ended`
 for that channel if the server dies. Publishing never blocks captioning: events wait in
 a bounded outbox while the broker is away and go out in order when it is back.
+
+The broker is also how nodes behind one load balancer share channels: every node follows
+every channel's topics, so a viewer on any node sees (and can replay) a channel whose
+speaker is on another. Captions are small (a few hundred bytes a second per channel), so
+following them all costs little and keeps replay and caption files complete everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -21,8 +27,9 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from captioncast.core.events import Event, Final, Partial
-from captioncast.errors import BadRequest
+from captioncast.core.events import End, Event, Final, Partial, event_from_dict
+from captioncast.errors import BadRequest, CaptioncastError
+from captioncast.transport.channels import ChannelHub
 
 log = logging.getLogger("captioncast.mqtt")
 
@@ -99,6 +106,8 @@ class ChannelPublisher:
         if isinstance(event, Final):
             self._partial = None  # the final supersedes any partial not yet sent
             self._put(_Message(f"{self._base}/final", event.to_json(), 1))
+        elif isinstance(event, End):
+            self._put(_Message(f"{self._base}/end", event.to_json(), 1))
         elif isinstance(event, Partial) and self.options.partials:
             self._partial = _Message(f"{self._base}/partial", event.to_json(), 0)
             self._wake.set()
@@ -169,17 +178,86 @@ class ChannelPublisher:
                 await self._wake.wait()
 
 
-class MqttBridge:
-    """The channel sink that mirrors every channel to the broker."""
+class ChannelFollower:
+    """Feeds the channels spoken on other nodes into this node's hub."""
 
-    def __init__(self, options: MqttOptions) -> None:
+    def __init__(self, options: MqttOptions, hub: ChannelHub, client_id: str) -> None:
+        self.options = options
+        self.hub = hub
+        self.client_id = client_id
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        options = self.options
+        delay = 0.5
+        while True:
+            tls = ssl.create_default_context(cafile=options.ca_file) if options.tls else None
+            try:
+                # A persistent session: QoS 1 finals sent while we reconnect are kept for us.
+                async with aiomqtt.Client(
+                    options.host, options.port, username=options.username,
+                    password=options.password, identifier=self.client_id, clean_session=False,
+                    tls_context=tls, timeout=10, keepalive=15,
+                ) as client:
+                    await client.subscribe(f"{options.prefix}/+/+", qos=1)
+                    self.connected.set()
+                    delay = 0.5
+                    async for message in client.messages:
+                        self._receive(str(message.topic), message.payload)
+            except aiomqtt.MqttError as error:
+                log.warning("event=mqtt_follow_unavailable error=%r retry_in_s=%.1f",
+                            str(error), delay)
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, options.backoff_max_s)
+
+    def _receive(self, topic: str, payload: object) -> None:
+        parts = topic[len(self.options.prefix) + 1 :].split("/")
+        if len(parts) != 2:
+            return
+        name, kind = parts
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+        if kind == "status":
+            self.hub.remote_status(name, text == "live")
+            return
+        if kind not in ("final", "partial", "end"):
+            return
+        try:
+            event = event_from_dict(json.loads(text))
+        except (ValueError, KeyError, TypeError):
+            log.warning("event=mqtt_bad_message topic=%s", topic)
+            return
+        if event is not None:
+            try:
+                self.hub.relay(name, event)
+            except CaptioncastError as error:  # a malformed name or too many channels
+                log.warning("event=mqtt_relay_refused topic=%s error=%r", topic, error.message)
+
+
+class MqttBridge:
+    """The channel sink that mirrors every channel to the broker, and follows other nodes'."""
+
+    def __init__(self, options: MqttOptions, hub: ChannelHub | None = None,
+                 port: int = 0) -> None:
         self.options = options
         self._publishers: dict[str, ChannelPublisher] = {}
         self._node = f"captioncast-{socket.gethostname()}-{os.getpid()}"
+        # The follower's session persists on the broker, so its id must be the same after
+        # a restart (a new id each time would leave sessions queueing messages forever).
+        follow_id = f"captioncast-{socket.gethostname()}-{port}-follow"
+        self.follower = ChannelFollower(options, hub, follow_id) if hub else None
+        self._follow_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> MqttBridge:
         log.info("event=mqtt_enabled broker=%s:%d prefix=%s partials=%s", self.options.host,
                  self.options.port, self.options.prefix, self.options.partials)
+        if self.follower is not None:
+            self._follow_task = asyncio.get_running_loop().create_task(
+                self.follower.run(), name="mqtt-follow")
+            # Learn which channels are live elsewhere before taking speakers, briefly.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.follower.connected.wait(), 2.0)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -187,6 +265,10 @@ class MqttBridge:
         for publisher in self._publishers.values():
             if publisher.live:
                 publisher.status(False)
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow_task
         tasks = [p.task for p in self._publishers.values() if p.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=FLUSH_ON_EXIT_S)

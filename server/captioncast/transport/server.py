@@ -216,7 +216,7 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         ):
             if options.mqtt is not None:
                 ctx.channels.sinks.append(await bridges.enter_async_context(
-                    MqttBridge(options.mqtt)))
+                    MqttBridge(options.mqtt, ctx.channels, options.port)))
             ctx.attach(model, scheduler)
             if started is not None:
                 started.set()

@@ -1,0 +1,108 @@
+"""Two nodes behind nginx with mosquitto as the bus: a channel spoken on one, read on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import webvtt
+from websockets.asyncio.client import connect
+
+from captioncast_client.audio_files import decode_pcm, rechunk, silence
+from captioncast_client.streaming import stream, stream_url
+from captioncast_client.viewing import captions_url
+from tests.conftest import speech_path
+from tests.integration.broker import Mosquitto
+from tests.integration.cluster import Nginx
+from tests.integration.conftest import RunningServer, start_server, stop_server
+
+pytestmark = pytest.mark.model
+
+
+def _audio(*names: str) -> list[bytes]:
+    chunks: list[bytes] = []
+    for name in names:
+        chunks += [*rechunk(decode_pcm(str(speech_path(name))), 3200), silence(1.0)]
+    return chunks
+
+
+def _channels(node: RunningServer) -> dict[str, dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.port}/v1/channels", timeout=5) as r:
+        return {c["channel"]: c for c in json.loads(r.read())["channels"]}
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Mosquitto, list[RunningServer], Nginx]]:
+    (tmp_path / "mqtt").mkdir()
+    broker = Mosquitto(tmp_path / "mqtt")
+    broker.start()
+    nodes = await asyncio.gather(*(
+        asyncio.to_thread(start_server, "--mqtt", broker.url, "--mqtt-partials", name=f"node{i}")
+        for i in (1, 2)))
+    proxy = Nginx(tmp_path / "nginx", [n.port for n in nodes])
+    proxy.start()
+    try:
+        yield broker, list(nodes), proxy
+    finally:
+        proxy.stop()
+        await asyncio.gather(*(asyncio.to_thread(stop_server, n) for n in nodes))
+        broker.stop()
+
+
+async def _collect(url: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with connect(url) as ws:
+        async for message in ws:
+            events.append(json.loads(message))
+            if events[-1]["type"] == "end":
+                return events
+    return events
+
+
+async def test_a_channel_spoken_through_nginx_is_read_on_the_other_node(
+    cluster: tuple[Mosquitto, list[RunningServer], Nginx],
+) -> None:
+    _, nodes, proxy = cluster
+    channel = f"room-{secrets.token_hex(3)}"
+    first_partial = asyncio.Event()
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["type"] == "partial":
+            first_partial.set()
+
+    speaking = asyncio.create_task(stream(
+        stream_url(proxy.url, channel=channel),
+        _audio("whisper_jfk", "libri_dev_2412-153948-0000"), on_event=on_event))
+    await asyncio.wait_for(first_partial.wait(), 30)
+    home = next(n for n in nodes if _channels(n).get(channel, {}).get("live"))
+    other = next(n for n in nodes if n is not home)
+
+    # A viewer on the other node, from the start of the channel...
+    viewer = asyncio.create_task(_collect(captions_url(other.url, channel, since=0)))
+    # ...and a second speaker there is refused: one speaker per channel, cluster-wide.
+    async with connect(stream_url(other.url, channel=channel)) as intruder:
+        event = json.loads(await intruder.recv())
+        assert event["type"] == "error" and "another node" in event["message"]
+
+    speaker = await speaking
+    relayed = await asyncio.wait_for(viewer, 30)
+    finals = [e for e in relayed if e["type"] == "final"]
+    assert [f["text"] for f in finals] == [f["text"] for f in speaker.finals]
+    assert len([f for f in finals if f["text"]]) >= 3
+    seqs = [e["seq"] for e in relayed]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert relayed[-1]["type"] == "end"
+
+    # The other node's caption file holds the same words as the home node's.
+    files = []
+    for node in (home, other):
+        url = f"http://127.0.0.1:{node.port}/v1/channels/{channel}/captions.vtt"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            files.append([c.text for c in webvtt.from_string(r.read().decode()).captions])
+    assert files[0] == files[1] and files[0]
