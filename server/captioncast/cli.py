@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CTranslate2 compute type; auto: int8 on CPU, float16 on GPU")
     serve.add_argument("--cpu-threads", type=int, default=int(_env("CPU_THREADS", "0")))
     serve.add_argument("--max-sessions", type=int, default=int(_env("MAX_SESSIONS", "64")))
-    serve.add_argument("--model-cache", type=Path, default=None,
+    serve.add_argument("--model-cache", type=Path,
+                       default=Path(_env("MODEL_CACHE", "")) if _env("MODEL_CACHE", "") else None,
                        help="where assembled models are kept (default ~/.cache/captioncast)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     channels = serve.add_argument_group("channels and viewers")
