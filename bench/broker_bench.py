@@ -25,7 +25,7 @@ from pathlib import Path
 import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_bench import (  # noqa: E402
+from stream_bench import (
     BENCH_DIR,
     DEFAULT_SPEECH_DIR,
     REPO_ROOT,
@@ -35,8 +35,8 @@ from stream_bench import (  # noqa: E402
     write_results_md,
 )
 
-from captioncast_client.audio_files import decode_pcm, rechunk, silence  # noqa: E402
-from captioncast_client.streaming import stream, stream_url  # noqa: E402
+from captioncast_client.audio_files import decode_pcm, rechunk, silence
+from captioncast_client.streaming import stream, stream_url
 
 SECTION = "## MQTT traffic per stream (issue 7)"
 

@@ -312,9 +312,11 @@ def render(results: list[RecordingResult], summary: dict[str, Any]) -> str:
 
 
 def write_results_md(path: Path, section: str) -> None:
+    """Replace the section with the same `## ` heading as `section`, or append it."""
+    heading = section.splitlines()[0].rstrip()
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:
