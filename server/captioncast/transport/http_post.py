@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -309,7 +310,15 @@ def _head(front: HttpFront, response: HttpResponse, length: int | None,
         headers.append(("Content-Length", str(length)))
     if close or front.closing:
         headers.append(("Connection", "close"))
-    return h11.Response(status_code=response.status, headers=headers)
+    return h11.Response(status_code=response.status, headers=headers,
+                        reason=_phrase(response.status))
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 LINGER_S = 2.0  # long enough for a client still sending to read our answer

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -59,8 +58,10 @@ def file_policy(policy: PolicyOptions) -> PolicyOptions:
     """The live policy without speculative finals: a file has no listener waiting for the
     end of a pause, and a speculation that speech resumes after is a wasted decode.
     Utterance boundaries do not change."""
+    # Any pause ends the utterance after end_hangover_s, long before this.
+    never_s = 1e6
     return dataclasses.replace(
-        policy, segmenter=dataclasses.replace(policy.segmenter, speculate_after_s=math.inf))
+        policy, segmenter=dataclasses.replace(policy.segmenter, speculate_after_s=never_s))
 
 
 class FileTranscription:
