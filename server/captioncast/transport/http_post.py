@@ -150,6 +150,15 @@ class _Exchange:
             self.writer.write(data)
             await asyncio.wait_for(self.writer.drain(), SEND_TIMEOUT_S)
 
+    def skip_received_body(self) -> bool:
+        """Discard what is already here of a body the route did not read (an empty one,
+        for a GET); False if more of it is still to come."""
+        while self.conn.their_state is h11.SEND_BODY:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                return False
+        return True
+
     @property
     def can_respond(self) -> bool:
         return self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
@@ -212,7 +221,7 @@ class HttpFront:
                     return
                 assert isinstance(event, h11.Request)
                 await self._respond(exchange, event, peer)
-                if exchange.conn.their_state is h11.SEND_BODY:
+                if not exchange.skip_received_body():
                     await _linger(exchange)  # refused before its body was read
                     return
                 if exchange.conn.our_state is h11.MUST_CLOSE:
