@@ -169,7 +169,7 @@ def test_openai_sdk_against_audio_transcriptions(server: RunningServer) -> None:
     with speech_path(CLIP).open("rb") as f:
         subtitles = client.audio.transcriptions.create(model="whisper-1", file=f,
                                                        response_format="srt")
-    assert list(srt.parse(str(subtitles)))[0].content.startswith("Mr")
+    assert next(srt.parse(str(subtitles))).content.startswith("Mr")
     with pytest.raises(openai.BadRequestError, match="cannot read the upload as audio"):
         client.audio.transcriptions.create(model="whisper-1",
                                            file=("clip.wav", b"not audio at all" * 100))
