@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CTranslate2 compute type; auto: int8 on CPU, float16 on GPU")
     serve.add_argument("--cpu-threads", type=int, default=int(_env("CPU_THREADS", "0")))
     serve.add_argument("--max-sessions", type=int, default=int(_env("MAX_SESSIONS", "64")))
+    serve.add_argument("--max-upload-mb", type=int, default=int(_env("MAX_UPLOAD_MB", "1024")),
+                       help="largest file POST /v1/transcribe accepts (413 past it)")
     serve.add_argument("--model-cache", type=Path,
                        default=Path(_env("MODEL_CACHE", "")) if _env("MODEL_CACHE", "") else None,
                        help="where assembled models are kept (default ~/.cache/captioncast)")
@@ -105,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep watching after the speaker ends, until Ctrl-C")
     watch.add_argument("--json", action="store_true", help="print every event as a JSON line")
 
+    transcribe = commands.add_parser(
+        "transcribe", help="transcribe an audio file over HTTP (POST /v1/transcribe)")
+    transcribe.add_argument("file", type=Path, help="audio file in any format FFmpeg reads")
+    transcribe.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
+                            help=f"server address (default {DEFAULT_SERVER})")
+    transcribe.add_argument("--format", choices=("text", "json", "srt", "vtt"), default="text")
+    transcribe.add_argument("-o", "--output", type=Path, default=None,
+                            help="write here instead of standard output")
+    transcribe.add_argument("--language", default=None, help="ISO 639-1 code or auto")
+    transcribe.add_argument("--task", choices=("transcribe", "translate"), default=None)
+    transcribe.add_argument("--prompt", default=None, help="names and domain words to expect")
+    transcribe.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     mic = commands.add_parser("mic", help="caption the microphone live")
     mic.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     mic.add_argument("--device", default=None, help="input device number or name")
@@ -126,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
         from captioncast.transport.server import ServerOptions, run_server
+        from captioncast.transport.transcribe import TranscribeOptions
     except ImportError as exc:
         print(f"captioncast: the server needs its extra: pip install 'captioncast[server]' "
               f"({exc})", file=sys.stderr)
@@ -144,6 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
             compute_type=args.compute_type, cpu_threads=args.cpu_threads,
             language=args.language, max_sessions=args.max_sessions,
             model_cache=args.model_cache, mqtt=mqtt,
+            transcribe=TranscribeOptions(max_upload_bytes=args.max_upload_mb * 1024 * 1024),
             channels=ChannelOptions(history=max(1, args.channel_history),
                                     viewer_backlog=max(1, args.viewer_backlog)),
         )
@@ -283,9 +300,33 @@ def _watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _transcribe(args: argparse.Namespace) -> int:
+    from captioncast_client.streaming import ClientError
+    from captioncast_client.transcription import render, transcribe_with_progress
+
+    try:
+        transcript = transcribe_with_progress(
+            args.server, args.file, show=False if args.no_progress else None,
+            language=args.language, task=args.task, prompt=args.prompt,
+            words=True if args.format == "json" else None)
+    except ClientError as exc:
+        print(f"captioncast: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    text = render(transcript, args.format)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"captioncast: wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"serve": _serve, "stream": _stream, "mic": _mic, "watch": _watch}
+    handlers = {"serve": _serve, "stream": _stream, "mic": _mic, "watch": _watch,
+                "transcribe": _transcribe}
     return handlers[args.command](args)
 
 

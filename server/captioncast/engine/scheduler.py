@@ -16,6 +16,9 @@ from captioncast.core.decoding import Decoder, DecodeRequest, DecodeResult
 log = logging.getLogger("captioncast.scheduler")
 
 _PRIORITY = {"final": 0, "partial": 1}
+# File transcription (POST /v1/transcribe) waits behind every live decode: a live caption
+# is late after a second, a file's transcript is not.
+_BACKGROUND_PRIORITY = 2
 
 
 @dataclass(order=True)
@@ -75,7 +78,9 @@ class DecodeScheduler:
     def depth(self) -> int:
         return len(self._queue)
 
-    def submit(self, owner: str, request: DecodeRequest) -> asyncio.Future[DecodeResult]:
+    def submit(self, owner: str, request: DecodeRequest,
+               background: bool = False) -> asyncio.Future[DecodeResult]:
+        """Queue a decode; `background` ones run only when no live decode is waiting."""
         future: asyncio.Future[DecodeResult] = asyncio.get_running_loop().create_future()
         if request.kind == "partial":
             for job in self._queue:
@@ -85,7 +90,8 @@ class DecodeScheduler:
                     self.stats.replaced_partials += 1
                     break
         self._queue.append(
-            _Job((_PRIORITY[request.kind], next(self._order)), owner, request, future,
+            _Job((_BACKGROUND_PRIORITY if background else _PRIORITY[request.kind],
+                  next(self._order)), owner, request, future,
                  time.monotonic())
         )
         self._wakeup.set()

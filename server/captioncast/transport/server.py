@@ -24,10 +24,12 @@ from captioncast.core.policy import PolicyOptions
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import Overloaded
 from captioncast.transport.channels import ChannelHub
+from captioncast.transport.http_post import HttpFront
 from captioncast.transport.mqtt import MqttBridge, MqttOptions
 from captioncast.transport.pages import route_pages
 from captioncast.transport.responses import json_response
 from captioncast.transport.stream import handle_stream
+from captioncast.transport.transcribe import TranscribeOptions, TranscribeRoutes
 from captioncast.transport.viewer import handle_viewer
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("captioncast.server")
 
 WS_ROUTES = ("/v1/stream", "/v1/captions")
+POST_ROUTES = ("/v1/transcribe", "/v1/audio/transcriptions")  # served by transport/transcribe.py
 # websockets itself refuses messages past this; our own, clearer limit is max_frame_bytes.
 TRANSPORT_MAX_MESSAGE = 4 * 1024 * 1024
 
@@ -57,6 +60,7 @@ class ServerOptions:
     policy: PolicyOptions = field(default_factory=PolicyOptions)
     channels: ChannelOptions = field(default_factory=ChannelOptions)
     mqtt: MqttOptions | None = None
+    transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
 
 
 class ServerContext:
@@ -131,7 +135,7 @@ class ServerContext:
 _json_response = json_response
 
 
-def route_http(ctx: ServerContext, connection: ServerConnection,
+def route_http(ctx: ServerContext, connection: ServerConnection | None,
                request: Request) -> Response | None:
     """Answer plain HTTP routes; return None to let a WebSocket upgrade go on."""
     path = urlsplit(request.path).path
@@ -148,10 +152,16 @@ def route_http(ctx: ServerContext, connection: ServerConnection,
     page = route_pages(ctx, request)
     if page is not None:
         return page
+    if path in POST_ROUTES:
+        refused = _json_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                 {"error": "bad_request", "message": f"{path} takes POST"})
+        refused.headers["Allow"] = "POST"
+        return refused
     return _json_response(
         http.HTTPStatus.NOT_FOUND,
         {"error": "not_found",
-         "message": f"no route {path}; see /healthz, /v1/stream, /v1/captions, /overlay"},
+         "message": f"no route {path}; see /healthz, /v1/stream, /v1/captions, /overlay, "
+                    "POST /v1/transcribe"},
     )
 
 
@@ -197,9 +207,14 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
     async def handler(connection: ServerConnection) -> None:
         await _dispatch(connection, ctx)
 
+    # POSTs (file transcription) share the port: see transport/http_post.py.
+    front = HttpFront(f"captioncast/{__version__}", lambda r: route_http(ctx, None, r))
+    TranscribeRoutes(ctx, options.transcribe).install(front)
+
     async with serve(
         handler, options.host, options.port,
         process_request=lambda c, r: route_http(ctx, c, r),
+        create_connection=front.connection_class(),
         max_size=TRANSPORT_MAX_MESSAGE,
         ping_interval=20, ping_timeout=20,
         server_header=f"captioncast/{__version__}",
@@ -223,5 +238,6 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             await stop.wait()
             ctx.draining = True
             log.info("event=stopping sessions=%d", len(ctx.sessions))
+            await front.close()
             server.close(close_connections=True)
             await server.wait_closed()

@@ -1,0 +1,32 @@
+"""The scheduler's background priority: file transcription waits behind live decodes."""
+
+import asyncio
+
+from captioncast.engine.scheduler import DecodeScheduler
+from tests.unit.test_scheduler import SlowDecoder, _request
+
+
+async def test_background_decodes_wait_behind_live_finals_and_partials() -> None:
+    decoder = SlowDecoder(0.01)
+    async with DecodeScheduler(decoder) as scheduler:
+        decoder.gate.clear()  # the worker holds the first job while the queue fills
+        running = scheduler.submit("file", _request(1, "final"), background=True)
+        await asyncio.sleep(0.05)
+        file_next = scheduler.submit("file", _request(2, "final"), background=True)
+        other_file = scheduler.submit("file2", _request(3, "final"), background=True)
+        partial = scheduler.submit("live", _request(4, "partial"))
+        final = scheduler.submit("live", _request(5, "final"))
+        decoder.gate.set()
+        await asyncio.gather(running, file_next, other_file, partial, final)
+        # A background job already decoding finishes; then live work, then files in order.
+        assert [rid for _, rid in decoder.order] == [1, 5, 4, 2, 3]
+
+
+async def test_background_finals_are_never_coalesced_or_dropped() -> None:
+    decoder = SlowDecoder(0.0)
+    async with DecodeScheduler(decoder) as scheduler:
+        futures = [scheduler.submit("file", _request(i, "final"), background=True)
+                   for i in range(1, 6)]
+        results = await asyncio.gather(*futures)
+        assert [r.text for r in results] == [f"r{i}" for i in range(1, 6)]
+        assert scheduler.stats.decodes["final"] == 5
