@@ -91,7 +91,7 @@ def main() -> None:
         target[key] = ast.literal_eval(value)
     options = PolicyOptions(**policy, segmenter=dataclasses.replace(PolicyOptions().segmenter,
                                                                     **segmenter))
-    decoder = WhisperDecoder(resolve_model("tiny.en"), plan_device("cpu"),
+    decoder = WhisperDecoder(resolve_model("tiny.en"), plan_device("cpu", workers=1),
                              options=DecodeOptions(**decode))
     normalize = EnglishTextNormalizer()
     with (SPEECH / "manifest.tsv").open() as f:

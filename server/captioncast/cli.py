@@ -44,8 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
                        default=_env("DEVICE", "auto"))
     serve.add_argument("--compute-type", default=_env("COMPUTE_TYPE", "auto"),
                        help="CTranslate2 compute type; auto: int8 on CPU, float16 on GPU")
-    serve.add_argument("--cpu-threads", type=int, default=int(_env("CPU_THREADS", "0")))
-    serve.add_argument("--max-sessions", type=int, default=int(_env("MAX_SESSIONS", "64")))
+    load = serve.add_argument_group("decoding and load")
+    load.add_argument("--decode-workers", type=int, default=int(_env("DECODE_WORKERS", "0")),
+                      help="decodes that run at once (default: 2 on a GPU, min(2, cores) on CPU)")
+    load.add_argument("--cpu-threads", type=int, default=int(_env("CPU_THREADS", "0")),
+                      help="threads per decode worker (default: the cores shared out)")
+    load.add_argument("--max-sessions", type=int, default=int(_env("MAX_SESSIONS", "64")))
+    load.add_argument("--max-load", type=float, default=float(_env("MAX_LOAD", "0.7")),
+                      help="admit a new stream only while the measured cost of the finals of "
+                           "all live streams stays under this share of decode capacity "
+                           "(0: admit up to --max-sessions)")
     serve.add_argument("--max-upload-mb", type=int, default=int(_env("MAX_UPLOAD_MB", "1024")),
                        help="largest file POST /v1/transcribe accepts (413 past it)")
     serve.add_argument("--model-cache", type=Path,
@@ -147,6 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
               f"({exc})", file=sys.stderr)
         return EXIT_USAGE
     from captioncast.core.channel import ChannelOptions
+    from captioncast.engine.capacity import CapacityOptions
     from captioncast.errors import CaptioncastError
     from captioncast.transport.mqtt import MqttOptions
 
@@ -158,6 +167,8 @@ def _serve(args: argparse.Namespace) -> int:
         options = ServerOptions(
             host=args.host, port=args.port, model=args.model, device=args.device,
             compute_type=args.compute_type, cpu_threads=args.cpu_threads,
+            decode_workers=args.decode_workers,
+            capacity=CapacityOptions(max_load=max(0.0, args.max_load)),
             language=args.language, max_sessions=args.max_sessions,
             model_cache=args.model_cache, mqtt=mqtt,
             transcribe=TranscribeOptions(max_upload_bytes=args.max_upload_mb * 1024 * 1024),

@@ -111,7 +111,7 @@ class DevicePlan:
     workers: int  # decodes that may run at once
 
 
-def plan_device(device: str, compute_type: str = "auto", cpu_threads: int = 0) -> DevicePlan:
+def plan_device(device: str, compute_type: str = "auto", workers: int = 0) -> DevicePlan:
     """Pick device and precision: float16 on a GPU, int8 on the CPU."""
     import ctranslate2
 
@@ -121,6 +121,9 @@ def plan_device(device: str, compute_type: str = "auto", cpu_threads: int = 0) -
         raise ModelError("--device cuda was asked for, but no CUDA device is visible")
     if compute_type == "auto":
         compute_type = "float16" if device == "cuda" else "int8"
-    # On the CPU one decode already uses every core; on a GPU two overlap host and device work.
-    workers = 2 if device == "cuda" else 1
+    if workers <= 0:
+        # CPU: two decodes at once, each on half the cores, beat one decode on all cores
+        # for many streams (a tiny.en decode does not scale past a core or two) and cost a
+        # single stream little (bench/RESULTS.md, load). GPU: two overlap host and device work.
+        workers = 2 if device == "cuda" else min(2, os.cpu_count() or 1)
     return DevicePlan(device, compute_type, workers)

@@ -1,4 +1,14 @@
-"""Shares one decoder between sessions: finals before partials, oldest first, partials coalesced."""
+"""Shares one decoder between sessions: earliest deadline first, partials coalesced.
+
+Every live decode gets a deadline when it is first asked for: a final must go out
+within `final_budget_s`, a partial within `partial_budget_s`. Workers take the
+earliest deadline. With budgets of 0.5 s and 3 s finals go first in practice, yet
+a partial that has waited 2.5 s longer than a new final gets its turn, so no session's
+partials starve under a steady stream of finals. A session has at most one partial
+queued: a newer one replaces it and keeps its place in line (its deadline), so a busy
+machine refreshes each session's partial in turn instead of decoding stale audio,
+and the partial rate per session falls by itself as load rises.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +25,23 @@ from captioncast.core.decoding import Decoder, DecodeRequest, DecodeResult
 
 log = logging.getLogger("captioncast.scheduler")
 
-_PRIORITY = {"final": 0, "partial": 1}
 # File transcription (POST /v1/transcribe) waits behind every live decode: a live caption
 # is late after a second, a file's transcript is not.
-_BACKGROUND_PRIORITY = 2
+_LIVE, _BACKGROUND = 0, 1
+
+
+@dataclass(frozen=True)
+class Budgets:
+    final_s: float = 0.5
+    partial_s: float = 3.0
+
+    def of(self, kind: str) -> float:
+        return self.final_s if kind == "final" else self.partial_s
 
 
 @dataclass(order=True)
 class _Job:
-    key: tuple[int, int]
+    key: tuple[int, float, int]  # (live or background, deadline, arrival order)
     owner: str = field(compare=False)
     request: DecodeRequest = field(compare=False)
     future: asyncio.Future[DecodeResult] = field(compare=False)
@@ -37,19 +55,24 @@ class SchedulerStats:
     audio_seconds: float = 0.0
     replaced_partials: int = 0
     last_wait: float = 0.0
+    missed_deadlines: dict[str, int] = field(default_factory=lambda: {"partial": 0, "final": 0})
 
 
 class DecodeScheduler:
-    """An async front for a blocking decoder.
+    """An async front for a blocking decoder, run by `workers` threads.
 
     A session never has two partial decodes queued: a newer partial replaces the
     older one, whose future is cancelled. Finals are never dropped.
+    `on_decoded(request, decode_seconds, waited_seconds, live)` reports each finished decode
+    (`live`: False for background work).
     """
 
     def __init__(self, decoder: Decoder, workers: int = 1,
-                 on_decoded: Callable[[DecodeRequest, float], None] | None = None) -> None:
+                 on_decoded: Callable[[DecodeRequest, float, float, bool], None] | None = None,
+                 budgets: Budgets | None = None) -> None:
         self.decoder = decoder
         self.workers = workers
+        self.budgets = budgets or Budgets()
         self._queue: list[_Job] = []
         self._wakeup = asyncio.Event()
         self._order = itertools.count()
@@ -82,20 +105,28 @@ class DecodeScheduler:
                background: bool = False) -> asyncio.Future[DecodeResult]:
         """Queue a decode; `background` ones run only when no live decode is waiting."""
         future: asyncio.Future[DecodeResult] = asyncio.get_running_loop().create_future()
+        now = time.monotonic()
+        queued_at = now
         if request.kind == "partial":
             for job in self._queue:
                 if job.owner == owner and job.request.kind == "partial":
                     self._queue.remove(job)
                     job.future.cancel()
                     self.stats.replaced_partials += 1
+                    queued_at = job.queued_at  # the refreshed partial keeps its place
                     break
+        deadline = queued_at + self.budgets.of(request.kind)
         self._queue.append(
-            _Job((_BACKGROUND_PRIORITY if background else _PRIORITY[request.kind],
-                  next(self._order)), owner, request, future,
-                 time.monotonic())
+            _Job((_BACKGROUND if background else _LIVE, deadline, next(self._order)),
+                 owner, request, future, queued_at)
         )
         self._wakeup.set()
         return future
+
+    def lag(self) -> float:
+        """Seconds the oldest waiting live decode has waited: the backlog, in time."""
+        live = [job.queued_at for job in self._queue if job.key[0] == _LIVE]
+        return time.monotonic() - min(live) if live else 0.0
 
     def cancel(self, owner: str, request_id: int) -> None:
         """Forget a queued request; one already decoding finishes and is ignored."""
@@ -125,8 +156,8 @@ class DecodeScheduler:
             job = await self._next()
             if job.future.done():
                 continue
-            self.stats.last_wait = time.monotonic() - job.queued_at
             started = time.monotonic()
+            waited = self.stats.last_wait = started - job.queued_at
             self.running += 1
             try:
                 result = await loop.run_in_executor(self._pool, self.decoder.decode, job.request)
@@ -144,7 +175,9 @@ class DecodeScheduler:
                 self.stats.busy_seconds += elapsed
             self.stats.decodes[job.request.kind] += 1
             self.stats.audio_seconds += job.request.duration
+            if job.key[0] == _LIVE and time.monotonic() > job.key[1]:
+                self.stats.missed_deadlines[job.request.kind] += 1
             if self._on_decoded is not None:
-                self._on_decoded(job.request, elapsed)
+                self._on_decoded(job.request, elapsed, waited, job.key[0] == _LIVE)
             if not job.future.done():
                 job.future.set_result(result)

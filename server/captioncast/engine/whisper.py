@@ -49,7 +49,8 @@ class WhisperDecoder:
                  options: DecodeOptions | None = None) -> None:
         self.options = options or DecodeOptions()
         self._name = location.name
-        threads = cpu_threads or (os.cpu_count() or 1)
+        # Workers share the cores: each decode thread pool gets its slice.
+        threads = cpu_threads or max(1, (os.cpu_count() or 1) // max(1, plan.workers))
         try:
             self.model = WhisperModel(
                 location.path,

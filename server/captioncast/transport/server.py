@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from captioncast import __version__
 from captioncast.core.channel import ChannelOptions
 from captioncast.core.decoding import Decoder, DecodeRequest
 from captioncast.core.policy import PolicyOptions
+from captioncast.engine.capacity import CapacityMeter, CapacityOptions
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import Overloaded
 from captioncast.transport.channels import ChannelHub
 from captioncast.transport.http_post import HttpFront
+from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from captioncast.transport.metrics import Metrics
 from captioncast.transport.mqtt import MqttBridge, MqttOptions
 from captioncast.transport.pages import route_pages
 from captioncast.transport.responses import json_response
@@ -50,7 +54,8 @@ class ServerOptions:
     model: str = "tiny.en"
     device: str = "auto"
     compute_type: str = "auto"
-    cpu_threads: int = 0  # 0: every core
+    cpu_threads: int = 0  # per decode worker; 0: the cores shared out between workers
+    decode_workers: int = 0  # decodes at once; 0: 2 on a GPU, min(2, cores) on the CPU
     language: str | None = None  # default for streams that do not say; None: en or auto
     max_sessions: int = 64
     max_frame_bytes: int = 64 * 1024
@@ -61,6 +66,7 @@ class ServerOptions:
     channels: ChannelOptions = field(default_factory=ChannelOptions)
     mqtt: MqttOptions | None = None
     transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
+    capacity: CapacityOptions = field(default_factory=CapacityOptions)
 
 
 class ServerContext:
@@ -77,8 +83,10 @@ class ServerContext:
         self.draining = False
         self.started = time.monotonic()
         self.final_latencies: deque[float] = deque(maxlen=1000)
-        self.decode_times: deque[tuple[str, float, float]] = deque(maxlen=1000)
-        self.partials = 0
+        self.metrics = Metrics()
+        self.capacity = CapacityMeter(1, options.capacity)
+        self.metrics.on_scrape(self._refresh_gauges)
+        self._dropped_seen = 0
 
     @property
     def ready(self) -> bool:
@@ -92,6 +100,7 @@ class ServerContext:
     def attach(self, decoder: Decoder, scheduler: DecodeScheduler) -> None:
         self.decoder = decoder
         self._scheduler = scheduler
+        self.capacity = CapacityMeter(scheduler.workers, self.options.capacity)
         self.model_name = decoder.name
         self.multilingual = decoder.multilingual
 
@@ -102,22 +111,69 @@ class ServerContext:
             raise Overloaded("the server is shutting down")
         if len(self.sessions) >= self.options.max_sessions:
             raise Overloaded(f"the server is at its limit of {self.options.max_sessions} sessions")
+        self.capacity.admit(len(self.sessions), self._scheduler.lag())
+
+    # -- hooks the sessions call, for /healthz, /metrics and admission ------------------
 
     def on_viewers_changed(self) -> None:
-        """Viewers joined or left (a hook for metrics)."""
+        self.metrics.viewers.set(self.channels.viewer_count)
+
+    def on_session_started(self) -> None:
+        self.metrics.sessions_total.inc()
+
+    def on_refused(self, code: str) -> None:
+        self.metrics.refused.labels(code).inc()
+
+    def on_audio(self, seconds: float) -> None:
+        self.metrics.audio_seconds.inc(seconds)
 
     def on_final_latency(self, seconds: float) -> None:
         self.final_latencies.append(seconds)
+        self.metrics.final_latency.observe(seconds)
 
-    def on_partial(self) -> None:
-        self.partials += 1
+    def on_final(self) -> None:
+        self.metrics.finals.inc()
 
-    def on_decoded(self, request: DecodeRequest, seconds: float) -> None:
-        self.decode_times.append((request.kind, request.duration, seconds))
+    def on_partial(self, latency: float | None = None) -> None:
+        self.metrics.partials.inc()
+        if latency is not None:
+            self.metrics.partial_latency.observe(latency)
+
+    def on_error(self, code: str) -> None:
+        self.metrics.errors.labels(code).inc()
+
+    def on_decoded(self, request: DecodeRequest, seconds: float, waited: float,
+                   live: bool) -> None:
+        kind = request.kind if live else "file"
+        m = self.metrics
+        m.decode_seconds.labels(kind).observe(seconds)
+        m.decode_wait.labels(kind).observe(waited)
+        m.decoded_audio.labels(kind).inc(request.duration)
+        m.decode_busy.labels(kind).inc(seconds)
+        if live:
+            self.capacity.record(request.kind, request.duration, seconds)
+
+    def _refresh_gauges(self) -> None:
+        m, scheduler = self.metrics, self._scheduler
+        m.sessions.set(len(self.sessions))
+        m.viewers.set(self.channels.viewer_count)
+        if scheduler is None:
+            return
+        m.queue_depth.set(scheduler.depth)
+        m.lag.set(scheduler.lag())
+        m.dropped_partials.inc(scheduler.stats.replaced_partials - self._dropped_seen)
+        self._dropped_seen = scheduler.stats.replaced_partials
+        if scheduler.stats.audio_seconds:
+            m.real_time_factor.set(scheduler.stats.busy_seconds / scheduler.stats.audio_seconds)
+        report = self.capacity.report(scheduler.lag())
+        m.load.set(report.load)
+        if report.capacity is not None:
+            m.capacity.set(report.capacity)
 
     def health(self) -> dict[str, object]:
         latencies = sorted(self.final_latencies)
         scheduler = self._scheduler
+        report = self.capacity.report(scheduler.lag() if scheduler else 0.0)
         return {
             "status": "ok" if self.ready else ("draining" if self.draining else "loading"),
             "version": __version__,
@@ -127,6 +183,11 @@ class ServerContext:
             "viewers": self.channels.viewer_count,
             "max_sessions": self.options.max_sessions,
             "queue_depth": scheduler.depth if scheduler else 0,
+            "decode_workers": scheduler.workers if scheduler else 0,
+            "capacity": report.capacity,  # live streams that fit, from measured decode cost
+            "load": report.load,  # share of decode time used over the last minute
+            "lag_s": report.lag_s,  # how long the oldest waiting live decode has waited
+            "final_cost_per_audio_s": report.cost_per_audio_s,
             "final_latency_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
@@ -142,6 +203,10 @@ def route_http(ctx: ServerContext, connection: ServerConnection | None,
     if path == "/healthz":
         status = http.HTTPStatus.OK if ctx.ready else http.HTTPStatus.SERVICE_UNAVAILABLE
         return _json_response(status, ctx.health())
+    if path == "/metrics":
+        return Response(http.HTTPStatus.OK.value, "OK", Headers(
+            {"Content-Type": METRICS_CONTENT_TYPE, "Cache-Control": "no-store"}),
+            ctx.metrics.render())
     if path in WS_ROUTES:
         if "upgrade" not in request.headers.get("Connection", "").lower():
             return _json_response(
@@ -180,7 +245,7 @@ def load_decoder(options: ServerOptions) -> tuple[Decoder, int]:
     from captioncast.engine.whisper import WhisperDecoder
 
     location = resolve_model(options.model, options.model_cache)
-    plan = plan_device(options.device, options.compute_type)
+    plan = plan_device(options.device, options.compute_type, options.decode_workers)
     log.info("event=model_loading model=%s path=%s device=%s compute_type=%s",
              location.name, location.path, plan.device, plan.compute_type)
     started = time.monotonic()
@@ -226,7 +291,8 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         else:
             model = decoder
         async with (
-            DecodeScheduler(model, workers, on_decoded=ctx.on_decoded) as scheduler,
+            DecodeScheduler(model, options.decode_workers or workers,
+                            on_decoded=ctx.on_decoded) as scheduler,
             contextlib.AsyncExitStack() as bridges,
         ):
             if options.mqtt is not None:

@@ -144,13 +144,17 @@ class StreamHandler:
 
     def _note_latency(self, event: Event) -> None:
         if isinstance(event, Final):
+            self.ctx.on_final()
             sent = self._arrivals.time_of(int(event.end * 16000))
             if sent is not None:
                 latency = time.monotonic() - sent
                 self._final_latencies.append(latency)
                 self.ctx.on_final_latency(latency)
         elif isinstance(event, Partial):
-            self.ctx.on_partial()
+            sent = self._arrivals.time_of(int(event.end * 16000))
+            self.ctx.on_partial(None if sent is None else time.monotonic() - sent)
+        elif isinstance(event, Error):
+            self.ctx.on_error(event.code)
 
     # -- the connection -----------------------------------------------------------
 
@@ -162,6 +166,7 @@ class StreamHandler:
             self.params.sample_rate, self.params.encoding, self.params.channels,
             self.params.language or self.ctx.options.language or "auto", self.params.task,
         )
+        self.ctx.on_session_started()
         self.dispatch(self.session.start())
         try:
             async with asyncio.TaskGroup() as group:
@@ -239,6 +244,7 @@ class StreamHandler:
             return
         self.dispatch(self.session.feed(audio))
         self._arrivals.add(self.session.position, time.monotonic())
+        self.ctx.on_audio(len(audio) / 16000)
 
     def _control(self, text: str, eos: bool) -> bool:
         try:
@@ -291,6 +297,7 @@ async def handle_stream(connection: ServerConnection, ctx: ServerContext) -> Non
     except CaptioncastError as error:
         log.info("event=session_refused peer=%s code=%s message=%r", _peer(connection),
                  error.code, error.message)
+        ctx.on_refused(error.code)
         await reject(connection, error)
         return
     await handler.run()

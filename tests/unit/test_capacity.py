@@ -1,0 +1,52 @@
+"""Admission from measured decode cost."""
+
+import pytest
+
+from captioncast.engine.capacity import CapacityMeter, CapacityOptions
+from captioncast.errors import Overloaded
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_capacity_follows_the_measured_cost_of_finals() -> None:
+    meter = CapacityMeter(2, CapacityOptions(max_load=0.7), clock=Clock())
+    meter.record("final", audio_s=4.0, decode_s=0.4)  # 0.1 s per audio second
+    assert meter.capacity() == 14  # 0.7 * 2 workers / 0.1
+    meter.record("partial", audio_s=4.0, decode_s=4.0)  # partials are elastic: ignored
+    assert meter.capacity() == 14
+    for _ in range(40):  # the machine got slower (another tenant): capacity follows
+        meter.record("final", audio_s=4.0, decode_s=0.8)
+    assert meter.capacity() == 7
+
+
+def test_admit_refuses_past_capacity_and_when_late() -> None:
+    meter = CapacityMeter(1, CapacityOptions(max_load=0.5, max_lag_s=2.0), clock=Clock())
+    meter.record("final", audio_s=5.0, decode_s=0.5)  # capacity 5
+    meter.admit(4, lag_s=0.0)
+    with pytest.raises(Overloaded, match="at capacity"):
+        meter.admit(5, lag_s=0.0)
+    with pytest.raises(Overloaded, match="behind"):
+        meter.admit(0, lag_s=3.0)
+
+
+def test_zero_max_load_turns_the_estimate_off() -> None:
+    meter = CapacityMeter(1, CapacityOptions(max_load=0.0), clock=Clock())
+    meter.record("final", audio_s=1.0, decode_s=10.0)
+    assert meter.capacity() is None
+    meter.admit(1000, lag_s=100.0)
+
+
+def test_load_is_the_share_of_decode_time_over_the_window() -> None:
+    clock = Clock()
+    meter = CapacityMeter(2, clock=clock)
+    meter.record("partial", audio_s=1.0, decode_s=30.0)
+    meter.record("final", audio_s=1.0, decode_s=30.0)
+    assert meter.report(lag_s=0.0).load == 0.5  # 60 s of 120 worker-seconds
+    clock.now = 61.0
+    assert meter.report(lag_s=0.0).load == 0.0
