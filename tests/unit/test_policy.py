@@ -122,3 +122,29 @@ def test_memory_is_bounded_over_a_long_stream() -> None:
     driver.finish()
     _check_stream(driver.events)
     assert session._buffer.held < 16000 * 20
+
+
+class _ThankYou(ScriptedDecoder):
+    """tiny.en on a breath: "Thank you." that Whisper itself thinks is no speech."""
+
+    def decode(self, request):  # type: ignore[no-untyped-def]
+        from captioncast.core.decoding import DecodeResult
+
+        self.requests.append(request)
+        return DecodeResult(text="Thank you.", language="en", avg_logprob=-0.7,
+                            no_speech_prob=0.88)
+
+
+@pytest.mark.parametrize(("seconds", "kept"), [(0.45, False), (3.0, True)])
+def test_no_speech_decodes_of_very_short_utterances_are_dropped(seconds: float,
+                                                                kept: bool) -> None:
+    gap = np.zeros(16000, np.float32)
+    burst = read_wav("whisper_jfk")[int(0.3 * 16000):int((0.3 + seconds) * 16000)]
+    driver = Driver(_session(), _ThankYou())
+    driver.feed(np.concatenate([gap, burst, gap]))
+    driver.finish()
+    finals = _check_stream(driver.events)
+    assert len(finals) >= 1
+    # A fraction of a second: the no-speech probability decides. Seconds of voice with a
+    # log-prob above the threshold: Whisper's usual rule keeps the words.
+    assert any(f.text for f in finals) is kept

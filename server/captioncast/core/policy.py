@@ -42,6 +42,10 @@ class PolicyOptions:
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
+    # On a breath or a click (a fraction of a second of "speech"), tiny.en often says
+    # "Thank you." with a high no-speech probability but a confident-looking log-prob, so
+    # for utterances this short the no-speech probability alone decides.
+    short_speech_s: float = 1.0
     word_vad_margin_s: float = 0.2  # word timings are approximate; allow this much slack
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
 
@@ -268,7 +272,8 @@ class CaptionSession:
         return [request]
 
     def _apply_partial(self, open_: _OpenUtterance, result: DecodeResult) -> list[Action]:
-        if self._is_hallucination(result):
+        voiced = self.segmenter.voiced_mask(open_.start, open_.partial_audio_end)
+        if self._is_hallucination(result, self._voiced_s(voiced)):
             return []
         text = clean(result.text)
         if not text.startswith(open_.stable):
@@ -389,11 +394,13 @@ class CaptionSession:
             )
         return actions
 
-    def _is_hallucination(self, result: DecodeResult) -> bool:
+    def _voiced_s(self, voiced: np.ndarray) -> float:
+        return float(voiced.sum()) * self.segmenter.frame_len / MODEL_SAMPLE_RATE
+
+    def _is_hallucination(self, result: DecodeResult, voiced_s: float) -> bool:
         opts = self.options
-        silent = (
-            result.no_speech_prob > opts.no_speech_threshold
-            and result.avg_logprob < opts.log_prob_threshold
+        silent = result.no_speech_prob > opts.no_speech_threshold and (
+            result.avg_logprob < opts.log_prob_threshold or voiced_s < opts.short_speech_s
         )
         return silent or result.compression_ratio > opts.compression_ratio_threshold
 
@@ -403,7 +410,7 @@ class CaptionSession:
         result = pending.result
         if result is not None:
             language = result.language
-            if not self._is_hallucination(result):
+            if not self._is_hallucination(result, self._voiced_s(pending.voiced)):
                 text, words = self._heard_words(pending, result)
             elif pending.stable:
                 words = self._words_of_prefix(pending, result)
