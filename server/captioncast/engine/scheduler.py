@@ -124,8 +124,12 @@ class DecodeScheduler:
         return future
 
     def lag(self) -> float:
-        """Seconds the oldest waiting live decode has waited: the backlog, in time."""
-        live = [job.queued_at for job in self._queue if job.key[0] == _LIVE]
+        """Seconds the oldest waiting live final has waited: the backlog, in time.
+
+        Partials are left out: waiting is how they adapt to load, not a sign of overload.
+        """
+        live = [job.queued_at for job in self._queue
+                if job.key[0] == _LIVE and job.request.kind == "final"]
         return time.monotonic() - min(live) if live else 0.0
 
     def cancel(self, owner: str, request_id: int) -> None:

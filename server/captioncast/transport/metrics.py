@@ -57,7 +57,7 @@ class Metrics:
                                    "Seconds spent decoding, by kind", ["kind"], registry=r)
         self.queue_depth = Gauge("captioncast_queue_depth", "Decodes waiting", registry=r)
         self.lag = Gauge("captioncast_lag_seconds",
-                         "How long the oldest waiting live decode has waited", registry=r)
+                         "How long the oldest waiting live final has waited", registry=r)
         self.real_time_factor = Gauge(
             "captioncast_real_time_factor",
             "Decode seconds per audio second over the server's life (all kinds)", registry=r)

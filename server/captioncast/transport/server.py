@@ -186,7 +186,7 @@ class ServerContext:
             "decode_workers": scheduler.workers if scheduler else 0,
             "capacity": report.capacity,  # live streams that fit, from measured decode cost
             "load": report.load,  # share of decode time used over the last minute
-            "lag_s": report.lag_s,  # how long the oldest waiting live decode has waited
+            "lag_s": report.lag_s,  # how long the oldest waiting live final has waited
             "final_cost_per_audio_s": report.cost_per_audio_s,
             "final_latency_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
             "uptime_s": round(time.monotonic() - self.started, 1),
