@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         "core. No GPU was available to these sessions: on a GPU batching is where the "
         "throughput comes from, and this script measures it there with `--device cuda`.",
         "",
+        f"Best speedup here: {max(r[3] for r in rows):.2f}. "
+        + ("Batching pays on this device." if max(r[3] for r in rows) >= 1.1 else
+           "Batching does not pay on this device (CTranslate2 already keeps the cores busy "
+           "with one decode per worker), so the scheduler decodes finals one at a time per "
+           "worker and keeps no batching code."),
+        "",
     ]
     section = "\n".join(lines)
     sb.write_results_md(args.out, section)
