@@ -111,6 +111,9 @@ class StreamHandler:
         self._final_latencies: list[float] = []
         self._done = asyncio.Event()
         self._fatal: CaptioncastError | None = None
+        self._eos = False
+        self._receiver: asyncio.Task[None] | None = None
+        self._going_away = False
         self.started = time.monotonic()
 
     # -- dispatch -----------------------------------------------------------------
@@ -171,7 +174,7 @@ class StreamHandler:
         try:
             async with asyncio.TaskGroup() as group:
                 sender = group.create_task(self._send_loop())
-                receiver = group.create_task(self._receive_loop())
+                receiver = self._receiver = group.create_task(self._receive_loop())
                 await self._done.wait()
                 receiver.cancel()
                 self._outbox.put_nowait(None)
@@ -194,7 +197,18 @@ class StreamHandler:
                                             self._fatal.message[:120])
         elif self.session.finished:
             with contextlib.suppress(ConnectionClosed):
-                await self.connection.close(1000, "end of stream")
+                if self._going_away:
+                    await self.connection.close(1001, "server shutting down")
+                else:
+                    await self.connection.close(1000, "end of stream")
+
+    def go_away(self) -> None:
+        """Server shutdown: read no more, finalize as at eos, then close 1001 (going away)."""
+        self._going_away = True
+        if self._receiver is not None:
+            self._receiver.cancel()
+        if not self._eos and not self.session.finished:
+            self._end_of_stream()
 
     async def _send_loop(self) -> None:
         while True:
@@ -206,7 +220,6 @@ class StreamHandler:
 
     async def _receive_loop(self) -> None:
         options = self.ctx.options
-        eos = False
         try:
             while True:
                 try:
@@ -217,13 +230,13 @@ class StreamHandler:
                         f"no audio or keepalive for {options.idle_timeout_s:.0f} s"
                     ) from None
                 if isinstance(message, bytes):
-                    if eos:
+                    if self._eos:
                         self.dispatch(self.session.error(
                             BadRequest("audio after eos is ignored")))
                         continue
                     self._audio(message)
                 else:
-                    eos = self._control(message, eos)
+                    self._control(message)
         except ConnectionClosed:
             # The client went away: nothing more will arrive, decode nothing more.
             self._done.set()
@@ -246,22 +259,24 @@ class StreamHandler:
         self._arrivals.add(self.session.position, time.monotonic())
         self.ctx.on_audio(len(audio) / 16000)
 
-    def _control(self, text: str, eos: bool) -> bool:
+    def _control(self, text: str) -> None:
         try:
             kind = parse_control(text)
         except CaptioncastError as error:
             self.dispatch(self.session.error(error))
-            return eos
-        if kind == "flush" and not eos:
+            return
+        if kind == "flush" and not self._eos:
             self.dispatch(self.session.flush())
-        elif kind == "eos" and not eos:
-            tail = self.converter.drain()
-            if len(tail):
-                self.dispatch(self.session.feed(tail))
-            self._arrivals.add(self.session.position, time.monotonic())
-            self.dispatch(self.session.eos())
-            return True
-        return eos
+        elif kind == "eos" and not self._eos:
+            self._end_of_stream()
+
+    def _end_of_stream(self) -> None:
+        self._eos = True
+        tail = self.converter.drain()
+        if len(tail):
+            self.dispatch(self.session.feed(tail))
+        self._arrivals.add(self.session.position, time.monotonic())
+        self.dispatch(self.session.eos())
 
     def _fail(self, error: CaptioncastError) -> None:
         self._fatal = error
