@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("captioncast.stream")
 
+# Events queued behind a client that reads nothing; a stream makes a few per second, so
+# only a stalled reader fed by a flood of bad frames gets here before send_timeout_s.
+MAX_UNSENT_EVENTS = 1000
+
 
 class _ArrivalClock:
     """When each audio position arrived, to measure latency the way clients do."""
@@ -130,6 +134,10 @@ class StreamHandler:
             else:
                 self._note_latency(action)
                 self._outbox.put_nowait(action)
+                if self._outbox.qsize() > MAX_UNSENT_EVENTS and self._fatal is None:
+                    # Sends are stuck behind a full socket: stop reading and let go.
+                    self._fatal = SessionTimeout("client did not read captions in time")
+                    self._done.set()
                 if self.params.channel is not None:
                     self.ctx.channels.publish(self.params.channel, action)
         if self.session.finished:
@@ -215,16 +223,18 @@ class StreamHandler:
             event = await self._outbox.get()
             if event is None:
                 return
-            await asyncio.wait_for(self.connection.send(event.to_json()),
-                                   self.ctx.options.send_timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11, wait_for loses a cancellation that
+            # arrives as its awaitable completes, and a busy peer makes that the usual case.
+            async with asyncio.timeout(self.ctx.options.send_timeout_s):
+                await self.connection.send(event.to_json())
 
     async def _receive_loop(self) -> None:
         options = self.ctx.options
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(self.connection.recv(),
-                                                     options.idle_timeout_s)
+                    async with asyncio.timeout(options.idle_timeout_s):
+                        message = await self.connection.recv()
                 except TimeoutError:
                     raise SessionTimeout(
                         f"no audio or keepalive for {options.idle_timeout_s:.0f} s"
