@@ -60,3 +60,28 @@ def open_raw(port: int, path: str, context: ssl.SSLContext | None = None,
             break
         head += chunk
     return sock, head
+
+
+def _exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("closed mid-frame")
+        data += chunk
+    return data
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One frame from the server (unmasked, no extensions): (opcode, payload)."""
+    first, second = _exactly(sock, 2)
+    length = second & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", _exactly(sock, 2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", _exactly(sock, 8))
+    return first & 0x0F, _exactly(sock, length)
+
+
+def close_code(payload: bytes) -> int | None:
+    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None

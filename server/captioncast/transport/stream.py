@@ -231,7 +231,7 @@ class StreamHandler:
     async def _receive_loop(self) -> None:
         options = self.ctx.options
         try:
-            while True:
+            while not self._done.is_set():  # after `end`, nothing more is said
                 try:
                     async with asyncio.timeout(options.idle_timeout_s):
                         message = await self.connection.recv()
