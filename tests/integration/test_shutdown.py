@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -14,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from captioncast_client.audio_files import decode_pcm, rechunk
 from tests.conftest import speech_path
+from tests.integration import rawws
 from tests.integration.conftest import RunningServer, start_server
 
 pytestmark = pytest.mark.model
@@ -112,3 +114,43 @@ async def test_sigterm_finalizes_the_sentence_in_progress_then_ends_and_exits(
     assert "event=draining sessions=1" in log and "unfinished=0" in log
     print(f"exit {exited_after:.2f} s after SIGTERM; final of utterance {in_progress}: "
           f"{last_final['text']!r}; healthz during the drain: {seen[:3]}")
+
+
+async def test_a_stuck_client_cannot_hold_the_shutdown_past_its_timeout() -> None:
+    """A client that reads nothing cannot finish its close; the process still exits in time,
+    and a viewer still gets the speaker's `end`."""
+    timeout_s = 6.0
+    server = start_server("--shutdown-timeout-s", str(timeout_s), name="shutdown-stuck")
+    try:
+        stuck, head = rawws.open_raw(server.port, "/v1/stream", timeout=30)
+        assert b" 101 " in head.split(b"\r\n")[0]
+
+        # Speech, and nothing read: its close handshake will never be answered.
+        for chunk in rechunk(decode_pcm(str(speech_path("whisper_jfk"))), CHUNK):
+            stuck.sendall(rawws.binary(chunk))
+        viewer_events: list[dict[str, Any]] = []
+        async with connect(f"{server.url}/v1/captions?channel=stuck-show") as viewer:
+            speaker = asyncio.create_task(_speak(f"{server.url}/v1/stream?channel=stuck-show",
+                                                 [], asyncio.Event()))
+            async for message in viewer:
+                viewer_events.append(json.loads(message))
+                if any(e["type"] == "final" for e in viewer_events):
+                    break
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ConnectionClosed):
+                async for message in viewer:
+                    viewer_events.append(json.loads(message))
+        exit_code = await asyncio.to_thread(server.process.wait, 30)
+        exited_after = time.monotonic() - signalled
+        assert await asyncio.wait_for(speaker, 10) == 1001
+        stuck.close()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+    assert exit_code == 0
+    assert exited_after <= timeout_s + 2, exited_after
+    assert viewer.close_code == 1001
+    assert viewer_events[-1]["type"] == "end", viewer_events[-2:]
+    assert "unfinished=1" in server.log.read_text()

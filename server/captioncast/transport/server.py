@@ -29,7 +29,7 @@ from captioncast.transport.channels import ChannelHub
 from captioncast.transport.http_post import HttpFront
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.metrics import Metrics
-from captioncast.transport.mqtt import MqttBridge, MqttOptions
+from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge, MqttOptions
 from captioncast.transport.pages import route_pages
 from captioncast.transport.responses import error_response, json_response
 from captioncast.transport.security import (
@@ -350,4 +350,6 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             if started is not None:
                 started.set()
             await stop.wait()
-            await drain(ctx, server, front, options.shutdown, hurry)
+            # The MQTT bridges flush their last messages after the drain: leave them time.
+            await drain(ctx, server, front, options.shutdown, hurry,
+                        after_s=FLUSH_ON_EXIT_S if options.mqtt is not None else 0.0)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server
 
@@ -30,15 +30,12 @@ class ShutdownOptions:
     timeout_s: float = 10.0  # from the signal to the process exiting
     close_timeout_s: float = 3.0  # a peer that does not answer our close frame is cut
 
-    @property
-    def drain_s(self) -> float:
-        """Time for streams to finalize: what is left after the closes are allowed for."""
-        return max(0.0, self.timeout_s - self.reserve_s)
-
-    @property
-    def reserve_s(self) -> float:
-        # Closing handshakes, the HTTP front, the MQTT bridges' last status messages.
-        return min(self.close_timeout_s + 1.0, self.timeout_s * 0.4)
+    def drain_s(self, after_s: float = 0.0) -> float:
+        """Time for streams to finalize: what is left once the closing handshakes and
+        `after_s` (what runs after the drain: the MQTT bridges' last messages) are allowed
+        for; never less than 60% of the timeout."""
+        reserve = min(self.close_timeout_s + 1.0 + after_s, self.timeout_s * 0.4)
+        return max(0.0, self.timeout_s - reserve)
 
 
 def signal_stop(stop: asyncio.Event, hurry: asyncio.Event) -> None:
@@ -50,43 +47,39 @@ def signal_stop(stop: asyncio.Event, hurry: asyncio.Event) -> None:
 
 
 async def drain(ctx: ServerContext, server: Server, front: HttpFront,
-                options: ShutdownOptions, hurry: asyncio.Event | None = None) -> None:
-    """Finalize every live stream, then close every connection, within options.timeout_s."""
+                options: ShutdownOptions, hurry: asyncio.Event | None = None,
+                after_s: float = 0.0) -> None:
+    """Finalize every live stream, then close every connection, within options.timeout_s
+    less `after_s`, the time the caller needs once this returns."""
     started = time.monotonic()
+    deadline = started + max(0.5, options.timeout_s - after_s)
     ctx.draining = True  # /healthz answers 503, admit() refuses new sessions
     handlers = list(ctx.sessions.values())
     log.info("event=draining sessions=%d timeout_s=%.1f", len(handlers), options.timeout_s)
     for handler in handlers:
         handler.go_away()
     closed = [asyncio.ensure_future(h.connection.wait_closed()) for h in handlers]
-    waits: list[asyncio.Future[object]] = list(closed)  # type: ignore[arg-type]
-    if hurry is not None:
-        waits.append(asyncio.ensure_future(hurry.wait()))
-    try:
-        if closed:
-            deadline = started + options.drain_s
-            while any(not c.done() for c in closed) and not (hurry and hurry.is_set()):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                await asyncio.wait([w for w in waits if not w.done()], timeout=left,
-                                   return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
+    if closed:
+        # Until every stream is closed, the time is up, or a second signal says hurry.
+        race: set[asyncio.Future[Any]] = {asyncio.gather(*closed, return_exceptions=True)}
+        if hurry is not None:
+            race.add(asyncio.ensure_future(hurry.wait()))
+        left = started + options.drain_s(after_s) - time.monotonic()
+        await asyncio.wait(race, timeout=max(0.0, left), return_when=asyncio.FIRST_COMPLETED)
+        for waiter in race:
+            waiter.cancel()
+        await asyncio.gather(*race, return_exceptions=True)  # retrieved: nothing logged
     unfinished = sum(not c.done() or c.cancelled() for c in closed)
     log.info("event=drained sessions=%d unfinished=%d seconds=%.2f", len(handlers),
              unfinished, time.monotonic() - started)
     # Files being transcribed had the drain time too; what is left of them gets 503.
-    left = max(0.5, options.timeout_s - (time.monotonic() - started))
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(left / 2):
+        async with asyncio.timeout(max(0.2, (deadline - time.monotonic()) / 2)):
             await front.close()
     # Viewers and streams that did not finish: close 1001; cut those that do not answer.
     server.close(close_connections=True)
-    left = max(0.5, options.timeout_s - (time.monotonic() - started) - 0.5)
     try:
-        async with asyncio.timeout(left):
+        async with asyncio.timeout(max(0.2, deadline - time.monotonic())):
             await server.wait_closed()
     except TimeoutError:
         for connection in list(server.connections):

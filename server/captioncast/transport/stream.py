@@ -302,7 +302,9 @@ class StreamHandler:
             "partials=%d final_latency_p50_s=%.3f final_latency_p95_s=%.3f reason=%s",
             self.session_id, time.monotonic() - self.started, self.session.duration,
             self.session.finals_sent, self.session.partials_sent, p50, p95,
-            "eos" if self.session.finished else (self._fatal.code if self._fatal else "closed"),
+            "shutdown" if self._going_away
+            else "eos" if self.session.finished
+            else (self._fatal.code if self._fatal else "closed"),
         )
 
 
