@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -233,6 +234,27 @@ def test_a_half_open_connection_is_closed_by_the_ping_timeout(secure: SecureServ
     # a ping after PING_INTERVAL_S, as long to answer it, then the closing handshake's timeout
     assert PING_INTERVAL_S <= elapsed <= 3 * PING_INTERVAL_S + 5, elapsed
     assert b"\x89" in received  # a ping frame came
+
+
+def test_a_silent_peer_on_the_tls_port_is_dropped(secure: SecureServer) -> None:
+    """No TLS hello at all: cut after the same 10 s a silent plain connection gets."""
+    with socket.create_connection(("127.0.0.1", secure.port), timeout=30) as silent:
+        started = time.monotonic()
+        assert silent.recv(1) == b""
+        assert time.monotonic() - started <= 15
+
+
+def test_the_docker_healthcheck_probes_a_tls_server_without_a_token(
+        secure: SecureServer) -> None:
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    command = json.loads(dockerfile.split("HEALTHCHECK", 1)[1].split("CMD", 1)[1]
+                         .split("\n", 1)[0])
+    assert secure.certificate is not None
+    env = {"CAPTIONCAST_PORT": str(secure.port),
+           "CAPTIONCAST_CERTFILE": str(secure.certificate.certfile), "PATH": "/usr/bin"}
+    probe = subprocess.run([sys.executable, *command[1:]], env=env, timeout=30,
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
 
 
 def test_clients_take_the_token_and_the_ca_from_flags_or_the_environment(

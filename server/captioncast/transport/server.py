@@ -11,7 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -26,7 +26,7 @@ from captioncast.engine.capacity import CapacityMeter, CapacityOptions
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import CaptioncastError, Overloaded
 from captioncast.transport.channels import ChannelHub
-from captioncast.transport.http_post import HttpFront
+from captioncast.transport.http_post import SNIFF_TIMEOUT_S, HttpFront
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.metrics import Metrics
 from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge, MqttOptions
@@ -311,6 +311,9 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, signal_stop, stop, hurry)
     tls = ssl_context(options.security)
+    # asyncio waits 60 s for a TLS handshake; a silent peer gets what a plain one gets.
+    tls_options: dict[str, Any] = (
+        {} if tls is None else {"ssl": tls, "ssl_handshake_timeout": SNIFF_TIMEOUT_S})
 
     async def handler(connection: ServerConnection) -> None:
         await _dispatch(connection, ctx)
@@ -329,7 +332,7 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         write_limit=options.write_limit,
         close_timeout=options.shutdown.close_timeout_s,
         server_header=f"captioncast/{__version__}",
-        ssl=tls,
+        **tls_options,
     ) as server:
         ports = [s.getsockname()[1] for s in server.sockets]
         log.info("event=listening host=%s port=%s tls=%s auth=%s", options.host,
