@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ TOKEN = "s3cret-token-for-tests"
 FILE_TOKEN = "second-token-from-a-file"
 ORIGIN = "https://studio.example"
 PER_IP = 4
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SEND_TIMEOUT_S = 2.0
 PING_INTERVAL_S = 10.0
 
@@ -255,6 +257,32 @@ def test_the_docker_healthcheck_probes_a_tls_server_without_a_token(
     probe = subprocess.run([sys.executable, *command[1:]], env=env, timeout=30,
                            capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+async def test_the_overlay_over_https_passes_its_token_to_its_websocket(
+        secure: SecureServer) -> None:
+    from playwright.async_api import async_playwright
+
+    assert secure.certificate is not None
+    access = Access(token=TOKEN, cafile=str(secure.certificate.certfile))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            # the test's certificate is not in Chromium's store; bypass_csp: Playwright's
+            # string predicates need eval, which the page forbids
+            context = await browser.new_context(ignore_https_errors=True, bypass_csp=True)
+            page = await context.new_page()
+            await page.goto(f"{secure.http}/overlay?channel=tls-show&token={TOKEN}")
+            await page.wait_for_function("document.body.dataset.state === 'open'",
+                                         timeout=10_000)
+            await stream(stream_url(secure.url, channel="tls-show"), _audio("whisper_jfk"),
+                         realtime=False, access=access)
+            await page.wait_for_function(
+                "document.querySelector('#box').textContent.toLowerCase()"
+                ".includes('your country')", timeout=15_000)
+        finally:
+            await browser.close()
 
 
 def test_clients_take_the_token_and_the_ca_from_flags_or_the_environment(
