@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from websockets.exceptions import ConnectionClosed
 from captioncast_client.audio_files import decode_pcm, rechunk
 from tests.conftest import speech_path
 from tests.integration import rawws
+from tests.integration.broker import Mosquitto
 from tests.integration.conftest import RunningServer, start_server
+from tests.integration.test_mqtt import Subscriber
 
 pytestmark = pytest.mark.model
 
@@ -154,3 +157,36 @@ async def test_a_stuck_client_cannot_hold_the_shutdown_past_its_timeout() -> Non
     assert viewer.close_code == 1001
     assert viewer_events[-1]["type"] == "end", viewer_events[-2:]
     assert "unfinished=1" in server.log.read_text()
+
+
+async def test_sigterm_with_mqtt_publishes_the_last_final_and_ended_then_disconnects(
+        tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    server = start_server("--mqtt", broker.url, name="shutdown-mqtt")
+    subscriber = Subscriber(broker, "captions/drained/#")
+    try:
+        await asyncio.wait_for(subscriber.connected.wait(), 10)
+        events: list[dict[str, Any]] = []
+        interrupted = asyncio.Event()
+        speaker = asyncio.create_task(
+            _speak(f"{server.url}/v1/stream?channel=drained", events, interrupted))
+        await asyncio.wait_for(interrupted.wait(), 60)
+        server.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(speaker, 30) == 1001
+        assert await asyncio.to_thread(server.process.wait, 30) == 0
+        await asyncio.sleep(1.0)  # the subscriber's own round trip
+    finally:
+        await subscriber.close()
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+        broker.stop()
+    sent = [e for e in events if e["type"] == "final"]
+    published = subscriber.finals()
+    assert [f["text"] for f in published] == [f["text"] for f in sent]
+    assert subscriber.of("/status")[-1] == "ended"
+    # Clean MQTT disconnects, not the last will of a connection that broke.
+    ours = [line for line in broker.log.read_text().splitlines() if "captioncast-" in line]
+    assert any(line.endswith("-drained disconnected.") for line in ours), ours
+    assert not any("closed its connection" in line for line in ours), ours
