@@ -37,7 +37,9 @@ async def _send(connection: ServerConnection, viewer: Viewer, send_timeout_s: fl
         for event in events:
             # A viewer that stops reading entirely is dropped; its backlog rules bound
             # what it costs until then.
-            await asyncio.wait_for(connection.send(event.to_json()), send_timeout_s)
+            # asyncio.timeout: on 3.11 wait_for can swallow the cancel that ends a viewer.
+            async with asyncio.timeout(send_timeout_s):
+                await connection.send(event.to_json())
 
 
 async def _drain(connection: ServerConnection) -> None:
