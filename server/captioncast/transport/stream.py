@@ -231,7 +231,7 @@ class StreamHandler:
     async def _receive_loop(self) -> None:
         options = self.ctx.options
         try:
-            while not self._done.is_set():  # after `end`, nothing more is said
+            while True:
                 try:
                     async with asyncio.timeout(options.idle_timeout_s):
                         message = await self.connection.recv()
@@ -239,6 +239,8 @@ class StreamHandler:
                     raise SessionTimeout(
                         f"no audio or keepalive for {options.idle_timeout_s:.0f} s"
                     ) from None
+                if self._done.is_set():
+                    return  # `end` (or a fatal error) is out: nothing more is said
                 if isinstance(message, bytes):
                     if self._eos:
                         self.dispatch(self.session.error(
