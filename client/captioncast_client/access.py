@@ -29,6 +29,15 @@ class Access:
 NO_ACCESS = Access()
 
 
+def websocket_base(server: str) -> str:
+    """ws:// or wss:// from any address a user may give: ws(s)://, http(s)://, host:port."""
+    base = server.rstrip("/")
+    for plain, websocket in (("http://", "ws://"), ("https://", "wss://")):
+        if base.startswith(plain):
+            return websocket + base[len(plain):]
+    return base if base.startswith(("ws://", "wss://")) else "ws://" + base
+
+
 def explain_refusal(status: int) -> str:
     """What a user should do about an HTTP status the server answered with."""
     if status == 401:

@@ -21,6 +21,7 @@ from captioncast_client.access import (
     UNAUTHORIZED_HINT,
     Access,
     explain_refusal,
+    websocket_base,
 )
 
 BYTES_PER_SECOND = 32000  # 16 kHz, 16-bit mono: what the clients send
@@ -66,9 +67,7 @@ class StreamResult:
 def stream_url(server: str, **params: Any) -> str:
     query = {k: (str(v).lower() if isinstance(v, bool) else v)
              for k, v in params.items() if v not in (None, "")}
-    base = server.rstrip("/")
-    if not base.startswith(("ws://", "wss://")):
-        base = "ws://" + base
+    base = websocket_base(server)
     return f"{base}/v1/stream" + (f"?{urlencode(query)}" if query else "")
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from websockets.exceptions import ConnectionClosed
 
-from captioncast_client.access import NO_ACCESS, Access
+from captioncast_client.access import NO_ACCESS, Access, websocket_base
 from captioncast_client.streaming import (
     Event,
     ServerUnreachable,
@@ -23,9 +23,7 @@ from captioncast_client.streaming import (
 
 def captions_url(server: str, channel: str, since: int | None = None,
                  token: str | None = None) -> str:
-    base = server.rstrip("/")
-    if not base.startswith(("ws://", "wss://")):
-        base = "ws://" + base
+    base = websocket_base(server)
     query: dict[str, Any] = {"channel": channel}
     if since is not None:
         query["since"] = since

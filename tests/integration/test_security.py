@@ -147,8 +147,10 @@ async def test_http_routes_want_the_token_but_healthz_stays_open(
         assert json.loads(body)["error"] == "unauthorized"
     status, _, body = await asyncio.to_thread(secure.get, "/v1/channels", _bearer())
     assert status == 200 and "channels" in json.loads(body)
-    status, _, body = await asyncio.to_thread(secure.get, f"/overlay?channel=x&token={TOKEN}")
+    status, headers, body = await asyncio.to_thread(secure.get,
+                                                    f"/overlay?channel=x&token={TOKEN}")
     assert status == 200 and b"params.set(\"token\"" in body  # the page passes it on
+    assert headers["Referrer-Policy"] == "no-referrer"  # and never leaks its URL
     for path in ("/v1/transcribe", "/v1/audio/transcriptions"):
         status, headers, body = await asyncio.to_thread(secure.get, path, method="POST")
         assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer"), path

@@ -125,3 +125,13 @@ def test_tls_needs_a_loadable_certificate(tmp_path: Path) -> None:
     junk.write_text("not a certificate")
     with pytest.raises(CaptioncastError, match="certificate"):
         ssl_context(SecurityOptions(certfile=junk))
+
+
+def test_the_drain_leaves_time_for_what_follows_it() -> None:
+    from captioncast.transport.shutdown import ShutdownOptions
+
+    options = ShutdownOptions(timeout_s=10.0, close_timeout_s=3.0)
+    assert options.drain_s() == 6.0  # 3 s of closing handshakes and 1 s of slack
+    assert options.drain_s(after_s=3.0) == 6.0  # never under 60% of the timeout
+    assert ShutdownOptions(timeout_s=30.0).drain_s(after_s=3.0) == 23.0
+    assert ShutdownOptions(timeout_s=0.0).drain_s() == 0.0

@@ -7,6 +7,7 @@ WebSocket routes, the GET pages and the POST front all ask the same questions.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import re
 import ssl
@@ -43,6 +44,10 @@ class SecurityOptions:
     @property
     def tls(self) -> bool:
         return self.certfile is not None
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 def read_token_file(path: Path) -> list[str]:
@@ -92,8 +97,9 @@ class Gatekeeper:
 
     def __init__(self, options: SecurityOptions) -> None:
         self.options = options
-        # Compared as bytes: compare_digest takes only ASCII str, and tokens may not be.
-        self._tokens = [t.encode() for t in options.tokens]
+        # Digests of equal length: compare_digest's time then depends on neither the
+        # tokens' lengths nor their characters (it takes only ASCII str, so bytes).
+        self._tokens = [_digest(t) for t in options.tokens]
         self._origins = frozenset(o.rstrip("/").lower() for o in options.allowed_origins)
         self._connections: Counter[str] = Counter()
 
@@ -109,7 +115,7 @@ class Gatekeeper:
         if token is None:
             raise Unauthorized("this server needs a token: send Authorization: Bearer TOKEN "
                                "or add token=TOKEN to the URL")
-        given = token.encode()
+        given = _digest(token)
         # Every token is compared, so the time taken says nothing about which one matched.
         matched = False
         for known in self._tokens:
