@@ -21,15 +21,17 @@ from captioncast.core.events import Error, Event, Final, Partial
 from captioncast.core.params import StreamParams, parse_control, parse_stream_params
 from captioncast.core.policy import Action, Cancel, CaptionSession, SessionConfig
 from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
+from captioncast.transport.coalesce import FrameCoalescer
 
 if TYPE_CHECKING:
     from captioncast.transport.server import ServerContext
 
 log = logging.getLogger("captioncast.stream")
 
-# Events queued behind a client that reads nothing; a stream makes a few per second, so
-# only a stalled reader fed by a flood of bad frames gets here before send_timeout_s.
-MAX_UNSENT_EVENTS = 1000
+# Events waiting to be sent before we stop reading the client: a stream makes a few a
+# second, but every bad frame earns an error event, and a client that sends faster than
+# it reads would otherwise grow the queue without bound. Reading resumes at half.
+MAX_UNSENT_EVENTS = 256
 
 
 class _ArrivalClock:
@@ -109,6 +111,7 @@ class StreamHandler:
             ctx.options.policy,
         )
         self.converter = PcmConverter(params)
+        self._pending = FrameCoalescer(params.sample_rate * params.bytes_per_frame)
         self._outbox: asyncio.Queue[Event | None] = asyncio.Queue()
         self._inflight: dict[int, asyncio.Future[DecodeResult]] = {}
         self._arrivals = _ArrivalClock()
@@ -116,6 +119,8 @@ class StreamHandler:
         self._done = asyncio.Event()
         self._fatal: CaptioncastError | None = None
         self._eos = False
+        self._room = asyncio.Event()  # clear while MAX_UNSENT_EVENTS wait to be sent
+        self._room.set()
         self._receiver: asyncio.Task[None] | None = None
         self._going_away = False
         self.started = time.monotonic()
@@ -134,10 +139,8 @@ class StreamHandler:
             else:
                 self._note_latency(action)
                 self._outbox.put_nowait(action)
-                if self._outbox.qsize() > MAX_UNSENT_EVENTS and self._fatal is None:
-                    # Sends are stuck behind a full socket: stop reading and let go.
-                    self._fatal = SessionTimeout("client did not read captions in time")
-                    self._done.set()
+                if self._outbox.qsize() >= MAX_UNSENT_EVENTS:
+                    self._room.clear()
                 if self.params.channel is not None:
                     self.ctx.channels.publish(self.params.channel, action)
         if self.session.finished:
@@ -227,11 +230,16 @@ class StreamHandler:
             # arrives as its awaitable completes, and a busy peer makes that the usual case.
             async with asyncio.timeout(self.ctx.options.send_timeout_s):
                 await self.connection.send(event.to_json())
+            if self._outbox.qsize() <= MAX_UNSENT_EVENTS // 2:
+                self._room.set()
 
     async def _receive_loop(self) -> None:
         options = self.ctx.options
         try:
             while True:
+                # Back-pressure: a client that does not read its events is not read either,
+                # until its sends stall and send_timeout_s lets it go.
+                await self._room.wait()
                 try:
                     async with asyncio.timeout(options.idle_timeout_s):
                         message = await self.connection.recv()
@@ -262,14 +270,27 @@ class StreamHandler:
                 f"binary frame of {len(frame)} bytes is over the maximum of "
                 f"{self.ctx.options.max_frame_bytes}"
             )
+        if len(frame) % self.params.bytes_per_frame:
+            self._feed(frame)  # not whole samples: the converter reports it and drops it
+            return
+        batch = self._pending.add(frame)
+        if batch is not None:
+            self._feed(batch)
+
+    def _feed(self, pcm: bytes) -> None:
         try:
-            audio = self.converter.convert(frame)
+            audio = self.converter.convert(pcm)
         except CaptioncastError as error:
             self.dispatch(self.session.error(error))
             return
         self.dispatch(self.session.feed(audio))
         self._arrivals.add(self.session.position, time.monotonic())
         self.ctx.on_audio(len(audio) / 16000)
+
+    def _feed_pending(self) -> None:
+        pending = self._pending.take()
+        if pending:
+            self._feed(pending)
 
     def _control(self, text: str) -> None:
         try:
@@ -278,12 +299,14 @@ class StreamHandler:
             self.dispatch(self.session.error(error))
             return
         if kind == "flush" and not self._eos:
+            self._feed_pending()
             self.dispatch(self.session.flush())
         elif kind == "eos" and not self._eos:
             self._end_of_stream()
 
     def _end_of_stream(self) -> None:
         self._eos = True
+        self._feed_pending()
         tail = self.converter.drain()
         if len(tail):
             self.dispatch(self.session.feed(tail))
