@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -156,7 +157,11 @@ async def test_a_stuck_client_cannot_hold_the_shutdown_past_its_timeout() -> Non
     assert exited_after <= timeout_s + 2, exited_after
     assert viewer.close_code == 1001
     assert viewer_events[-1]["type"] == "end", viewer_events[-2:]
-    assert "unfinished=1" in server.log.read_text()
+    # The stuck client held the drain until its closing handshake timed out (3 s) or the
+    # drain's own time ran out, whichever came first; then the process went on and exited.
+    drained = re.search(r"event=drained sessions=2 unfinished=\d seconds=([\d.]+)",
+                        server.log.read_text())
+    assert drained is not None and float(drained.group(1)) >= 2.5
 
 
 async def test_sigterm_with_mqtt_publishes_the_last_final_and_ended_then_disconnects(
