@@ -135,3 +135,15 @@ def test_the_drain_leaves_time_for_what_follows_it() -> None:
     assert options.drain_s(after_s=3.0) == 6.0  # never under 60% of the timeout
     assert ShutdownOptions(timeout_s=30.0).drain_s(after_s=3.0) == 23.0
     assert ShutdownOptions(timeout_s=0.0).drain_s() == 0.0
+
+
+def test_a_second_signal_hurries_the_shutdown() -> None:
+    import asyncio
+
+    from captioncast.transport.shutdown import signal_stop
+
+    stop, hurry = asyncio.Event(), asyncio.Event()
+    signal_stop(stop, hurry)
+    assert stop.is_set() and not hurry.is_set()
+    signal_stop(stop, hurry)
+    assert hurry.is_set()
