@@ -167,7 +167,8 @@ def _security_options(serve: argparse.ArgumentParser) -> None:
                        help="a stream with no audio and no keepalive for this long is closed")
     group.add_argument("--ping-interval-s", type=float,
                        default=float(_env("PING_INTERVAL_S", "20")),
-                       help="WebSocket ping period; a peer that misses one by as long is cut")
+                       help="WebSocket ping period; a peer that misses one by as long is cut "
+                            "(0: no pings)")
     group.add_argument("--shutdown-timeout-s", type=float,
                        default=float(_env("SHUTDOWN_TIMEOUT_S", "10")),
                        help="on SIGTERM, time to finish live streams' captions before exiting")
@@ -244,7 +245,8 @@ def _serve(args: argparse.Namespace) -> int:
                                     viewer_backlog=max(1, args.viewer_backlog)),
             security=_security(args),
             send_timeout_s=args.send_timeout_s, idle_timeout_s=args.idle_timeout_s,
-            ping_interval_s=args.ping_interval_s, ping_timeout_s=args.ping_interval_s,
+            ping_interval_s=args.ping_interval_s or None,  # 0: no pings
+            ping_timeout_s=args.ping_interval_s or None,
             shutdown=ShutdownOptions(timeout_s=max(0.0, args.shutdown_timeout_s)),
         )
         asyncio.run(run_server(options))

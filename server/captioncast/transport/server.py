@@ -78,8 +78,9 @@ class ServerOptions:
     capacity: CapacityOptions = field(default_factory=CapacityOptions)
     security: SecurityOptions = field(default_factory=SecurityOptions)
     shutdown: ShutdownOptions = field(default_factory=ShutdownOptions)
-    ping_interval_s: float = 20.0  # a peer that answers no ping for ping_timeout_s is dropped
-    ping_timeout_s: float = 20.0
+    # A peer that answers no ping within ping_timeout_s is dropped; None: no pings.
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
     write_limit: int = 32 * 1024  # bytes buffered per connection before a send waits
 
 
