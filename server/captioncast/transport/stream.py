@@ -193,8 +193,10 @@ class StreamHandler:
         except* ConnectionClosed:
             pass
         except* TimeoutError:
-            # The client stopped reading: drop it rather than buffer without bound.
+            # The client stopped reading: drop it rather than buffer without bound. Its
+            # socket is full, so not even a close frame would reach it: cut it.
             self._fatal = SessionTimeout("client did not read captions in time")
+            self.connection.transport.abort()
         finally:
             self.ctx.scheduler.drop_owner(self.session_id)
             self.ctx.sessions.pop(self.session_id, None)
@@ -203,15 +205,21 @@ class StreamHandler:
                                                  self.session.duration)
             self._log_end()
         if self._fatal is not None:
-            with contextlib.suppress(ConnectionClosed):
-                await self.connection.close(self._fatal.close_code or 1011,
-                                            self._fatal.message[:120])
+            await self._close(self._fatal.close_code or 1011, self._fatal.message[:120])
+        elif self.session.finished and self._going_away:
+            await self._close(1001, "server shutting down")
         elif self.session.finished:
-            with contextlib.suppress(ConnectionClosed):
-                if self._going_away:
-                    await self.connection.close(1001, "server shutting down")
-                else:
-                    await self.connection.close(1000, "end of stream")
+            await self._close(1000, "end of stream")
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close; a peer that reads nothing, not even our close frame, is cut off."""
+        try:
+            async with asyncio.timeout(self.ctx.options.shutdown.close_timeout_s):
+                await self.connection.close(code, reason)
+        except TimeoutError:
+            self.connection.transport.abort()
+        except ConnectionClosed:
+            pass
 
     def go_away(self) -> None:
         """Server shutdown: read no more, finalize as at eos, then close 1001 (going away)."""
