@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -65,10 +64,17 @@ async def handle_viewer(connection: ServerConnection, ctx: ServerContext) -> Non
             await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
             for task in (sender, reader):
                 task.cancel()
-    except* (ConnectionClosed, TimeoutError):
+    except* ConnectionClosed:
         pass
+    except* TimeoutError:
+        connection.transport.abort()  # it reads nothing: not even a close frame would pass
     finally:
         ctx.channels.unsubscribe(viewer)
         ctx.on_viewers_changed()
-    with contextlib.suppress(ConnectionClosed):
-        await connection.close()
+    try:
+        async with asyncio.timeout(ctx.options.shutdown.close_timeout_s):
+            await connection.close()
+    except TimeoutError:
+        connection.transport.abort()
+    except ConnectionClosed:
+        pass
