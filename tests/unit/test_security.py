@@ -147,3 +147,10 @@ def test_a_second_signal_hurries_the_shutdown() -> None:
     assert stop.is_set() and not hurry.is_set()
     signal_stop(stop, hurry)
     assert hurry.is_set()
+
+
+def test_trusted_means_a_valid_token_whatever_the_path() -> None:
+    g = gate(tokens=(TOKEN,))
+    assert not g.trusted("/healthz", {})
+    assert g.trusted(f"/healthz?token={TOKEN}", {})
+    assert gate().trusted("/healthz", {})  # no tokens configured: everyone is

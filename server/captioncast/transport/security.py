@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 from captioncast.errors import BadRequest, CaptioncastError, Overloaded, Unauthorized
 
 # Open without a token: load balancers and Docker HEALTHCHECK probe it without
-# credentials. It reveals counts and the model name, nothing a client could misuse.
+# credentials. Without a token it says only ok, loading or draining (see server.py).
 PUBLIC_PATHS = frozenset({"/healthz"})
 _TOKEN_IN_QUERY = re.compile(r"(?i)([?&]token=)[^&#]*")
 
@@ -109,7 +109,19 @@ class Gatekeeper:
 
     def authorize(self, target: str, headers: Mapping[str, str]) -> None:
         """Raise Unauthorized unless the request may use `target`'s path."""
-        if not self._tokens or urlsplit(target).path in PUBLIC_PATHS:
+        if urlsplit(target).path not in PUBLIC_PATHS:
+            self.check_token(target, headers)
+
+    def trusted(self, target: str, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries a valid token (always, when none is configured)."""
+        try:
+            self.check_token(target, headers)
+        except Unauthorized:
+            return False
+        return True
+
+    def check_token(self, target: str, headers: Mapping[str, str]) -> None:
+        if not self._tokens:
             return
         token = presented_token(target, headers)
         if token is None:

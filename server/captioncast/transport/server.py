@@ -218,7 +218,10 @@ def route_http(ctx: ServerContext, connection: ServerConnection | None,
     path = urlsplit(request.path).path
     if path == "/healthz":
         status = http.HTTPStatus.OK if ctx.ready else http.HTTPStatus.SERVICE_UNAVAILABLE
-        return _json_response(status, ctx.health())
+        health = ctx.health()
+        if not ctx.gate.trusted(request.path, request.headers):
+            health = {"status": health["status"]}  # a probe without a token: the state only
+        return _json_response(status, health)
     try:
         ctx.gate.check_origin(request.headers)
         if path not in WS_ROUTES:
