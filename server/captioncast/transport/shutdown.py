@@ -72,7 +72,8 @@ async def drain(ctx: ServerContext, server: Server, front: HttpFront,
     unfinished = sum(not c.done() or c.cancelled() for c in closed)
     log.info("event=drained sessions=%d unfinished=%d seconds=%.2f", len(handlers),
              unfinished, time.monotonic() - started)
-    # Files being transcribed had the drain time too; what is left of them gets 503.
+    # Files still being transcribed (minutes, for a long one) are cut: a request whose
+    # answer has not started gets 503; new ones got 503 since the drain began.
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(max(0.2, (deadline - time.monotonic()) / 2)):
             await front.close()
