@@ -58,7 +58,7 @@ async def drain(ctx: ServerContext, server: Server, front: HttpFront,
     log.info("event=draining sessions=%d timeout_s=%.1f", len(handlers), options.timeout_s)
     for handler in handlers:
         handler.go_away()
-    closed = [asyncio.ensure_future(h.connection.wait_closed()) for h in handlers]
+    closed = [asyncio.ensure_future(h.wait_closed()) for h in handlers]
     if closed:
         # Until every stream is closed, the time is up, or a second signal says hurry.
         race: set[asyncio.Future[Any]] = {asyncio.gather(*closed, return_exceptions=True)}

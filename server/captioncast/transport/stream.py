@@ -221,6 +221,10 @@ class StreamHandler:
         except ConnectionClosed:
             pass
 
+    async def wait_closed(self) -> None:
+        """Until the connection is closed (the shutdown drain waits on this)."""
+        await self.connection.wait_closed()
+
     def go_away(self) -> None:
         """Server shutdown: read no more, finalize as at eos, then close 1001 (going away)."""
         self._going_away = True
