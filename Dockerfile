@@ -26,6 +26,8 @@ RUN pip install --no-cache-dir ".[${EXTRAS}]" \
 USER 10001
 EXPOSE 8765
 STOPSIGNAL SIGTERM
+# /healthz needs no token; with TLS on (CAPTIONCAST_CERTFILE) it is probed over https, without
+# checking the certificate's name, which is the public one, not 127.0.0.1.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s \
-    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('CAPTIONCAST_PORT', '8765'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, ssl, sys, urllib.request; port = os.environ.get('CAPTIONCAST_PORT', '8765'); tls = bool(os.environ.get('CAPTIONCAST_CERTFILE')); url = f\"{'https' if tls else 'http'}://127.0.0.1:{port}/healthz\"; sys.exit(urllib.request.urlopen(url, timeout=2, context=ssl._create_unverified_context() if tls else None).status != 200)"]
 ENTRYPOINT ["captioncast", "serve"]

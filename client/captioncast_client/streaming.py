@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,7 +13,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from captioncast_client.access import (
+    NO_ACCESS,
+    TLS_HINT,
+    UNAUTHORIZED_HINT,
+    Access,
+    explain_refusal,
+    websocket_base,
+)
 
 BYTES_PER_SECOND = 32000  # 16 kHz, 16-bit mono: what the clients send
 Event = dict[str, Any]
@@ -57,23 +67,42 @@ class StreamResult:
 def stream_url(server: str, **params: Any) -> str:
     query = {k: (str(v).lower() if isinstance(v, bool) else v)
              for k, v in params.items() if v not in (None, "")}
-    base = server.rstrip("/")
-    if not base.startswith(("ws://", "wss://")):
-        base = "ws://" + base
+    base = websocket_base(server)
     return f"{base}/v1/stream" + (f"?{urlencode(query)}" if query else "")
 
 
-async def _open(url: str, open_timeout: float) -> ClientConnection:
+async def open_connection(url: str, access: Access = NO_ACCESS,
+                          open_timeout: float = 10.0) -> ClientConnection:
+    """Connect to a WebSocket route, with the token and TLS settings of `access`."""
+    where = url.split("/v1/")[0]
     try:
-        return await connect(url, open_timeout=open_timeout, max_size=2**22)
+        return await connect(url, open_timeout=open_timeout, max_size=2**22,
+                             additional_headers=access.headers(), ssl=access.ssl_for(url))
+    except ssl.SSLCertVerificationError as exc:
+        raise ServerUnreachable(f"cannot verify the certificate of {where}: "
+                                f"{exc.verify_message}; {TLS_HINT}") from exc
+    except ssl.SSLError as exc:
+        raise ServerUnreachable(f"TLS with {where} failed ({exc.reason}): is it a wss:// "
+                                "server, and is the address ws:// for a plain one?") from exc
     except (OSError, TimeoutError) as exc:
-        raise ServerUnreachable(f"cannot reach captioncast at {url.split('/v1/')[0]}: {exc}") \
-            from exc
+        raise ServerUnreachable(f"cannot reach captioncast at {where}: {exc}") from exc
     except InvalidStatus as exc:
-        raise ServerRefused(f"server refused the stream: HTTP {exc.response.status_code}") \
-            from exc
+        raise ServerRefused(
+            f"server refused the connection: {explain_refusal(exc.response.status_code)}"
+        ) from exc
     except InvalidURI as exc:
         raise ClientError(f"bad server address: {exc}") from exc
+    except InvalidHandshake as exc:
+        raise ServerUnreachable(f"{where} did not answer as a captioncast server ({exc}); "
+                                "for a TLS server use wss://") from exc
+
+
+def refusal(event: Event) -> ServerRefused:
+    """The error to raise for a fatal `error` event that opened the stream."""
+    message = f"server refused the stream: {event.get('code')}: {event.get('message')}"
+    if event.get("code") == "unauthorized":
+        message += f" ({UNAUTHORIZED_HINT})"
+    return ServerRefused(message)
 
 
 async def _chunks(source: Iterable[bytes] | AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -95,6 +124,7 @@ async def stream(
     open_timeout: float = 10.0,
     end_timeout: float = 120.0,
     bytes_per_second: int = BYTES_PER_SECOND,
+    access: Access = NO_ACCESS,
 ) -> StreamResult:
     """Stream audio, then `eos`; return every event up to `end`.
 
@@ -102,7 +132,7 @@ async def stream(
     (`bytes_per_second` of it, 16 kHz s16le by default), as a live source sends them.
     """
     result = StreamResult()
-    connection = await _open(url, open_timeout)
+    connection = await open_connection(url, access, open_timeout)
     async with connection:
         first = await _read_event(connection, 30.0)
         first["received_at"] = time.monotonic()
@@ -110,7 +140,7 @@ async def stream(
         if on_event:
             on_event(first)
         if first["type"] == "error":
-            raise ServerRefused(f"server refused the stream: {first['code']}: {first['message']}")
+            raise refusal(first)
 
         async def receive() -> None:
             async for message in connection:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urlencode, urlsplit
 
 import av
 
+from captioncast_client.access import NO_ACCESS, TLS_HINT, Access, explain_refusal
 from captioncast_client.streaming import ClientError, ServerRefused, ServerUnreachable
 
 UPLOAD_BLOCK = 256 * 1024
@@ -62,6 +64,7 @@ def transcribe_file(
     on_sent: Callable[[int], None] | None = None,
     on_event: Callable[[Event], None] | None = None,
     timeout: float = 600.0,
+    access: Access = NO_ACCESS,
     **params: Any,
 ) -> Event:
     """Upload `path`, return the transcript (`text`, `language`, `duration`, `segments`).
@@ -75,20 +78,29 @@ def transcribe_file(
     query = {k: (str(v).lower() if isinstance(v, bool) else v)
              for k, v in params.items() if v not in (None, "")}
     query["format"] = "ndjson"
-    factory = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    conn = factory(host, port, timeout=timeout)
+    conn: http.client.HTTPConnection
+    if scheme == "https":
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                           context=access.ssl_for("https://"))
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("POST", f"/v1/transcribe?{urlencode(query)}",
                      body=_blocks(path, on_sent),
                      headers={"Content-Type": "application/octet-stream",
-                              "Content-Length": str(os.path.getsize(path))})
+                              "Content-Length": str(os.path.getsize(path)),
+                              **access.headers()})
         response = conn.getresponse()
+    except ssl.SSLCertVerificationError as exc:
+        conn.close()
+        raise ServerUnreachable(f"cannot verify the certificate of {host}:{port}: "
+                                f"{exc.verify_message}; {TLS_HINT}") from exc
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
         raise ServerUnreachable(f"cannot reach captioncast at {host}:{port}: {exc}") from exc
     try:
         if response.status != 200:
-            raise ServerRefused(f"server refused the file: HTTP {response.status}: "
+            raise ServerRefused(f"server refused the file: {explain_refusal(response.status)}: "
                                 f"{_message(response.read())}")
         while line := response.readline():
             event: Event = json.loads(line)

@@ -5,21 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed
 
-from captioncast_client.streaming import ClientError, Event, ServerRefused, ServerUnreachable
+from captioncast_client.access import NO_ACCESS, Access, websocket_base
+from captioncast_client.streaming import (
+    Event,
+    ServerUnreachable,
+    open_connection,
+    refusal,
+)
 
 
 def captions_url(server: str, channel: str, since: int | None = None,
                  token: str | None = None) -> str:
-    base = server.rstrip("/")
-    if not base.startswith(("ws://", "wss://")):
-        base = "ws://" + base
+    base = websocket_base(server)
     query: dict[str, Any] = {"channel": channel}
     if since is not None:
         query["since"] = since
@@ -37,6 +41,7 @@ async def watch(
     follow: bool = False,
     retries: int = 8,
     token: str | None = None,
+    access: Access = NO_ACCESS,
 ) -> int | None:
     """Print a channel until its `end` (or forever with `follow`); return the last seq seen.
 
@@ -48,13 +53,15 @@ async def watch(
     while True:
         url = captions_url(server, channel, last, token)
         try:
-            async with connect(url, open_timeout=10, max_size=2**22) as connection:
+            async with await open_connection(url, access) as connection:
                 failures = 0
                 async for message in connection:
                     if not isinstance(message, str):
                         continue
                     event: Event = json.loads(message)
                     if event["type"] == "error":
+                        if event.get("code") == "unauthorized":
+                            raise refusal(event)  # reconnecting would not help
                         on_event(event)
                         break  # the server closes after a fatal one; reconnect catches up
                     if last is not None and event["seq"] <= last:
@@ -64,10 +71,11 @@ async def watch(
                     on_event(event)
                     if event["type"] == "end" and not follow:
                         return last
-        except InvalidStatus as exc:
-            raise ServerRefused(f"server refused: HTTP {exc.response.status_code}") from exc
-        except InvalidURI as exc:
-            raise ClientError(f"bad server address: {exc}") from exc
+        except ServerUnreachable as exc:
+            failures += 1
+            # A certificate that does not verify will not verify on the next try either.
+            if failures > retries or isinstance(exc.__cause__, ssl.SSLError):
+                raise
         except (OSError, TimeoutError, ConnectionClosed) as exc:
             failures += 1
             if failures > retries:

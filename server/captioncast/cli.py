@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--viewer-backlog", type=int,
                           default=int(_env("VIEWER_BACKLOG", "256")),
                           help="finals a slow viewer may fall behind before it is cut off")
+    _security_options(serve)
     mqtt = serve.add_argument_group("MQTT")
     mqtt.add_argument("--mqtt", default=_env("MQTT", "") or None, metavar="URL",
                       help="publish channels to a broker: mqtt://host:1883 or mqtts://host:8883")
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     def client_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
                          help=f"server address (default {DEFAULT_SERVER})")
+        _access_options(sub)
         sub.add_argument("--language", default=None, help="ISO 639-1 code or auto")
         sub.add_argument("--task", choices=("transcribe", "translate"), default=None)
         sub.add_argument("--prompt", default=None, help="names and domain words to expect")
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("channel", help="channel name, as given to stream/mic --channel")
     watch.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
                        help=f"server address (default {DEFAULT_SERVER})")
+    _access_options(watch)
     watch.add_argument("--since", type=int, default=None,
                        help="replay the finals after this seq (0: all the server holds)")
     watch.add_argument("--follow", action="store_true",
@@ -120,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("file", type=Path, help="audio file in any format FFmpeg reads")
     transcribe.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
                             help=f"server address (default {DEFAULT_SERVER})")
+    _access_options(transcribe)
     transcribe.add_argument("--format", choices=("text", "json", "srt", "vtt"), default="text")
     transcribe.add_argument("-o", "--output", type=Path, default=None,
                             help="write here instead of standard output")
@@ -135,6 +139,70 @@ def build_parser() -> argparse.ArgumentParser:
                      help="capture rate (default: the device's own; the server resamples)")
     client_options(mic)
     return parser
+
+
+def _security_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("security and limits (see README: Running in production)")
+    group.add_argument("--token", action="append", default=[], metavar="TOKEN",
+                       help="require this token on every endpoint but /healthz (repeatable; "
+                            "CAPTIONCAST_TOKEN may hold several, comma-separated)")
+    group.add_argument("--token-file", action="append", type=Path, default=[],
+                       help="file with one accepted token per line (CAPTIONCAST_TOKEN_FILE)")
+    group.add_argument("--certfile", default=_env("CERTFILE", "") or None,
+                       help="TLS certificate chain (PEM): serve wss:// and https://")
+    group.add_argument("--keyfile", default=_env("KEYFILE", "") or None,
+                       help="TLS private key (PEM), if not in --certfile")
+    group.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                       help="browser origin allowed to connect, e.g. https://studio.example "
+                            "(repeatable; CAPTIONCAST_ALLOWED_ORIGINS comma-separated; "
+                            "default: any)")
+    group.add_argument("--max-connections-per-ip", type=int,
+                       default=int(_env("MAX_CONNECTIONS_PER_IP", "32")),
+                       help="open connections one address may hold (0: no limit)")
+    group.add_argument("--send-timeout-s", type=float,
+                       default=float(_env("SEND_TIMEOUT_S", "30")),
+                       help="a client that reads nothing for this long is dropped")
+    group.add_argument("--idle-timeout-s", type=float,
+                       default=float(_env("IDLE_TIMEOUT_S", "60")),
+                       help="a stream with no audio and no keepalive for this long is closed")
+    group.add_argument("--ping-interval-s", type=float,
+                       default=float(_env("PING_INTERVAL_S", "20")),
+                       help="WebSocket ping period; a peer that misses one by as long is cut "
+                            "(0: no pings)")
+    group.add_argument("--shutdown-timeout-s", type=float,
+                       default=float(_env("SHUTDOWN_TIMEOUT_S", "10")),
+                       help="on SIGTERM, time to finish live streams' captions before exiting")
+
+
+def _access_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--token", default=_env("TOKEN", "") or None,
+                     help="the server's token (default: CAPTIONCAST_TOKEN)")
+    sub.add_argument("--cafile", default=_env("CAFILE", "") or None,
+                     help="CA bundle to verify a wss:// or https:// server's certificate")
+
+
+def _access(args: argparse.Namespace) -> Any:
+    from captioncast_client.access import Access
+
+    token = args.token.split(",")[0].strip() if args.token else None
+    return Access(token=token or None, cafile=args.cafile)
+
+
+def _security(args: argparse.Namespace) -> Any:
+    from captioncast.transport.security import SecurityOptions, tokens_from
+
+    token_files = list(args.token_file)
+    if _env("TOKEN_FILE", ""):
+        token_files.append(Path(_env("TOKEN_FILE", "")))
+    origins = [*args.allowed_origin,
+               *(o.strip() for o in _env("ALLOWED_ORIGINS", "").split(",") if o.strip())]
+    return SecurityOptions(
+        tokens=tokens_from(args.token, token_files, _env("TOKEN", "") or None),
+        allowed_origins=tuple(origins),
+        max_connections_per_ip=max(0, args.max_connections_per_ip),
+        certfile=Path(args.certfile) if args.certfile else None,
+        keyfile=Path(args.keyfile) if args.keyfile else None,
+    )
 
 
 def _configure_logging(level: str) -> None:
@@ -158,6 +226,7 @@ def _serve(args: argparse.Namespace) -> int:
     from captioncast.engine.capacity import CapacityOptions
     from captioncast.errors import CaptioncastError
     from captioncast.transport.mqtt import MqttOptions
+    from captioncast.transport.shutdown import ShutdownOptions
 
     try:
         mqtt = None if not args.mqtt else MqttOptions.from_url(
@@ -174,6 +243,11 @@ def _serve(args: argparse.Namespace) -> int:
             transcribe=TranscribeOptions(max_upload_bytes=args.max_upload_mb * 1024 * 1024),
             channels=ChannelOptions(history=max(1, args.channel_history),
                                     viewer_backlog=max(1, args.viewer_backlog)),
+            security=_security(args),
+            send_timeout_s=args.send_timeout_s, idle_timeout_s=args.idle_timeout_s,
+            ping_interval_s=args.ping_interval_s or None,  # 0: no pings
+            ping_timeout_s=args.ping_interval_s or None,
+            shutdown=ShutdownOptions(timeout_s=max(0.0, args.shutdown_timeout_s)),
         )
         asyncio.run(run_server(options))
     except CaptioncastError as exc:
@@ -222,7 +296,7 @@ def _run_client(args: argparse.Namespace, source: Any, realtime: bool,
     url = stream_url(args.server, **_stream_params(args, sample_rate))
     try:
         result = asyncio.run(stream(url, source, realtime=realtime, on_event=_printer(args),
-                                    bytes_per_second=2 * sample_rate))
+                                    bytes_per_second=2 * sample_rate, access=_access(args)))
     except ClientError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -302,7 +376,7 @@ def _watch(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(watch(args.server, args.channel, _printer(args), since=args.since,
-                          follow=args.follow))
+                          follow=args.follow, access=_access(args)))
     except ClientError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -319,7 +393,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         transcript = transcribe_with_progress(
             args.server, args.file, show=False if args.no_progress else None,
             language=args.language, task=args.task, prompt=args.prompt,
-            words=True if args.format == "json" else None)
+            words=True if args.format == "json" else None, access=_access(args))
     except ClientError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
         return exc.exit_code

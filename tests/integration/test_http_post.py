@@ -28,6 +28,8 @@ LIMIT = 100_000
 def get_route(request: Request) -> Response | None:
     if request.path.startswith("/echo"):
         return None  # a WebSocket route
+    if request.path.startswith("/missing"):
+        return ws_json_response(http.HTTPStatus.NOT_FOUND, {"error": "not_found"})
     return ws_json_response(http.HTTPStatus.OK, {"path": request.path})
 
 
@@ -183,7 +185,9 @@ async def test_a_chunked_body_past_the_limit_gets_413_while_it_is_still_sending(
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
-        (b"BREW /coffee HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"404"),
+        (b"BREW /missing/coffee HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"404"),
+        # a path that GET answers, with another method: 405 and Allow
+        (b"BREW /coffee HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"405"),
         (b"PUT /count HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
          b"405"),
         (b"POST /count HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"400"),  # no Host

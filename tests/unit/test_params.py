@@ -63,3 +63,14 @@ def test_bad_control_messages_are_not_fatal(text: str) -> None:
         parse_control(text)
     assert caught.value.close_code is None
     assert caught.value.code == "bad_request"
+
+
+def test_a_long_text_frame_is_not_a_control_message_and_is_not_echoed() -> None:
+    from captioncast.core.params import MAX_CONTROL_CHARS
+    from captioncast.errors import BadControlMessage
+
+    with pytest.raises(BadControlMessage, match="not a control message"):
+        parse_control('{"type":"' + "x" * MAX_CONTROL_CHARS + '"}')
+    with pytest.raises(BadControlMessage) as caught:
+        parse_control('{"type":"' + "y" * 1000 + '"}')
+    assert len(caught.value.message) < 120

@@ -17,6 +17,7 @@ ControlType = Literal["flush", "eos", "keepalive"]
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 MAX_PROMPT_CHARS = 500
+MAX_CONTROL_CHARS = 4096  # control messages are a few dozen bytes; more is not one
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -137,6 +138,10 @@ def parse_viewer_params(query: Mapping[str, str]) -> ViewerParams:
 
 def parse_control(text: str) -> ControlType:
     """Parse a client text frame; raise BadControlMessage (non-fatal) when it is not one."""
+    if len(text) > MAX_CONTROL_CHARS:
+        raise BadControlMessage(
+            f"text frame of {len(text)} characters is not a control message "
+            f"(at most {MAX_CONTROL_CHARS}); audio goes in binary frames")
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
@@ -147,7 +152,10 @@ def parse_control(text: str) -> ControlType:
         raise BadControlMessage("text frames must be JSON objects with a type")
     kind = message.get("type")
     if kind not in ("flush", "eos", "keepalive"):
+        shown = repr(kind)
+        if len(shown) > 40:  # never echo a client's megabytes back at it
+            shown = shown[:37] + "..."
         raise BadControlMessage(
-            f"unknown message type {kind!r}: expected flush, eos or keepalive"
+            f"unknown message type {shown}: expected flush, eos or keepalive"
         )
     return kind  # type: ignore[no-any-return]

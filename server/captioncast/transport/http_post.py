@@ -26,6 +26,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
+from captioncast.transport.security import Gatekeeper, http_refusal, peer_host
 
 log = logging.getLogger("captioncast.http")
 
@@ -109,7 +110,10 @@ def json_response(status: int, body: object) -> HttpResponse:
 
 
 def error_response(error: CaptioncastError) -> HttpResponse:
-    return json_response(status_of(error), {"error": error.code, "message": error.message})
+    status, headers = http_refusal(error) or (status_of(error), [])
+    response = json_response(status, {"error": error.code, "message": error.message})
+    response.headers.extend(headers)
+    return response
 
 
 PostHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -123,6 +127,7 @@ class _Exchange:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.reader = reader
         self.writer = writer
+        self.refusal: CaptioncastError | None = None  # every request gets this error
 
     async def next_event(self, timeout: float, in_body: bool = False) -> h11.Event:
         while True:
@@ -167,9 +172,11 @@ class _Exchange:
 class HttpFront:
     """The HTTP/1.1 side of the port: POST routes, and GETs that follow them on a connection."""
 
-    def __init__(self, server_header: str, get_route: GetRoute) -> None:
+    def __init__(self, server_header: str, get_route: GetRoute,
+                 gate: Gatekeeper | None = None) -> None:
         self.server_header = server_header
         self.get_route = get_route
+        self.gate = gate  # tokens, origins and connections per address, as for WebSockets
         self.post_routes: dict[str, PostHandler] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
@@ -211,6 +218,15 @@ class HttpFront:
 
     async def _serve(self, exchange: _Exchange) -> None:
         peer = exchange.writer.get_extra_info("peername")
+        with contextlib.ExitStack() as held:
+            if self.gate is not None:
+                try:
+                    held.enter_context(self.gate.connection(peer_host(peer)))
+                except CaptioncastError as error:
+                    exchange.refusal = error  # answered to its first request, then closed
+            await self._serve_requests(exchange, peer)
+
+    async def _serve_requests(self, exchange: _Exchange, peer: object) -> None:
         try:
             while not self.closing:
                 try:
@@ -221,6 +237,8 @@ class HttpFront:
                     return
                 assert isinstance(event, h11.Request)
                 await self._respond(exchange, event, peer)
+                if exchange.refusal is not None:
+                    return
                 if not exchange.skip_received_body():
                     await _linger(exchange)  # refused before its body was read
                     return
@@ -261,6 +279,8 @@ class HttpFront:
             Body(exchange, int(length) if length is not None else None),
         )
         try:
+            if exchange.refusal is not None:
+                raise exchange.refusal
             response = await self._dispatch(request)
         except CaptioncastError as error:
             response = error_response(error)
@@ -283,8 +303,15 @@ class HttpFront:
                                 answer.headers.get("Content-Type", "application/octet-stream"),
                                 [(k, v) for k, v in answer.headers.raw_items()
                                  if k.lower() not in ("content-type", "content-length")])
+        if self.gate is not None:
+            self.gate.check(request.target, request.headers)
         handler = self.post_routes.get(request.path)
         if handler is None:
+            if self._is_get_route(request):
+                response = json_response(405, {"error": "bad_request",
+                                               "message": f"{request.path} takes GET"})
+                response.headers.append(("Allow", "GET, HEAD"))
+                return response
             known = ", ".join(sorted(self.post_routes))
             return json_response(404, {"error": "not_found",
                                        "message": f"no POST route {request.path}; see {known}"})
@@ -294,6 +321,11 @@ class HttpFront:
             response.headers.append(("Allow", "POST"))
             return response
         return await handler(request)
+
+    def _is_get_route(self, request: HttpRequest) -> bool:
+        """Whether a GET of this path would be answered (a page, a WebSocket route)."""
+        answer = self.get_route(Request(request.target, request.headers))
+        return answer is None or answer.status_code != 404
 
     async def _send(self, exchange: _Exchange, response: HttpResponse,
                     head_only: bool = False) -> None:

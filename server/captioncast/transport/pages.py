@@ -44,7 +44,9 @@ def _overlay(request: Request) -> Response:
     return body_response(http.HTTPStatus.OK, _overlay_html(), "text/html; charset=utf-8",
                          [("Content-Security-Policy", "default-src 'self'; "
                            "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
-                           "connect-src 'self' ws: wss:")])
+                           "connect-src 'self' ws: wss:"),
+                          # its URL may hold a token: never send it on as a Referer
+                          ("Referrer-Policy", "no-referrer")])
 
 
 def _caption_file(ctx: ServerContext, name: str, kind: str) -> Response:

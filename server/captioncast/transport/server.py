@@ -11,7 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -24,15 +24,24 @@ from captioncast.core.decoding import Decoder, DecodeRequest
 from captioncast.core.policy import PolicyOptions
 from captioncast.engine.capacity import CapacityMeter, CapacityOptions
 from captioncast.engine.scheduler import DecodeScheduler
-from captioncast.errors import Overloaded
+from captioncast.errors import CaptioncastError, Overloaded
 from captioncast.transport.channels import ChannelHub
-from captioncast.transport.http_post import HttpFront
+from captioncast.transport.http_post import SNIFF_TIMEOUT_S, HttpFront
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.metrics import Metrics
-from captioncast.transport.mqtt import MqttBridge, MqttOptions
+from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge, MqttOptions
 from captioncast.transport.pages import route_pages
-from captioncast.transport.responses import json_response
-from captioncast.transport.stream import handle_stream
+from captioncast.transport.responses import error_response, json_response
+from captioncast.transport.security import (
+    Gatekeeper,
+    SecurityOptions,
+    http_refusal,
+    peer_host,
+    redact,
+    ssl_context,
+)
+from captioncast.transport.shutdown import ShutdownOptions, drain, signal_stop
+from captioncast.transport.stream import handle_stream, reject
 from captioncast.transport.transcribe import TranscribeOptions, TranscribeRoutes
 from captioncast.transport.viewer import handle_viewer
 
@@ -67,6 +76,12 @@ class ServerOptions:
     mqtt: MqttOptions | None = None
     transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
     capacity: CapacityOptions = field(default_factory=CapacityOptions)
+    security: SecurityOptions = field(default_factory=SecurityOptions)
+    shutdown: ShutdownOptions = field(default_factory=ShutdownOptions)
+    # A peer that answers no ping within ping_timeout_s is dropped; None: no pings.
+    ping_interval_s: float | None = 20.0
+    ping_timeout_s: float | None = 20.0
+    write_limit: int = 32 * 1024  # bytes buffered per connection before a send waits
 
 
 class ServerContext:
@@ -80,6 +95,7 @@ class ServerContext:
         self.multilingual = False
         self.sessions: dict[str, StreamHandler] = {}
         self.channels = ChannelHub(options.channels)
+        self.gate = Gatekeeper(options.security)
         self.draining = False
         self.started = time.monotonic()
         self.final_latencies: deque[float] = deque(maxlen=1000)
@@ -202,7 +218,17 @@ def route_http(ctx: ServerContext, connection: ServerConnection | None,
     path = urlsplit(request.path).path
     if path == "/healthz":
         status = http.HTTPStatus.OK if ctx.ready else http.HTTPStatus.SERVICE_UNAVAILABLE
-        return _json_response(status, ctx.health())
+        health = ctx.health()
+        if not ctx.gate.trusted(request.path, request.headers):
+            health = {"status": health["status"]}  # a probe without a token: the state only
+        return _json_response(status, health)
+    try:
+        ctx.gate.check_origin(request.headers)
+        if path not in WS_ROUTES:
+            # WebSocket routes answer a bad token after the upgrade: error event, close 4001.
+            ctx.gate.authorize(request.path, request.headers)
+    except CaptioncastError as error:
+        return _refusal(error, path)
     if path == "/metrics":
         return Response(http.HTTPStatus.OK.value, "OK", Headers(
             {"Content-Type": METRICS_CONTENT_TYPE, "Cache-Control": "no-store"}),
@@ -230,13 +256,32 @@ def route_http(ctx: ServerContext, connection: ServerConnection | None,
     )
 
 
+def _refusal(error: CaptioncastError, path: str) -> Response:
+    status, headers = http_refusal(error) or (http.HTTPStatus.BAD_REQUEST, [])
+    log.info("event=http_refused path=%s code=%s status=%d", path, error.code, status)
+    response = error_response(http.HTTPStatus(status), error.code, error.message)
+    for name, value in headers:
+        response.headers[name] = value
+    return response
+
+
 async def _dispatch(connection: ServerConnection, ctx: ServerContext) -> None:
-    assert connection.request is not None
-    path = urlsplit(connection.request.path).path
-    if path == "/v1/stream":
-        await handle_stream(connection, ctx)
-    elif path == "/v1/captions":
-        await handle_viewer(connection, ctx)
+    request = connection.request
+    assert request is not None
+    path = urlsplit(request.path).path
+    with contextlib.ExitStack() as held:
+        try:
+            ctx.gate.authorize(request.path, request.headers)
+            held.enter_context(ctx.gate.connection(peer_host(connection.remote_address)))
+        except CaptioncastError as error:
+            log.info("event=session_refused peer=%s path=%s code=%s message=%r",
+                     connection.remote_address, redact(request.path), error.code, error.message)
+            await reject(connection, error)
+            return
+        if path == "/v1/stream":
+            await handle_stream(connection, ctx)
+        elif path == "/v1/captions":
+            await handle_viewer(connection, ctx)
 
 
 def load_decoder(options: ServerOptions) -> tuple[Decoder, int]:
@@ -264,16 +309,22 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
     """
     ctx = ServerContext(options)
     stop = stop or asyncio.Event()
+    hurry = asyncio.Event()  # a second signal: skip the drain
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, signal_stop, stop, hurry)
+    tls = ssl_context(options.security)
+    # asyncio waits 60 s for a TLS handshake; a silent peer gets what a plain one gets.
+    tls_options: dict[str, Any] = (
+        {} if tls is None else {"ssl": tls, "ssl_handshake_timeout": SNIFF_TIMEOUT_S})
 
     async def handler(connection: ServerConnection) -> None:
         await _dispatch(connection, ctx)
 
     # POSTs (file transcription) share the port: see transport/http_post.py.
-    front = HttpFront(f"captioncast/{__version__}", lambda r: route_http(ctx, None, r))
+    front = HttpFront(f"captioncast/{__version__}", lambda r: route_http(ctx, None, r),
+                      gate=ctx.gate)
     TranscribeRoutes(ctx, options.transcribe).install(front)
 
     async with serve(
@@ -281,11 +332,15 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         process_request=lambda c, r: route_http(ctx, c, r),
         create_connection=front.connection_class(),
         max_size=TRANSPORT_MAX_MESSAGE,
-        ping_interval=20, ping_timeout=20,
+        ping_interval=options.ping_interval_s, ping_timeout=options.ping_timeout_s,
+        write_limit=options.write_limit,
+        close_timeout=options.shutdown.close_timeout_s,
         server_header=f"captioncast/{__version__}",
+        **tls_options,
     ) as server:
         ports = [s.getsockname()[1] for s in server.sockets]
-        log.info("event=listening host=%s port=%s", options.host, ports[0] if ports else "?")
+        log.info("event=listening host=%s port=%s tls=%s auth=%s", options.host,
+                 ports[0] if ports else "?", tls is not None, ctx.gate.requires_token)
         if decoder is None:
             model, workers = await asyncio.to_thread(load_decoder, options)
         else:
@@ -302,8 +357,6 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             if started is not None:
                 started.set()
             await stop.wait()
-            ctx.draining = True
-            log.info("event=stopping sessions=%d", len(ctx.sessions))
-            await front.close()
-            server.close(close_connections=True)
-            await server.wait_closed()
+            # The MQTT bridges flush their last messages after the drain: leave them time.
+            await drain(ctx, server, front, options.shutdown, hurry,
+                        after_s=FLUSH_ON_EXIT_S if options.mqtt is not None else 0.0)

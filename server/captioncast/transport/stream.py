@@ -21,11 +21,17 @@ from captioncast.core.events import Error, Event, Final, Partial
 from captioncast.core.params import StreamParams, parse_control, parse_stream_params
 from captioncast.core.policy import Action, Cancel, CaptionSession, SessionConfig
 from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
+from captioncast.transport.coalesce import FrameCoalescer
 
 if TYPE_CHECKING:
     from captioncast.transport.server import ServerContext
 
 log = logging.getLogger("captioncast.stream")
+
+# Events waiting to be sent before we stop reading the client: a stream makes a few a
+# second, but every bad frame earns an error event, and a client that sends faster than
+# it reads would otherwise grow the queue without bound. Reading resumes at half.
+MAX_UNSENT_EVENTS = 256
 
 
 class _ArrivalClock:
@@ -105,12 +111,18 @@ class StreamHandler:
             ctx.options.policy,
         )
         self.converter = PcmConverter(params)
+        self._pending = FrameCoalescer(params.sample_rate * params.bytes_per_frame)
         self._outbox: asyncio.Queue[Event | None] = asyncio.Queue()
         self._inflight: dict[int, asyncio.Future[DecodeResult]] = {}
         self._arrivals = _ArrivalClock()
         self._final_latencies: list[float] = []
         self._done = asyncio.Event()
         self._fatal: CaptioncastError | None = None
+        self._eos = False
+        self._room = asyncio.Event()  # clear while MAX_UNSENT_EVENTS wait to be sent
+        self._room.set()
+        self._receiver: asyncio.Task[None] | None = None
+        self._going_away = False
         self.started = time.monotonic()
 
     # -- dispatch -----------------------------------------------------------------
@@ -127,6 +139,8 @@ class StreamHandler:
             else:
                 self._note_latency(action)
                 self._outbox.put_nowait(action)
+                if self._outbox.qsize() >= MAX_UNSENT_EVENTS:
+                    self._room.clear()
                 if self.params.channel is not None:
                     self.ctx.channels.publish(self.params.channel, action)
         if self.session.finished:
@@ -171,7 +185,7 @@ class StreamHandler:
         try:
             async with asyncio.TaskGroup() as group:
                 sender = group.create_task(self._send_loop())
-                receiver = group.create_task(self._receive_loop())
+                receiver = self._receiver = group.create_task(self._receive_loop())
                 await self._done.wait()
                 receiver.cancel()
                 self._outbox.put_nowait(None)
@@ -179,8 +193,10 @@ class StreamHandler:
         except* ConnectionClosed:
             pass
         except* TimeoutError:
-            # The client stopped reading: drop it rather than buffer without bound.
+            # The client stopped reading: drop it rather than buffer without bound. Its
+            # socket is full, so not even a close frame would reach it: cut it.
             self._fatal = SessionTimeout("client did not read captions in time")
+            self.connection.transport.abort()
         finally:
             self.ctx.scheduler.drop_owner(self.session_id)
             self.ctx.sessions.pop(self.session_id, None)
@@ -189,41 +205,70 @@ class StreamHandler:
                                                  self.session.duration)
             self._log_end()
         if self._fatal is not None:
-            with contextlib.suppress(ConnectionClosed):
-                await self.connection.close(self._fatal.close_code or 1011,
-                                            self._fatal.message[:120])
+            await self._close(self._fatal.close_code or 1011, self._fatal.message[:120])
+        elif self.session.finished and self._going_away:
+            await self._close(1001, "server shutting down")
         elif self.session.finished:
-            with contextlib.suppress(ConnectionClosed):
-                await self.connection.close(1000, "end of stream")
+            await self._close(1000, "end of stream")
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close; a peer that reads nothing, not even our close frame, is cut off."""
+        try:
+            async with asyncio.timeout(self.ctx.options.shutdown.close_timeout_s):
+                await self.connection.close(code, reason)
+        except TimeoutError:
+            self.connection.transport.abort()
+        except ConnectionClosed:
+            pass
+
+    async def wait_closed(self) -> None:
+        """Until the connection is closed (the shutdown drain waits on this)."""
+        await self.connection.wait_closed()
+
+    def go_away(self) -> None:
+        """Server shutdown: read no more, finalize as at eos, then close 1001 (going away)."""
+        self._going_away = True
+        if self._receiver is not None:
+            self._receiver.cancel()
+        if not self._eos and not self.session.finished:
+            self._end_of_stream()
 
     async def _send_loop(self) -> None:
         while True:
             event = await self._outbox.get()
             if event is None:
                 return
-            await asyncio.wait_for(self.connection.send(event.to_json()),
-                                   self.ctx.options.send_timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11, wait_for loses a cancellation that
+            # arrives as its awaitable completes, and a busy peer makes that the usual case.
+            async with asyncio.timeout(self.ctx.options.send_timeout_s):
+                await self.connection.send(event.to_json())
+            if self._outbox.qsize() <= MAX_UNSENT_EVENTS // 2:
+                self._room.set()
 
     async def _receive_loop(self) -> None:
         options = self.ctx.options
-        eos = False
         try:
             while True:
+                # Back-pressure: a client that does not read its events is not read either,
+                # until its sends stall and send_timeout_s lets it go.
+                await self._room.wait()
                 try:
-                    message = await asyncio.wait_for(self.connection.recv(),
-                                                     options.idle_timeout_s)
+                    async with asyncio.timeout(options.idle_timeout_s):
+                        message = await self.connection.recv()
                 except TimeoutError:
                     raise SessionTimeout(
                         f"no audio or keepalive for {options.idle_timeout_s:.0f} s"
                     ) from None
+                if self._done.is_set():
+                    return  # `end` (or a fatal error) is out: nothing more is said
                 if isinstance(message, bytes):
-                    if eos:
+                    if self._eos:
                         self.dispatch(self.session.error(
                             BadRequest("audio after eos is ignored")))
                         continue
                     self._audio(message)
                 else:
-                    eos = self._control(message, eos)
+                    self._control(message)
         except ConnectionClosed:
             # The client went away: nothing more will arrive, decode nothing more.
             self._done.set()
@@ -237,8 +282,16 @@ class StreamHandler:
                 f"binary frame of {len(frame)} bytes is over the maximum of "
                 f"{self.ctx.options.max_frame_bytes}"
             )
+        if len(frame) % self.params.bytes_per_frame:
+            self._feed(frame)  # not whole samples: the converter reports it and drops it
+            return
+        batch = self._pending.add(frame)
+        if batch is not None:
+            self._feed(batch)
+
+    def _feed(self, pcm: bytes) -> None:
         try:
-            audio = self.converter.convert(frame)
+            audio = self.converter.convert(pcm)
         except CaptioncastError as error:
             self.dispatch(self.session.error(error))
             return
@@ -246,22 +299,31 @@ class StreamHandler:
         self._arrivals.add(self.session.position, time.monotonic())
         self.ctx.on_audio(len(audio) / 16000)
 
-    def _control(self, text: str, eos: bool) -> bool:
+    def _feed_pending(self) -> None:
+        pending = self._pending.take()
+        if pending:
+            self._feed(pending)
+
+    def _control(self, text: str) -> None:
         try:
             kind = parse_control(text)
         except CaptioncastError as error:
             self.dispatch(self.session.error(error))
-            return eos
-        if kind == "flush" and not eos:
+            return
+        if kind == "flush" and not self._eos:
+            self._feed_pending()
             self.dispatch(self.session.flush())
-        elif kind == "eos" and not eos:
-            tail = self.converter.drain()
-            if len(tail):
-                self.dispatch(self.session.feed(tail))
-            self._arrivals.add(self.session.position, time.monotonic())
-            self.dispatch(self.session.eos())
-            return True
-        return eos
+        elif kind == "eos" and not self._eos:
+            self._end_of_stream()
+
+    def _end_of_stream(self) -> None:
+        self._eos = True
+        self._feed_pending()
+        tail = self.converter.drain()
+        if len(tail):
+            self.dispatch(self.session.feed(tail))
+        self._arrivals.add(self.session.position, time.monotonic())
+        self.dispatch(self.session.eos())
 
     def _fail(self, error: CaptioncastError) -> None:
         self._fatal = error
@@ -277,7 +339,9 @@ class StreamHandler:
             "partials=%d final_latency_p50_s=%.3f final_latency_p95_s=%.3f reason=%s",
             self.session_id, time.monotonic() - self.started, self.session.duration,
             self.session.finals_sent, self.session.partials_sent, p50, p95,
-            "eos" if self.session.finished else (self._fatal.code if self._fatal else "closed"),
+            "shutdown" if self._going_away
+            else "eos" if self.session.finished
+            else (self._fatal.code if self._fatal else "closed"),
         )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -37,7 +36,9 @@ async def _send(connection: ServerConnection, viewer: Viewer, send_timeout_s: fl
         for event in events:
             # A viewer that stops reading entirely is dropped; its backlog rules bound
             # what it costs until then.
-            await asyncio.wait_for(connection.send(event.to_json()), send_timeout_s)
+            # asyncio.timeout: on 3.11 wait_for can swallow the cancel that ends a viewer.
+            async with asyncio.timeout(send_timeout_s):
+                await connection.send(event.to_json())
 
 
 async def _drain(connection: ServerConnection) -> None:
@@ -63,10 +64,17 @@ async def handle_viewer(connection: ServerConnection, ctx: ServerContext) -> Non
             await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
             for task in (sender, reader):
                 task.cancel()
-    except* (ConnectionClosed, TimeoutError):
+    except* ConnectionClosed:
         pass
+    except* TimeoutError:
+        connection.transport.abort()  # it reads nothing: not even a close frame would pass
     finally:
         ctx.channels.unsubscribe(viewer)
         ctx.on_viewers_changed()
-    with contextlib.suppress(ConnectionClosed):
-        await connection.close()
+    try:
+        async with asyncio.timeout(ctx.options.shutdown.close_timeout_s):
+            await connection.close()
+    except TimeoutError:
+        connection.transport.abort()
+    except ConnectionClosed:
+        pass
