@@ -62,9 +62,11 @@ async def test_real_speech_streamed_in_real_time(server: RunningServer) -> None:
         score = wer(reference(name), result.text)
         print(f"{name}: WER {score:.3f}: {result.text}")
         assert score <= WER_BOUNDS[name], (name, score, result.text)
-        assert any(e["type"] == "partial" for e in result.events)
         assert not result.errors
     long = results[names.index("long_mfa_spontaneous_3")]
+    # Partials are what a loaded server sheds first (a short clip may get none while three
+    # streams share two cores); a 78 s monologue gets them whatever the load.
+    assert sum(e["type"] == "partial" for e in long.events) >= 5
     assert len(long.finals) >= 6  # a 78 s monologue is captioned as it goes, not at the end
 
 
