@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
                        default=Path(_env("MODEL_CACHE", "")) if _env("MODEL_CACHE", "") else None,
                        help="where assembled models are kept (default ~/.cache/captioncast)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    sessions = serve.add_argument_group("sessions")
+    sessions.add_argument("--resume-window-s", type=float,
+                          default=float(_env("RESUME_WINDOW_S", "600")),
+                          help="how long a stream whose connection dropped waits for its "
+                               "client to resume it (0: it ends at once)")
+    sessions.add_argument("--max-session-s", type=float,
+                          default=float(_env("MAX_SESSION_S", "0")) or None,
+                          help="longest a stream may last; at the limit it is finalized and "
+                               "closed (default: unlimited)")
     channels = serve.add_argument_group("channels and viewers")
     channels.add_argument("--channel-history", type=int,
                           default=int(_env("CHANNEL_HISTORY", "1000")),
@@ -239,6 +248,8 @@ def _serve(args: argparse.Namespace) -> int:
             decode_workers=args.decode_workers,
             capacity=CapacityOptions(max_load=max(0.0, args.max_load)),
             language=args.language, max_sessions=args.max_sessions,
+            resume_window_s=max(0.0, args.resume_window_s),
+            max_session_s=args.max_session_s if args.max_session_s else None,
             model_cache=args.model_cache, mqtt=mqtt,
             transcribe=TranscribeOptions(max_upload_bytes=args.max_upload_mb * 1024 * 1024),
             channels=ChannelOptions(history=max(1, args.channel_history),
@@ -294,11 +305,18 @@ def _run_client(args: argparse.Namespace, source: Any, realtime: bool,
     from captioncast_client.streaming import ClientError, stream, stream_url
 
     url = stream_url(args.server, **_stream_params(args, sample_rate))
+
+    def reconnecting(message: str) -> None:
+        print(f"captioncast: {message}", file=sys.stderr, flush=True)
+
     try:
         result = asyncio.run(stream(url, source, realtime=realtime, on_event=_printer(args),
-                                    bytes_per_second=2 * sample_rate, access=_access(args)))
+                                    bytes_per_second=2 * sample_rate, access=_access(args),
+                                    on_reconnect=reconnecting, keep_partials=False))
     except ClientError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
+        if exc.result is not None and exc.result.finals:
+            _write_files(args, exc.result.finals)  # what was captioned before giving up
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -122,6 +122,11 @@ def test_memory_is_bounded_over_a_long_stream() -> None:
     driver.finish()
     _check_stream(driver.events)
     assert session._buffer.held < 16000 * 20
+    # the prompt keeps only what prompt_chars can use, not every final of the stream
+    finals = [e for e in driver.events if isinstance(e, Final)]
+    assert len(finals) > 10
+    assert sum(len(t) + 1 for t in session._history) <= session.options.prompt_chars + max(
+        len(f.text) + 1 for f in finals)
 
 
 class _ThankYou(ScriptedDecoder):

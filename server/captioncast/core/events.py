@@ -52,11 +52,14 @@ class Ready(Event):
     sample_rate: int
     language: str
     resume_until: int
+    # Only on a resumed connection: seconds of the client's audio the server took, exact
+    # to the sample (6 decimals), so the client resends from there and nothing is lost.
+    audio_received: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from captioncast import PROTOCOL_VERSION
 
-        return {
+        out: dict[str, Any] = {
             "type": self.type,
             "seq": self.seq,
             "session": self.session,
@@ -66,6 +69,10 @@ class Ready(Event):
             "language": self.language,
             "resume_until": self.resume_until,
         }
+        if self.audio_received is not None:
+            out["resumed"] = True
+            out["audio_received"] = round(self.audio_received, 6)
+        return out
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ reappears at the start of the `final`.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +21,7 @@ from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.buffer import AudioBuffer
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.events import End, Error, Event, Final, Partial, Ready, Sequencer, Word
+from captioncast.core.repetition import LoopOptions, RepetitionGuard, collapse_loops
 from captioncast.core.segmenter import (
     Segmenter,
     SegmenterOptions,
@@ -29,7 +30,7 @@ from captioncast.core.segmenter import (
     SpeechResume,
     SpeechStart,
 )
-from captioncast.core.text import agreed_prefix, clean, has_repetition_loop, prompt_tail
+from captioncast.core.text import agreed_prefix, clean, prompt_tail
 from captioncast.errors import CaptioncastError
 
 
@@ -48,6 +49,7 @@ class PolicyOptions:
     short_speech_s: float = 1.0
     word_vad_margin_s: float = 0.2  # word timings are approximate; allow this much slack
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+    loops: LoopOptions = field(default_factory=LoopOptions)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class SessionConfig:
     interim: bool = True
     words: bool = True
     prompt: str = ""
-    resume_until: int = 0
+    resume_until: int = 0  # seconds a dropped connection can resume within; 0: it cannot
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,10 @@ class CaptionSession:
         self._next_utterance = 0
         self._open: _OpenUtterance | None = None
         self._finals: OrderedDict[int, _PendingFinal] = OrderedDict()
-        self._history: list[str] = []
+        # Recent finals for the prompt: only as many as prompt_chars can use, so that a
+        # session of hours does not grow.
+        self._history: deque[str] = deque()
+        self._guard = RepetitionGuard(self.options.loops)
         self._ending = False
         self.finished = False
         self.finals_sent = 0
@@ -131,17 +136,28 @@ class CaptionSession:
     # -- inputs -----------------------------------------------------------------
 
     def start(self) -> list[Action]:
-        language = self.config.language or "auto"
-        return [
-            Ready(
-                self._seq.next(),
-                session=self.config.session_id,
-                model=self.config.model,
-                sample_rate=MODEL_SAMPLE_RATE,
-                language=language,
-                resume_until=self.config.resume_until,
-            )
-        ]
+        return [self.ready(self._seq.next())]
+
+    def ready(self, seq: int = 1, audio_received: float | None = None) -> Ready:
+        """The `ready` event; a resumed connection gets it again, with `audio_received`."""
+        return Ready(
+            seq,
+            session=self.config.session_id,
+            model=self.config.model,
+            sample_rate=MODEL_SAMPLE_RATE,
+            language=self.config.language or "auto",
+            resume_until=self.config.resume_until,
+            audio_received=audio_received,
+        )
+
+    @property
+    def ending(self) -> bool:
+        """eos was received: no more audio is taken."""
+        return self._ending
+
+    @property
+    def loops_caught(self) -> int:
+        return self._guard.loops
 
     @property
     def position(self) -> int:
@@ -278,6 +294,10 @@ class CaptionSession:
         text = clean(result.text)
         if not text.startswith(open_.stable):
             return []  # the decoder did not honour the prefix; never contradict `stable`
+        words = text.split()
+        if len(collapse_loops(words, self.options.loops)) < len(words) \
+                or self._guard.copies_previous(words):
+            return []  # a looping or copied hypothesis: its words must never become `stable`
         new_words = text[len(open_.stable):].split()
         # Once the final is being decoded speculatively, `stable` is frozen: it is that
         # decode's prefix, and a change would force a second final decode.
@@ -414,8 +434,7 @@ class CaptionSession:
                 text, words = self._heard_words(pending, result)
             elif pending.stable:
                 words = self._words_of_prefix(pending, result)
-        if text and not has_repetition_loop(text, ngram=4, max_repeats=4):
-            self._history.append(text)
+        text, words = self._guard_loops(pending, text, words)
         self.finals_sent += 1
         offset = pending.audio_start / MODEL_SAMPLE_RATE
         wire_words = tuple(
@@ -435,6 +454,37 @@ class CaptionSession:
             words=wire_words,
             include_words=self.config.words,
         )
+
+    def _guard_loops(self, pending: _PendingFinal, text: str, words: tuple[DecodedWord, ...]
+                     ) -> tuple[str, tuple[DecodedWord, ...]]:
+        """Cut repeats out of a final; after a loop, start the prompt afresh."""
+        surface = text.split()
+        verdict = self._guard.check(surface, protected=len(pending.stable.split()),
+                                    duration=(pending.speech_end - pending.start)
+                                    / MODEL_SAMPLE_RATE)
+        if verdict.reset_prompt:
+            # A loop in the prompt makes the next decode loop too: forget what led to it.
+            self._history.clear()
+        if not verdict.looped:
+            if not verdict.reset_prompt:
+                self._remember(text)
+            return text, words
+        text = " ".join(surface[i] for i in verdict.keep)
+        if len(words) == len(surface):
+            words = tuple(words[i] for i in verdict.keep)
+        elif words:
+            words = ()  # timings that do not map onto words cannot be cut along with them
+        return text, words
+
+    def _remember(self, text: str) -> None:
+        if not text:
+            return
+        self._history.append(text)
+        limit = self.options.prompt_chars
+        while len(self._history) > 1 and sum(len(t) + 1 for t in self._history) - len(
+            self._history[0]
+        ) > limit:
+            self._history.popleft()
 
     def _words_of_prefix(self, pending: _PendingFinal,
                          result: DecodeResult) -> tuple[DecodedWord, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterable
 
 _NON_SPEECH = re.compile(r"\[[^\]]*\]|\([^)]*\)|[♪♫]+|\*[^*]*\*")
 _SPACES = re.compile(r"\s+")
@@ -45,19 +46,7 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data))
 
 
-def has_repetition_loop(text: str, ngram: int = 3, max_repeats: int = 3) -> bool:
-    """True when some n-gram repeats back to back more than `max_repeats` times."""
-    tokens = [_norm(w) for w in text.split()]
-    for size in range(1, ngram + 1):
-        for i in range(len(tokens) - size * (max_repeats + 1) + 1):
-            gram = tokens[i : i + size]
-            if all(tokens[i + k * size : i + (k + 1) * size] == gram
-                   for k in range(1, max_repeats + 1)):
-                return True
-    return False
-
-
-def prompt_tail(texts: list[str], max_chars: int) -> str:
+def prompt_tail(texts: Iterable[str], max_chars: int) -> str:
     """The end of the running transcript, cut at a word boundary."""
     joined = " ".join(t for t in texts if t)
     if len(joined) <= max_chars:

@@ -22,6 +22,7 @@ from captioncast import __version__
 from captioncast.core.channel import ChannelOptions
 from captioncast.core.decoding import Decoder, DecodeRequest
 from captioncast.core.policy import PolicyOptions
+from captioncast.core.replay import DEFAULT_REPLAY_EVENTS
 from captioncast.engine.capacity import CapacityMeter, CapacityOptions
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import CaptioncastError, Overloaded
@@ -46,7 +47,7 @@ from captioncast.transport.transcribe import TranscribeOptions, TranscribeRoutes
 from captioncast.transport.viewer import handle_viewer
 
 if TYPE_CHECKING:
-    from captioncast.transport.stream import StreamHandler
+    from captioncast.transport.live_session import LiveSession
 
 log = logging.getLogger("captioncast.server")
 
@@ -70,6 +71,11 @@ class ServerOptions:
     max_frame_bytes: int = 64 * 1024
     idle_timeout_s: float = 60.0  # no audio and no keepalive for this long closes a session
     send_timeout_s: float = 30.0  # a client that reads nothing for this long is dropped
+    # A stream whose connection drops (without eos) waits this long for the client to
+    # resume it (PROTOCOL "Resuming"); 0: a dropped stream ends at once.
+    resume_window_s: float = 600.0
+    max_session_s: float | None = None  # None: unlimited; at the limit: finals, end, close
+    replay_events: int = DEFAULT_REPLAY_EVENTS  # events a resumed client can be replayed
     model_cache: Path | None = None
     policy: PolicyOptions = field(default_factory=PolicyOptions)
     channels: ChannelOptions = field(default_factory=ChannelOptions)
@@ -93,7 +99,7 @@ class ServerContext:
         self._scheduler: DecodeScheduler | None = None
         self.model_name = options.model
         self.multilingual = False
-        self.sessions: dict[str, StreamHandler] = {}
+        self.sessions: dict[str, LiveSession] = {}  # live ones, attached or awaiting resume
         self.channels = ChannelHub(options.channels)
         self.gate = Gatekeeper(options.security)
         self.draining = False
