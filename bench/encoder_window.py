@@ -91,9 +91,9 @@ def main() -> int:
         "",
         "Encoder pass: median of the runs, on random features of that length. WER: the "
         "whole caption policy with the real model and the window for every decode whose "
-        "audio fits it (longer audio uses 30 s). The server uses 15 s: nearly 5x cheaper "
-        "encoder passes for partials and finals than 30 s, and no loss of accuracy; below "
-        "15 s the model, trained on 30 s windows, loses words.",
+        "audio fits it (longer audio uses 30 s). The server uses 15 s: encoder passes "
+        "several times cheaper than 30 s for partials and finals, and no loss of accuracy; "
+        "below 15 s the model, trained on 30 s windows, loses words.",
         "",
     ]
     section = "\n".join(lines)

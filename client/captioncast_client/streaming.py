@@ -222,6 +222,7 @@ class _Run:
         self.session: str | None = None
         self.resume_until = 0.0
         self.ended = False
+        self.eos_sent = False
 
     # -- the source -----------------------------------------------------------------------
 
@@ -395,6 +396,10 @@ class _Run:
             event = self.events.accept(json.loads(message))
             if event is None:
                 continue
+            if event["type"] == "end" and not self.eos_sent:
+                # The server ended a stream we had not ended: it is shutting down (close
+                # 1001 follows). Our audio goes on, on this server or another one.
+                return
             event["received_at"] = time.monotonic()
             if self.settings.keep_partials or event["type"] != "partial":
                 self.result.events.append(event)
@@ -413,6 +418,7 @@ class _Run:
             if chunk is None:
                 if self.source_done:
                     await connection.send(json.dumps({"type": "eos"}))
+                    self.eos_sent = True
                     return
                 self.more.clear()
                 await self.more.wait()

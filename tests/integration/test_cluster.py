@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from captioncast_client.audio_files import decode_pcm, rechunk, silence
 from captioncast_client.streaming import stream, stream_url
 from captioncast_client.viewing import captions_url
-from tests.conftest import speech_path
+from tests.conftest import reference, speech_path, wer
 from tests.integration.broker import Mosquitto
 from tests.integration.cluster import Nginx
 from tests.integration.conftest import RunningServer, start_server, stop_server
@@ -106,3 +106,65 @@ async def test_a_channel_spoken_through_nginx_is_read_on_the_other_node(
         with urllib.request.urlopen(url, timeout=5) as r:
             files.append([c.text for c in webvtt.from_string(r.read().decode()).captions])
     assert files[0] == files[1] and files[0]
+
+
+async def _follow(url: str, stop: asyncio.Event) -> list[dict[str, Any]]:
+    """A viewer that stays until told: a channel's `end` is one speaker's, not the last."""
+    events: list[dict[str, Any]] = []
+    async with connect(url) as ws:
+        while not stop.is_set():
+            try:
+                message = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
+            events.append(json.loads(message))
+    return events
+
+
+async def test_a_node_stopped_mid_stream_its_speaker_goes_on_through_nginx_on_the_other(
+    cluster: tuple[Mosquitto, list[RunningServer], Nginx],
+) -> None:
+    _, nodes, proxy = cluster
+    channel = f"hall-{secrets.token_hex(3)}"
+    names = ["whisper_jfk", "libri_dev_2412-153948-0000", "libri_dev_1272-128104-0000",
+             "libri_test_61-70968-0000"]
+    finals_seen = asyncio.Event()
+    count = 0
+
+    def on_event(event: dict[str, Any]) -> None:
+        nonlocal count
+        if event["type"] == "final" and event["text"]:
+            count += 1
+            if count >= 2:
+                finals_seen.set()
+
+    speaking = asyncio.create_task(stream(
+        stream_url(proxy.url, channel=channel), _audio(*names), on_event=on_event))
+    await asyncio.wait_for(finals_seen.wait(), 60)
+    home = next(n for n in nodes if _channels(n).get(channel, {}).get("live"))
+    other = next(n for n in nodes if n is not home)
+    stop_viewer = asyncio.Event()
+    viewer = asyncio.create_task(_follow(captions_url(other.url, channel, since=0),
+                                         stop_viewer))
+    await asyncio.sleep(1.0)
+    # The node is replaced mid-sentence (a rolling update): SIGTERM, it drains and exits.
+    await asyncio.to_thread(stop_server, home)
+    assert home.process.returncode == 0
+
+    speaker = await asyncio.wait_for(speaking, 180)
+    await asyncio.sleep(1.0)
+    stop_viewer.set()
+    relayed = await viewer
+
+    assert any(r["new_session"] for r in speaker.resumes), speaker.resumes
+    finals = speaker.finals
+    # Every final once, numbered on, in order, and together the whole speech.
+    assert [f["utterance"] for f in finals] == list(range(len(finals)))
+    starts = [f["start"] for f in finals]
+    assert starts == sorted(starts)
+    assert speaker.events[-1]["type"] == "end"
+    score = wer(" ".join(reference(n) for n in names), speaker.text)
+    assert score <= 0.2, (score, speaker.text)
+    # The viewer on the surviving node saw the channel through: the same finals, in order.
+    viewed = [e["text"] for e in relayed if e["type"] == "final" and e["text"]]
+    assert viewed == [f["text"] for f in finals if f["text"]]

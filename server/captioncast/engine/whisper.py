@@ -38,7 +38,7 @@ class DecodeOptions:
     max_new_tokens: int = 200  # an utterance of at most ~20 s never needs more
     # Encoder windows, smallest first; an utterance takes the first one it fits in. Attention
     # makes the encoder superlinear: on 2 CPU cores tiny.en encodes 15 s in 0.12 s and 30 s in
-    # 0.58 s. Windows under 15 s cost accuracy (bench/window_wer.py), 15 s does not.
+    # 0.58 s. Windows under 15 s cost accuracy, 15 s does not (bench/encoder_window.py).
     encoder_windows_s: tuple[float, ...] = (15.0, 30.0)
 
 
