@@ -67,12 +67,12 @@ async def test_past_capacity_a_new_stream_is_refused_and_the_others_keep_their_f
     names = iter(CLIPS * 2)
     while not refused and len(running) < 8:
         _, health = tight_server.health()
-        capacity, sessions = health["capacity"], health["sessions"]
+        capacity, sessions = health["capacity"], health["connected_sessions"]
         assert isinstance(capacity, int) and isinstance(sessions, int)
         name = next(names)
         if sessions < capacity:
             running.append(asyncio.create_task(stream(url, _audio(name), realtime=True)))
-            while tight_server.health()[1]["sessions"] < len(running):  # wait for admission
+            while tight_server.health()[1]["connected_sessions"] < len(running):  # admitted
                 await asyncio.sleep(0.05)
             continue
         asked = time.monotonic()

@@ -114,6 +114,7 @@ class LiveSession:
         self._arrivals = ArrivalClock()
         self._final_latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._expiry: asyncio.TimerHandle | None = None
+        self.detached_at = 0.0
         self._limit: asyncio.TimerHandle | None = None
         self._eos = False
         self._close_reason = (1000, "end of stream")
@@ -185,7 +186,18 @@ class LiveSession:
             return
         log.info("event=session_detached session=%s reason=%s resume_window_s=%.0f "
                  "audio_s=%.1f", self.session_id, why, window, self.core.duration)
+        self.detached_at = time.monotonic()
         self._expiry = asyncio.get_running_loop().call_later(window, self._expired)
+
+    @property
+    def awaiting_resume(self) -> bool:
+        return self.link is None and self._expiry is not None and not self.over
+
+    def expire_now(self) -> None:
+        """Give up waiting for a resume (the server needs the room)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expired()
 
     def resumable_by(self, params: StreamParams) -> None:
         """Raise BadRequest unless a connection with `params` may resume this session."""

@@ -131,9 +131,20 @@ class ServerContext:
             raise Overloaded("the model is still loading; try again in a few seconds")
         if self.draining:
             raise Overloaded("the server is shutting down")
-        if len(self.sessions) >= self.options.max_sessions:
+        if self.connected_sessions >= self.options.max_sessions:
             raise Overloaded(f"the server is at its limit of {self.options.max_sessions} sessions")
-        self.capacity.admit(len(self.sessions), self._scheduler.lag())
+        # Sessions whose clients vanished wait for a resume; past --max-sessions of them the
+        # oldest stops waiting, so that abandoned sessions never lock real clients out.
+        waiting = [s for s in self.sessions.values() if s.awaiting_resume]
+        if len(waiting) >= self.options.max_sessions:
+            min(waiting, key=lambda s: s.detached_at).expire_now()
+        # A session waiting for its client to resume decodes nothing: only connected ones
+        # cost decoding time.
+        self.capacity.admit(self.connected_sessions, self._scheduler.lag())
+
+    @property
+    def connected_sessions(self) -> int:
+        return sum(1 for session in self.sessions.values() if session.link is not None)
 
     # -- hooks the sessions call, for /healthz, /metrics and admission ------------------
 
@@ -202,6 +213,7 @@ class ServerContext:
             "model": self.model_name,
             "multilingual": self.multilingual,
             "sessions": len(self.sessions),
+            "connected_sessions": self.connected_sessions,
             "viewers": self.channels.viewer_count,
             "max_sessions": self.options.max_sessions,
             "queue_depth": scheduler.depth if scheduler else 0,
