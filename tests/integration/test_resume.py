@@ -145,8 +145,10 @@ async def test_a_resume_takes_over_a_connection_the_server_still_holds(
     assert [f["utterance"] for f in finals] == list(range(len(finals)))
     assert events[-1]["type"] == "end" and events[-1]["utterances"] == len(finals)
     assert wer(reference(name), result.text) <= 0.2
+    # `end` was read and the connection closed cleanly: the session is not kept
     await asyncio.sleep(0.5)
-    assert server.health()[1]["sessions"] == 0  # an ended session is not kept for replay
+    gone, _ = await _refusal(f"{server.url}/v1/stream?resume={ready['session']}&since=1")
+    assert "unknown or expired session" in gone["message"]
 
 
 async def _refusal(url: str) -> tuple[dict[str, Any], int | None]:

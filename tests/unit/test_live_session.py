@@ -226,3 +226,31 @@ async def test_a_client_that_lost_its_connection_after_eos_can_still_read_the_en
     assert [e.seq for e in replay[1:]] == list(range(2, live.events.last_seq + 1))
     live.detach(again, "closed")
     assert "sid" not in ctx.sessions  # read once, then forgotten
+
+
+async def test_waiting_sessions_do_not_count_against_admission_and_give_way() -> None:
+    async for ctx in _context(max_sessions=2):
+        sessions = []
+        for n in range(3):
+            live = LiveSession(f"s{n}", StreamParams(), ctx)
+            live.open()
+            link = FakeLink()
+            live.attach(link, None, "test")
+            await _feed(live, _pcm()[: 16000 * 2])
+            assert ctx.connected_sessions == 1
+            live.detach(link, "connection_lost")
+            assert ctx.connected_sessions == 0 and live.awaiting_resume
+            ctx.admit()  # waiting sessions leave room for new streams...
+            sessions.append(live)
+            # ...and past --max-sessions of them the oldest stops waiting
+            assert sum(s.awaiting_resume for s in ctx.sessions.values()) < 2
+        await _until_over(sessions[0])
+        assert sessions[0].reason == "expired" and sessions[2].awaiting_resume
+
+
+async def test_a_session_dropped_before_any_audio_is_not_kept(ctx: ServerContext) -> None:
+    live = _open(ctx)
+    link = FakeLink()
+    live.attach(link, None, "test")
+    live.detach(link, "connection_lost")
+    assert live.over and not ctx.sessions

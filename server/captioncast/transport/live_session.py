@@ -181,8 +181,10 @@ class LiveSession:
                 self._keep_for_replay()  # `end` may never have reached the client
             return
         window = self.ctx.options.resume_window_s
-        if window <= 0:
-            self._end(why)  # nobody can resume: stop decoding for a client that is gone
+        if window <= 0 or not self.samples_received:
+            # Nobody can resume, or there is nothing to resume (no audio yet): a client
+            # that comes back starts a new stream just as well.
+            self._end(why)
             return
         log.info("event=session_detached session=%s reason=%s resume_window_s=%.0f "
                  "audio_s=%.1f", self.session_id, why, window, self.core.duration)
