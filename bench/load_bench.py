@@ -31,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,23 +136,7 @@ async def run_streams(url: str, plans: list[StreamPlan]) -> tuple[list[sb.Record
 
 
 def start(port: int, model: str, extra: list[str], server_log: Any) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port),
-               "--model", model, "--max-sessions", "1000", *extra]
-    proc = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT,
-                            cwd=sb.REPO_ROOT)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited before it was ready")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        time.sleep(0.2)
-    sb.stop_server(proc)
-    raise RuntimeError("server did not start")
+    return sb.start_server(port, model, server_log, ["--max-sessions", "1000", *extra])
 
 
 def run_n(n: int, plans: list[StreamPlan], model: str, extra: list[str]) -> RunResult:

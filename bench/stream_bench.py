@@ -117,9 +117,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(port: int, model: str, server_log: Any) -> subprocess.Popen[bytes]:
+def start_server(port: int, model: str, server_log: Any,
+                 extra: list[str] | None = None) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port),
-               "--model", model]
+               "--model", model, *(extra or [])]
     proc = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT,
                             cwd=REPO_ROOT)
     deadline = time.monotonic() + 180

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,14 +52,20 @@ def start_server(*args: str, name: str = "server") -> RunningServer:
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ},
     )
     server = RunningServer(port, process, log)
-    deadline = time.monotonic() + 120
+    wait_healthy(process, lambda: server.health()[0], log)
+    return server
+
+
+def wait_healthy(process: subprocess.Popen[bytes], status: Callable[[], int],
+                 log: Path, timeout: float = 120) -> None:
+    """Until /healthz answers 200 (the model is loaded); the log tells why it did not."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()}")
         try:
-            status, _ = server.health()
-            if status == 200:
-                return server
+            if status() == 200:
+                return
         except OSError:
             pass
         time.sleep(0.2)

@@ -9,7 +9,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.conftest import ARTIFACTS, free_port
+from tests.integration.conftest import ARTIFACTS, free_port, wait_healthy
 
 
 @dataclass(frozen=True)
@@ -113,15 +112,5 @@ def start_secure_server(*args: str, certificate: Certificate | None = None,
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     server = SecureServer(port, process, log, certificate)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()}")
-        try:
-            if server.health()[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server did not become healthy: {log.read_text()}")
+    wait_healthy(process, lambda: server.health()[0], log)
+    return server
