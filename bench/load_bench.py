@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         "max_load": 0.7, "command": " ".join(["python bench/load_bench.py",
                                               *(sys.argv[1:] if argv is None else argv)]),
     }
-    write_tsv(sb.BENCH_DIR / "results" / f"load_{date}.tsv", rows)
+    # Rows go beside the results file, so that a trial run with --out keeps off bench/results.
+    write_tsv(args.out.parent / "results" / f"load_{date}.tsv", rows)
     section = render(rows, admission, meta)
     sb.write_results_md(args.out, section)
     print(section)

@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     assign_words(result, placed)
     minutes = per_minute(result, placed, sampler.samples, started, normalize)
     date = dt.date.today().isoformat()
-    tsv = BENCH_DIR / "results" / f"soak_{date}.tsv"
+    tsv = args.out.parent / "results" / f"soak_{date}.tsv"  # beside the results file
     write_tsv(tsv, minutes)
     write_recordings_tsv(tsv.with_name(f"soak_{date}_recordings.tsv"), placed)
 

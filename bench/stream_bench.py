@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     scored = [(ref, r) for ref, r in scored if ref.strip()]
     refs = [ref for ref, _ in scored]
     streamed_s = sum(r.streamed_s for r in results)
-    tsv = BENCH_DIR / "results" / f"stream_{date}.tsv"
+    tsv = args.out.parent / "results" / f"stream_{date}.tsv"  # beside the results file
     summary = {
         "date": date, "nproc": len(os.sched_getaffinity(0)), "model": args.model,
         "wer_stream": corpus_wer(refs, [normalize(r.hypothesis) for _, r in scored]),
