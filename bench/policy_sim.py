@@ -1,10 +1,13 @@
 """Replays recordings through the caption policy with the real model, decoding instantly.
 
 No server and no clock: this isolates what the policy itself does to accuracy
-(segmentation, agreement, prefixes, prompts) from scheduling and CPU speed.
-Used to choose the policy's defaults; `stream_bench.py` measures the server.
+(segmentation, agreement, prompts, context) from scheduling and CPU speed.
+Latencies are on the audio clock: how much audio had been fed when an event came
+out, minus the audio time it is about, so they show what the policy waits for,
+never what decoding costs. Used to choose the policy's defaults;
+`stream_bench.py` measures the server.
 
-    python bench/policy_sim.py [--limit N] [--set KEY=VALUE ...]
+    python bench/policy_sim.py [--subset clean|en|continuous] [--limit N] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import argparse
 import ast
 import csv
 import dataclasses
+import json
+import statistics
 import sys
 import time
 import wave
@@ -24,10 +29,17 @@ import numpy as np
 from captioncast.core.decoding import DecodeRequest
 from captioncast.core.events import Final, Partial
 from captioncast.core.policy import Action, CaptionSession, PolicyOptions, SessionConfig
+from captioncast.core.text import revised_words
 from captioncast.engine.models import plan_device, resolve_model
 from captioncast.engine.whisper import DecodeOptions, WhisperDecoder
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
+CACHE = Path.home() / ".cache" / "captioncast" / "bench_offline.json"
+# Read speech whose offline WER is low: where the damage a streaming policy does shows.
+CLEAN_PREFIXES = ("libri_", "ljspeech_", "timit_", "arctic_", "speechbrain_", "cv_common_voice_en",
+                  "whisper_jfk", "deepspeech_new_home", "speechrecognition_english")
+# Speech with no long pauses: the lecture case. The approximate transcripts score no WER.
+CONTINUOUS = ("long_mfa_spontaneous_3", "lucier_sitting_in_a_room", "wts_apollo11")
 
 
 def load(path: Path) -> np.ndarray:
@@ -35,11 +47,16 @@ def load(path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
 
 
+def norm_word(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum() or c == "'").strip("'")
+
+
 def run(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions) -> dict[str, Any]:
     session = CaptionSession(SessionConfig("sim", decoder.name, "en"), options)
-    events: list[Any] = []
+    events: list[tuple[int, Any]] = []  # (audio position when it came out, event)
     pending: list[DecodeRequest] = []
     cancelled: set[int] = set()
+    decode_s = 0.0
 
     def handle(actions: list[Action]) -> None:
         for a in actions:
@@ -48,13 +65,17 @@ def run(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions) -> d
             elif hasattr(a, "request_id") and not hasattr(a, "kind"):
                 cancelled.add(a.request_id)
             else:
-                events.append(a)
+                events.append((session.position, a))
 
     def drain() -> None:
+        nonlocal decode_s
         while pending:
             request = pending.pop(0)
             if request.request_id not in cancelled:
-                handle(session.on_result(request.request_id, decoder.decode(request)))
+                t0 = time.perf_counter()
+                result = decoder.decode(request)
+                decode_s += time.perf_counter() - t0
+                handle(session.on_result(request.request_id, result))
 
     handle(session.start())
     audio = np.concatenate([audio, np.zeros(16000, np.float32)])
@@ -63,19 +84,76 @@ def run(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions) -> d
         drain()
     handle(session.eos())
     drain()
-    finals = [e for e in events if isinstance(e, Final)]
+    finals = [(pos, e) for pos, e in events if isinstance(e, Final)]
+    partials = [(pos, e) for pos, e in events if isinstance(e, Partial)]
+    final_lat, word_lat = [], []
+    stable_shown = stable_revised = 0
+    for pos, final in finals:
+        final_lat.append(pos / 16000 - final.end)
+        mine = [(p, e) for p, e in partials if e.utterance == final.utterance]
+        split = [[norm_word(w) for w in e.text.split()] for _, e in mine]
+        for i, word in enumerate(final.words):
+            target = norm_word(word.word)
+            first = pos
+            for (p, _), words in zip(mine, split):
+                if i < len(words) and words[i] == target:
+                    first = p
+                    break
+            word_lat.append(first / 16000 - word.end)
+        if mine:
+            stable = mine[-1][1].stable.split()
+            stable_shown += len(stable)
+            stable_revised += revised_words(stable, final.text.split())
     return {
-        "text": " ".join(f.text for f in finals if f.text),
-        "finals": len(finals),
-        "partials": sum(isinstance(e, Partial) for e in events),
+        "text": " ".join(f.text for _, f in finals if f.text),
+        "finals": len(finals), "partials": len(partials), "decode_s": decode_s,
+        "final_lat": final_lat, "word_lat": word_lat,
+        "stable_shown": stable_shown, "stable_revised": stable_revised,
     }
+
+
+def rows_for(subset: str) -> list[dict[str, str]]:
+    with (SPEECH / "manifest.tsv").open() as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+                if r["language"] == "en"]
+    if subset == "clean":
+        return [r for r in rows if r["id"].startswith(CLEAN_PREFIXES)]
+    if subset == "continuous":
+        with (SPEECH / "approx.tsv").open() as f:
+            approx = [dict(r, transcript="") for r in
+                      csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+        return [r for r in rows + approx if r["id"] in CONTINUOUS]
+    return rows
+
+
+def offline_texts(rows: list[dict[str, str]]) -> dict[str, str]:
+    """faster-whisper's own transcribe (beam 5, whole file), cached across runs."""
+    cache: dict[str, str] = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    missing = [r for r in rows if r["id"] not in cache]
+    if missing:
+        from faster_whisper import WhisperModel
+
+        model = WhisperModel(resolve_model("tiny.en").path, device="cpu", compute_type="int8")
+        for r in missing:
+            segments, _ = model.transcribe(str(SPEECH / r["wav"]), beam_size=5, language="en")
+            cache[r["id"]] = " ".join(s.text.strip() for s in segments).strip()
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        CACHE.write_text(json.dumps(cache, indent=0))
+    return {r["id"]: cache[r["id"]] for r in rows}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(np.ceil(q * len(ordered))) - 1)] if ordered else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--subset", choices=("clean", "en", "continuous"), default="en")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--set", action="append", default=[],
                         help="PolicyOptions / SegmenterOptions / DecodeOptions field=value")
+    parser.add_argument("--verbose", action="store_true", help="each recording's text")
     args = parser.parse_args()
     import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
@@ -94,23 +172,36 @@ def main() -> None:
     decoder = WhisperDecoder(resolve_model("tiny.en"), plan_device("cpu", workers=1),
                              options=DecodeOptions(**decode))
     normalize = EnglishTextNormalizer()
-    with (SPEECH / "manifest.tsv").open() as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["language"] == "en"]
+    rows = rows_for(args.subset)
     if args.limit:
         rows = rows[: args.limit]
-    refs, hyps = [], []
+    offline = offline_texts(rows)
+    refs, hyps, offs = [], [], []
     started = time.monotonic()
-    finals = 0
+    totals: dict[str, Any] = {"finals": 0, "partials": 0, "decode_s": 0.0, "stable_shown": 0,
+                              "stable_revised": 0, "final_lat": [], "word_lat": []}
     for row in rows:
         out = run(decoder, load(SPEECH / row["wav"]), options)
         ref = normalize(row["transcript"])
         if ref.strip():
             refs.append(ref)
             hyps.append(normalize(out["text"]))
-        finals += out["finals"]
-        print(f"{row['id']}\t{out['finals']}\t{out['text']}", file=sys.stderr)
-    print(f"settings={args.set} recordings={len(rows)} finals={finals} "
-          f"WER={jiwer.wer(refs, hyps):.4f} seconds={time.monotonic() - started:.0f}")
+            offs.append(normalize(offline[row["id"]]))
+        for key in totals:
+            totals[key] += out[key]
+        if args.verbose:
+            print(f"{row['id']}\t{out['finals']}\t{out['text']}", file=sys.stderr)
+    wer = jiwer.wer(refs, hyps) if refs else float("nan")
+    wer_off = jiwer.wer(refs, offs) if refs else float("nan")
+    fl, wl = totals["final_lat"], totals["word_lat"]
+    print(f"subset={args.subset} settings={args.set} recordings={len(rows)} "
+          f"WER={wer:.4f} offline={wer_off:.4f} ratio={wer / wer_off if wer_off else 0:.3f} "
+          f"revised={totals['stable_revised']}/{totals['stable_shown']} "
+          f"final_lat p50={statistics.median(fl):.2f} p95={pct(fl, .95):.2f} "
+          f"word_lat p50={statistics.median(wl):.2f} p95={pct(wl, .95):.2f} "
+          f"partials/final={totals['partials'] / max(1, totals['finals']):.1f} "
+          f"decode_s={totals['decode_s']:.0f} seconds={time.monotonic() - started:.0f}",
+          flush=True)
 
 
 if __name__ == "__main__":

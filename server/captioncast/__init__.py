@@ -1,4 +1,4 @@
 """captioncast: a real-time streaming captioning server."""
 
 __version__ = "0.1.0"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2

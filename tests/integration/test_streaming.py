@@ -33,7 +33,7 @@ def _audio(name: str) -> list[bytes]:
 def check_protocol(result: StreamResult) -> None:
     """What every stream must satisfy, whatever was said."""
     events = result.events
-    assert events[0]["type"] == "ready" and events[0]["protocol"] == 1
+    assert events[0]["type"] == "ready" and events[0]["protocol"] == 2
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["type"] == "end"
     finals = result.finals
@@ -41,22 +41,57 @@ def check_protocol(result: StreamResult) -> None:
     assert events[-1]["utterances"] == len(finals)
     starts = [f["start"] for f in finals]
     assert starts == sorted(starts)
-    final_text = {f["utterance"]: f["text"] for f in finals}
+    final_seq = {f["utterance"]: f["seq"] for f in finals}
+    last_stable: dict[int, str] = {}
     for event in events:
         if event["type"] == "partial":
+            # protocol 2: stable is what later partials keep; the final may correct it
             assert event["text"].startswith(event["stable"])
-            assert final_text[event["utterance"]].startswith(event["stable"])
+            assert event["stable"].startswith(last_stable.get(event["utterance"], ""))
+            last_stable[event["utterance"]] = event["stable"]
+            assert event["seq"] < final_seq[event["utterance"]]
     for final in finals:
         assert final["start"] <= final["end"]
         for word in final["words"]:
             assert final["start"] - 0.5 <= word["start"] <= word["end"] <= final["end"] + 0.5
 
 
+def _stable_counters(server: RunningServer) -> tuple[float, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                  if line.startswith("captioncast_stable_words"))
+    return (float(values["captioncast_stable_words_total"]),
+            float(values["captioncast_stable_words_revised_total"]))
+
+
+def _revised_in(result: StreamResult) -> tuple[int, int]:
+    """From the events alone: the last stable of each utterance against its final."""
+    from captioncast.core.text import revised_words
+
+    last: dict[int, str] = {}
+    for event in result.events:
+        if event["type"] == "partial":
+            last[event["utterance"]] = event["stable"]
+    finals = {f["utterance"]: f["text"] for f in result.finals}
+    shown = sum(len(stable.split()) for stable in last.values())
+    revised = sum(revised_words(stable.split(), finals[u].split()) for u, stable in last.items())
+    return shown, revised
+
+
 async def test_real_speech_streamed_in_real_time(server: RunningServer) -> None:
     names = list(WER_BOUNDS)
+    shown_before, revised_before = _stable_counters(server)
     results = await asyncio.gather(
         *(stream(stream_url(server.url), _audio(name), realtime=True) for name in names)
     )
+    # /metrics counts the stable words the finals changed, as a client would see them
+    shown_after, revised_after = _stable_counters(server)
+    counted = [_revised_in(r) for r in results]
+    assert shown_after - shown_before == sum(c[0] for c in counted) > 0
+    assert revised_after - revised_before == sum(c[1] for c in counted)
     for name, result in zip(names, results):
         check_protocol(result)
         score = wer(reference(name), result.text)

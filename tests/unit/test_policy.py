@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
+from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.events import End, Error, Final, Partial, Ready
 from captioncast.core.policy import CaptionSession, SessionConfig
 from captioncast.errors import BadAudio
 from tests.conftest import read_wav
-from tests.unit.fake_decoder import Driver, ScriptedDecoder
+from tests.unit.fake_decoder import WORD_S, WORDS, Driver, ScriptedDecoder
 
 
 def _session(**config: object) -> CaptionSession:
@@ -33,10 +34,9 @@ def _check_stream(events: list[object]) -> list[Final]:
     for event in events:
         if isinstance(event, Partial):
             assert event.text.startswith(event.stable)
-            # stable only grows, and it is where the final starts
+            # stable only grows within an utterance (protocol 2: the final may correct it)
             assert event.stable.startswith(last_stable.get(event.utterance, ""))
             last_stable[event.utterance] = event.stable
-            assert by_utterance[event.utterance].text.startswith(event.stable)
             assert event.seq < by_utterance[event.utterance].seq
     for f in finals:
         assert f.start < f.end
@@ -45,7 +45,7 @@ def _check_stream(events: list[object]) -> list[Final]:
 
 
 @pytest.mark.parametrize("delay", [0, 3, 8])
-def test_every_utterance_gets_one_final_and_stable_is_its_prefix(delay: int) -> None:
+def test_every_utterance_gets_one_final_and_stable_only_grows(delay: int) -> None:
     driver = Driver(_session(), ScriptedDecoder(), delay_chunks=delay)
     driver.feed(_speech())
     driver.finish()
@@ -53,6 +53,45 @@ def test_every_utterance_gets_one_final_and_stable_is_its_prefix(delay: int) -> 
     assert len(finals) >= 3
     assert any(isinstance(e, Partial) and e.stable for e in driver.events)
     assert all(f.text for f in finals)
+    # the scripted decoder hears the same words in partials and finals: nothing is revised
+    assert driver.session.stable_words_shown > 0
+    assert driver.session.stable_words_revised == 0
+
+
+class _MishearsAtFirst(ScriptedDecoder):
+    """Each utterance says other words; greedy partials mishear its first word, finals not."""
+
+    def decode(self, request: DecodeRequest) -> DecodeResult:
+        self.requests.append(request)
+        count = int(request.duration / WORD_S)
+        words = [WORDS[(3 * request.utterance + i) % len(WORDS)] for i in range(count)]
+        if request.kind == "partial" and words:
+            words[0] = "Alfa"
+        prefix = request.prefix.split()
+        words[: len(prefix)] = prefix
+        timed = tuple(DecodedWord(" " + w, i * WORD_S, (i + 1) * WORD_S, 0.9)
+                      for i, w in enumerate(words))
+        return DecodeResult(" ".join(words), "en",
+                            words=timed if request.word_timestamps else ())
+
+
+@pytest.mark.parametrize("delay", [0, 3])
+def test_the_final_corrects_a_stable_mistake_and_counts_it(delay: int) -> None:
+    decoder = _MishearsAtFirst()
+    driver = Driver(_session(), decoder, delay_chunks=delay)
+    driver.feed(_speech())
+    driver.finish()
+    finals = _check_stream(driver.events)
+    partials = [e for e in driver.events if isinstance(e, Partial)]
+    wrong = {p.utterance for p in partials if p.stable.startswith("Alfa")}
+    assert wrong  # the mistake was shown as stable ...
+    for final in finals:
+        if final.utterance in wrong:  # ... and every such final corrects it
+            assert final.text.split()[0] == WORDS[(3 * final.utterance) % len(WORDS)]
+    # finals are decoded with no forced prefix, whatever the partials agreed on
+    assert all(r.prefix == "" for r in decoder.requests if r.kind == "final")
+    assert driver.session.stable_words_revised == len(wrong)
+    assert driver.session.stable_words_shown >= len(wrong)
 
 
 def test_finals_are_prompted_with_earlier_finals() -> None:

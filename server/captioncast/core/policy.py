@@ -3,10 +3,12 @@
 The transport feeds audio and control messages; the session answers with
 `Action`s: events to send, decode requests to schedule, requests to cancel.
 When a decode finishes, the transport hands the result back through
-`on_result`. Partials re-decode the open utterance as audio arrives; words
-that two consecutive hypotheses agree on become `stable` and are passed to
-every later decode of that utterance as a forced prefix, so `stable` always
-reappears at the start of the `final`.
+`on_result`. Partials re-decode the open utterance as audio arrives (greedy);
+words that consecutive hypotheses agree on, well back from the end of the audio,
+become `stable` and are the forced prefix of the utterance's later partials, so
+a display can hold them still. The final is decided by a beam search over the
+whole utterance with no prefix (protocol 2): it never inherits a partial's
+guess, and the words of `stable` it changes are counted.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from captioncast.core.segmenter import (
     SpeechResume,
     SpeechStart,
 )
-from captioncast.core.text import agreed_prefix, clean, prompt_tail
+from captioncast.core.text import agreed_prefix, clean, prompt_tail, revised_words
 from captioncast.errors import CaptioncastError
 
 
@@ -48,6 +50,14 @@ class PolicyOptions:
     # for utterances this short the no-speech probability alone decides.
     short_speech_s: float = 1.0
     word_vad_margin_s: float = 0.2  # word timings are approximate; allow this much slack
+    # `stable`: a word must be agreed by this many consecutive partial hypotheses, and
+    # this many words at the end of a hypothesis are never stable (the audio may end
+    # inside them, and Whisper guesses most at the edge).
+    stable_agreement: int = 2
+    stable_holdback_words: int = 1
+    # Protocol 1 behaviour, for comparison in bench/policy_sim.py only: force `stable`
+    # as the prefix of the final's decode too.
+    final_keeps_stable: bool = False
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
     loops: LoopOptions = field(default_factory=LoopOptions)
 
@@ -95,6 +105,9 @@ class _OpenUtterance:
     partial_request: int | None = None
     partial_audio_end: int = 0
     speculation: _Speculation | None = None
+    # Earlier hypotheses' words after `stable`, newest last, for agreement.
+    hypotheses: deque[list[str]] = field(default_factory=lambda: deque(maxlen=8))
+    shown_stable: str = ""  # `stable` of the last partial sent: what a display holds still
 
 
 @dataclass
@@ -105,6 +118,7 @@ class _PendingFinal:
     audio_start: int
     audio_end: int
     stable: str
+    shown_stable: str
     voiced: np.ndarray
     request_id: int
     result: DecodeResult | None = None
@@ -132,6 +146,9 @@ class CaptionSession:
         self.finished = False
         self.finals_sent = 0
         self.partials_sent = 0
+        # Words shown as `stable` in a partial, and those of them the final changed.
+        self.stable_words_shown = 0
+        self.stable_words_revised = 0
 
     # -- inputs -----------------------------------------------------------------
 
@@ -299,20 +316,20 @@ class CaptionSession:
                 or self._guard.copies_previous(words):
             return []  # a looping or copied hypothesis: its words must never become `stable`
         new_words = text[len(open_.stable):].split()
-        # Once the final is being decoded speculatively, `stable` is frozen: it is that
-        # decode's prefix, and a change would force a second final decode.
-        if open_.has_hypothesis and open_.speculation is None:
-            agreed = agreed_prefix(open_.hypothesis, new_words)
-            agreed = min(agreed, max(0, len(new_words) - 1))  # the newest word may be cut off
-            if agreed:
-                open_.stable = " ".join([*open_.stable.split(), *new_words[:agreed]])
-                new_words = new_words[agreed:]
+        agreed = self._agreed(open_, new_words)
+        if agreed:
+            open_.stable = " ".join([*open_.stable.split(), *new_words[:agreed]])
+            new_words = new_words[agreed:]
+            for older in open_.hypotheses:
+                del older[:agreed]
+        open_.hypotheses.append(list(new_words))
         open_.hypothesis = new_words
         open_.has_hypothesis = True
         full = " ".join([*open_.stable.split(), *new_words])
         if self._finals or not full:
             return []  # an earlier utterance's final goes out first; a later partial replaces this
         self.partials_sent += 1
+        open_.shown_stable = open_.stable
         return [
             Partial(
                 self._seq.next(),
@@ -324,15 +341,30 @@ class CaptionSession:
             )
         ]
 
+    def _agreed(self, open_: _OpenUtterance, words: list[str]) -> int:
+        """How many of a hypothesis's leading words (after `stable`) become stable now."""
+        opts = self.options
+        earlier = opts.stable_agreement - 1
+        if len(open_.hypotheses) < earlier:
+            return 0
+        agreed = len(words) - opts.stable_holdback_words
+        for older in list(open_.hypotheses)[len(open_.hypotheses) - earlier:]:
+            agreed = min(agreed, agreed_prefix(older, words))
+        return max(0, agreed)
+
     def _speculate(self, speech_end: int) -> list[Action]:
         """A pause began: decode the final now, so it is ready if the pause becomes the end."""
         open_ = self._open
         if open_ is None or open_.speculation is not None:
             return []
         audio_end = min(speech_end + self._tail(), self.position)
-        request = self._request("final", open_.index, open_.start, audio_end, open_.stable)
+        request = self._request("final", open_.index, open_.start, audio_end,
+                                self._final_prefix(open_))
         open_.speculation = _Speculation(request.request_id, speech_end, open_.stable)
         return [request]
+
+    def _final_prefix(self, open_: _OpenUtterance) -> str:
+        return open_.stable if self.options.final_keeps_stable else ""
 
     def _drop_speculation(self) -> list[Action]:
         open_ = self._open
@@ -354,24 +386,25 @@ class CaptionSession:
         audio_end = speech_end if continues else min(speech_end + self._tail(), self.position)
         speculation = open_.speculation
         voiced = self.segmenter.voiced_mask(open_.start, audio_end)
+        prefix = self._final_prefix(open_)
         if (
             speculation is not None
             and speculation.speech_end == speech_end
-            and speculation.stable == open_.stable
+            and (not prefix or speculation.stable == open_.stable)
             and not continues
         ):
             pending = _PendingFinal(
-                open_.index, open_.start, speech_end, open_.start, audio_end, open_.stable,
-                voiced, speculation.request_id, speculation.result,
+                open_.index, open_.start, speech_end, open_.start, audio_end, prefix,
+                open_.shown_stable, voiced, speculation.request_id, speculation.result,
             )
         else:
             if speculation is not None and not speculation.done:
                 actions.append(Cancel(speculation.request_id))
-            request = self._request("final", open_.index, open_.start, audio_end, open_.stable)
+            request = self._request("final", open_.index, open_.start, audio_end, prefix)
             actions.append(request)
             pending = _PendingFinal(
-                open_.index, open_.start, speech_end, open_.start, audio_end, open_.stable,
-                voiced, request.request_id,
+                open_.index, open_.start, speech_end, open_.start, audio_end, prefix,
+                open_.shown_stable, voiced, request.request_id,
             )
         self._finals[open_.index] = pending
         self._open = (
@@ -425,7 +458,8 @@ class CaptionSession:
         return silent or result.compression_ratio > opts.compression_ratio_threshold
 
     def _final_event(self, pending: _PendingFinal) -> Final:
-        text, language = pending.stable, self.config.language or "en"
+        # A failed decode leaves what the partials agreed on: the best there is.
+        text, language = pending.stable or pending.shown_stable, self.config.language or "en"
         words: tuple[DecodedWord, ...] = ()
         result = pending.result
         if result is not None:
@@ -434,7 +468,10 @@ class CaptionSession:
                 text, words = self._heard_words(pending, result)
             elif pending.stable:
                 words = self._words_of_prefix(pending, result)
+            else:
+                text = ""  # the whole utterance's decode heard no speech: it decides
         text, words = self._guard_loops(pending, text, words)
+        self._count_revisions(pending.shown_stable, text)
         self.finals_sent += 1
         offset = pending.audio_start / MODEL_SAMPLE_RATE
         wire_words = tuple(
@@ -455,11 +492,21 @@ class CaptionSession:
             include_words=self.config.words,
         )
 
+    def _count_revisions(self, shown_stable: str, final_text: str) -> None:
+        """Words a display held still that the final changed (case and punctuation aside)."""
+        shown = shown_stable.split()
+        self.stable_words_shown += len(shown)
+        self.stable_words_revised += revised_words(shown, final_text.split())
+
     def _guard_loops(self, pending: _PendingFinal, text: str, words: tuple[DecodedWord, ...]
                      ) -> tuple[str, tuple[DecodedWord, ...]]:
         """Cut repeats out of a final; after a loop, start the prompt afresh."""
         surface = text.split()
-        verdict = self._guard.check(surface, protected=len(pending.stable.split()),
+        # Words the partials agreed on and the final heard too were heard by independent
+        # decodes: a loop or a copy of the last final they are not.
+        protected = max(len(pending.stable.split()),
+                        agreed_prefix(pending.shown_stable.split(), surface))
+        verdict = self._guard.check(surface, protected=protected,
                                     duration=(pending.speech_end - pending.start)
                                     / MODEL_SAMPLE_RATE)
         if verdict.reset_prompt:

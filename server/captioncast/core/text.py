@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import zlib
 from collections.abc import Iterable
@@ -36,6 +37,19 @@ def agreed_prefix(older: list[str], newer: list[str]) -> int:
             break
         count += 1
     return count
+
+
+def revised_words(shown: list[str], final: list[str]) -> int:
+    """How many of the words a display showed the final changed or dropped.
+
+    Aligned, not compared by position: a final that corrects the first word of
+    ten revised one word, not ten. Only the final's words where the shown ones
+    could be are considered, so a word matched far later does not count as kept.
+    """
+    a = [_norm(w) for w in shown]
+    b = [_norm(w) for w in final[: len(shown) + 2]]
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    return len(a) - sum(block.size for block in matcher.get_matching_blocks())
 
 
 def compression_ratio(text: str) -> float:

@@ -113,6 +113,7 @@ class LiveSession:
         self._inflight: dict[int, asyncio.Future[DecodeResult]] = {}
         self._arrivals = ArrivalClock()
         self._final_latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._stable_counted = (0, 0)  # core counters already reported to the metrics
         self._expiry: asyncio.TimerHandle | None = None
         self.detached_at = 0.0
         self._limit: asyncio.TimerHandle | None = None
@@ -389,6 +390,10 @@ class LiveSession:
     def _note_latency(self, event: Event) -> None:
         if isinstance(event, Final):
             self.ctx.on_final()
+            shown, revised = self.core.stable_words_shown, self.core.stable_words_revised
+            self.ctx.on_stable_words(shown - self._stable_counted[0],
+                                     revised - self._stable_counted[1])
+            self._stable_counted = (shown, revised)
             sent = self._arrivals.time_of(int(event.end * MODEL_SAMPLE_RATE))
             if sent is not None:
                 latency = time.monotonic() - sent

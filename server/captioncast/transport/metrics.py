@@ -71,6 +71,12 @@ class Metrics:
             "Partial decodes replaced by a newer one before they ran (coalesced)", registry=r)
         self.partials = Counter("captioncast_partials", "Partial events sent", registry=r)
         self.finals = Counter("captioncast_finals", "Final events sent", registry=r)
+        self.stable_words = Counter("captioncast_stable_words",
+                                    "Words shown as stable in the last partial of an utterance",
+                                    registry=r)
+        self.stable_words_revised = Counter(
+            "captioncast_stable_words_revised",
+            "Words shown as stable that the utterance's final changed or dropped", registry=r)
         self.errors = Counter("captioncast_errors", "Error events sent, by code", ["code"],
                               registry=r)
         self._refresh: list[Callable[[], None]] = []

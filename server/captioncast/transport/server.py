@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,34 @@ class ServerOptions:
     write_limit: int = 32 * 1024  # bytes buffered per connection before a send waits
 
 
+@dataclass(frozen=True)
+class Ready:
+    """A server that accepts sessions: where it is reached, what its owner tells people."""
+
+    host: str
+    port: int
+    tls: bool
+    model: str
+
+    @property
+    def _netloc(self) -> str:
+        # A wildcard address is no place to connect to: this machine is one of them.
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    @property
+    def every_interface(self) -> bool:
+        return self.host in ("", "0.0.0.0", "::")
+
+    @property
+    def http_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self._netloc}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"{'wss' if self.tls else 'ws'}://{self._netloc}"
+
+
 class ServerContext:
     """What every connection shares: the options, the model, the scheduler, the sessions."""
 
@@ -166,6 +195,11 @@ class ServerContext:
 
     def on_final(self) -> None:
         self.metrics.finals.inc()
+
+    def on_stable_words(self, shown: int, revised: int) -> None:
+        """Of the words partials showed as stable, how many the final changed (protocol 2)."""
+        self.metrics.stable_words.inc(shown)
+        self.metrics.stable_words_revised.inc(revised)
 
     def on_partial(self, latency: float | None = None) -> None:
         self.metrics.partials.inc()
@@ -320,10 +354,12 @@ def load_decoder(options: ServerOptions) -> tuple[Decoder, int]:
 
 async def run_server(options: ServerOptions, decoder: Decoder | None = None,
                      workers: int = 1, started: asyncio.Event | None = None,
-                     stop: asyncio.Event | None = None) -> None:
+                     stop: asyncio.Event | None = None,
+                     on_ready: Callable[[Ready], None] | None = None) -> None:
     """Serve until `stop` is set or SIGTERM/SIGINT arrives.
 
     With `decoder` given (tests, embedding), that decoder is used instead of loading one.
+    `started` is set and `on_ready` called once sessions are accepted (the model loaded).
     """
     ctx = ServerContext(options)
     stop = stop or asyncio.Event()
@@ -357,8 +393,10 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         **tls_options,
     ) as server:
         ports = [s.getsockname()[1] for s in server.sockets]
-        log.info("event=listening host=%s port=%s tls=%s auth=%s", options.host,
-                 ports[0] if ports else "?", tls is not None, ctx.gate.requires_token)
+        port = ports[0] if ports else options.port
+        # /healthz answers from here on ("loading"); sessions wait for the model.
+        log.info("event=listening host=%s port=%s tls=%s auth=%s sessions=after_model_load",
+                 options.host, port, tls is not None, ctx.gate.requires_token)
         if decoder is None:
             model, workers = await asyncio.to_thread(load_decoder, options)
         else:
@@ -372,8 +410,12 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
                 ctx.channels.sinks.append(await bridges.enter_async_context(
                     MqttBridge(options.mqtt, ctx.channels, options.port)))
             ctx.attach(model, scheduler)
+            ready = Ready(options.host, port, tls is not None, ctx.model_name)
+            log.info("event=ready url=%s/v1/stream model=%s", ready.ws_url, ready.model)
             if started is not None:
                 started.set()
+            if on_ready is not None:
+                on_ready(ready)
             await stop.wait()
             # The MQTT bridges flush their last messages after the drain: leave them time.
             await drain(ctx, server, front, options.shutdown, hurry,
