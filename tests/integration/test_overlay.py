@@ -103,3 +103,53 @@ async def test_overlay_shows_the_captions_and_catches_up_after_a_drop(
             assert await page.evaluate("finals") == said[-20:]
         finally:
             await browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+async def test_a_final_that_corrects_its_partial_leaves_no_stale_words(
+    server: RunningServer,
+) -> None:
+    """Protocol 2: the final may change words the partial showed as stable."""
+    import json
+
+    url = f"http://127.0.0.1:{server.port}/overlay?channel=fix&lines=3"
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = await browser.new_context(bypass_csp=True)
+            page = await context.new_page()
+            sockets: list[WebSocketRoute] = []
+
+            async def scripted(ws: WebSocketRoute) -> None:
+                sockets.append(ws)  # the test plays the server's part on this socket
+
+            await page.route_web_socket("**/v1/captions*", scripted)
+            await page.goto(url)
+            await page.wait_for_function("document.body.dataset.state === 'open'")
+            box = page.locator("#box")
+            sockets[0].send(json.dumps({
+                "type": "partial", "seq": 1, "utterance": 0, "start": 0.5, "end": 1.5,
+                "text": "Alfa bravo char", "stable": "Alfa bravo"}))
+            await page.wait_for_function(
+                "document.querySelector('#box').textContent.includes('Alfa bravo char')")
+            sockets[0].send(json.dumps({
+                "type": "final", "seq": 2, "utterance": 0, "start": 0.5, "end": 2.0,
+                "text": "Alpha, bravo, Charlie.", "language": "en", "words": []}))
+            await page.wait_for_function(
+                "document.querySelector('#box').textContent.includes('Alpha, bravo, Charlie.')")
+            assert "Alfa" not in (await box.text_content() or "")
+            assert await page.locator("#box .partial").count() == 0
+            # an empty final (no speech after all) takes its partial away too
+            sockets[0].send(json.dumps({
+                "type": "partial", "seq": 3, "utterance": 1, "start": 3.0, "end": 3.5,
+                "text": "uh", "stable": ""}))
+            await page.wait_for_function(
+                "document.querySelectorAll('#box .partial').length > 0")
+            sockets[0].send(json.dumps({
+                "type": "final", "seq": 4, "utterance": 1, "start": 3.0, "end": 3.5,
+                "text": "", "language": "en", "words": []}))
+            await page.wait_for_function(
+                "document.querySelectorAll('#box .partial').length === 0")
+            assert await box.text_content() == "Alpha, bravo, Charlie."
+        finally:
+            await browser.close()
