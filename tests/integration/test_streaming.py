@@ -191,3 +191,17 @@ async def test_healthz_and_unknown_routes(server: RunningServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(f"http://127.0.0.1:{server.port}/v2/anything", timeout=5)
     assert caught.value.code == 404
+
+
+async def test_a_file_sent_fast_is_captioned_as_well_as_in_real_time(
+    server: RunningServer,
+) -> None:
+    """`stream --fast`: the last caption keeps its capitals and punctuation (issue 12)."""
+    audio = list(rechunk(decode_pcm(str(speech_path("whisper_jfk"))), 3200))  # no silence after
+    fast = await stream(stream_url(server.url), audio, realtime=False)
+    check_protocol(fast)
+    texts = [f["text"] for f in fast.finals if f["text"]]
+    assert texts, fast.events
+    for text in texts:
+        assert text[0].isupper() and text[-1] in ".!?", texts
+    assert wer(reference("whisper_jfk"), fast.text) <= WER_BOUNDS["whisper_jfk"], fast.text

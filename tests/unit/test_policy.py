@@ -94,14 +94,20 @@ def test_the_final_corrects_a_stable_mistake_and_counts_it(delay: int) -> None:
     assert driver.session.stable_words_shown >= len(wrong)
 
 
-def test_finals_are_prompted_with_earlier_finals() -> None:
-    decoder = ScriptedDecoder()
-    driver = Driver(_session(prompt="Kennedy"), decoder)
+@pytest.mark.parametrize("delay", [0, 40])
+def test_finals_are_prompted_with_every_earlier_final(delay: int) -> None:
+    """Also when decodes lag far behind the audio (a file sent fast): finals wait their turn."""
+    decoder = _MishearsAtFirst()  # each utterance says other words
+    driver = Driver(_session(prompt="Kennedy"), decoder, delay_chunks=delay)
     driver.feed(_speech())
     driver.finish()
-    finals = [r for r in decoder.requests if r.kind == "final"]
-    assert finals[0].prompt == "Kennedy"
-    assert finals[-1].prompt.startswith("Kennedy ") and len(finals[-1].prompt) > len("Kennedy ")
+    finals = [e for e in driver.events if isinstance(e, Final)]
+    # the last decode of each utterance is its final's (a speculative one may come before)
+    last = {r.utterance: r for r in decoder.requests if r.kind == "final"}
+    requests = [last[f.utterance] for f in finals]
+    assert requests[0].prompt == "Kennedy"
+    for request, before in zip(requests[1:], finals):
+        assert request.prompt.startswith("Kennedy ") and request.prompt.endswith(before.text)
 
 
 def test_no_partials_when_interim_is_off() -> None:

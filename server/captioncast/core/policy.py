@@ -91,6 +91,7 @@ class _Speculation:
     request_id: int
     speech_end: int
     stable: str
+    prompt: str
     result: DecodeResult | None = None
     done: bool = False
 
@@ -120,9 +121,11 @@ class _PendingFinal:
     stable: str
     shown_stable: str
     voiced: np.ndarray
-    request_id: int
+    request_id: int  # 0: not asked for yet, it waits for the finals before it (their text
+    # is its prompt); `audio` holds its audio until then
     result: DecodeResult | None = None
     failed: str | None = None
+    audio: np.ndarray | None = None
 
 
 class CaptionSession:
@@ -263,18 +266,20 @@ class CaptionSession:
         self._next_utterance += 1
         return index
 
-    def _request(self, kind: Literal["partial", "final"], utterance: int, start: int, end: int,
+    def _prompt(self) -> str:
+        history = prompt_tail(self._history, self.options.prompt_chars)
+        return f"{self.config.prompt} {history}".strip()
+
+    def _request(self, kind: Literal["partial", "final"], utterance: int, audio: np.ndarray,
                  prefix: str) -> DecodeRequest:
         self._next_request += 1
-        user = self.config.prompt
-        history = prompt_tail(self._history, self.options.prompt_chars)
         return DecodeRequest(
             request_id=self._next_request,
             kind=kind,
             utterance=utterance,
-            audio=self._buffer.slice(start, end),
+            audio=audio,
             prefix=prefix,
-            prompt=f"{user} {history}".strip(),
+            prompt=self._prompt(),
             language=self.config.language,
             task=self.config.task,
             word_timestamps=kind == "final" and self.config.words,
@@ -299,7 +304,8 @@ class CaptionSession:
         # Silence after speech needs no new partial: the final is on its way.
         if not self.segmenter.voiced_mask(open_.partial_audio_end, now).any():
             return []
-        request = self._request("partial", open_.index, open_.start, now, open_.stable)
+        request = self._request("partial", open_.index, self._buffer.slice(open_.start, now),
+                                open_.stable)
         open_.partial_request = request.request_id
         open_.partial_audio_end = now
         return [request]
@@ -355,12 +361,13 @@ class CaptionSession:
     def _speculate(self, speech_end: int) -> list[Action]:
         """A pause began: decode the final now, so it is ready if the pause becomes the end."""
         open_ = self._open
-        if open_ is None or open_.speculation is not None:
-            return []
+        if open_ is None or open_.speculation is not None or self._finals:
+            return []  # with finals outstanding, its prompt would lack their text
         audio_end = min(speech_end + self._tail(), self.position)
-        request = self._request("final", open_.index, open_.start, audio_end,
+        request = self._request("final", open_.index, self._buffer.slice(open_.start, audio_end),
                                 self._final_prefix(open_))
-        open_.speculation = _Speculation(request.request_id, speech_end, open_.stable)
+        open_.speculation = _Speculation(request.request_id, speech_end, open_.stable,
+                                         request.prompt)
         return [request]
 
     def _final_prefix(self, open_: _OpenUtterance) -> str:
@@ -391,6 +398,8 @@ class CaptionSession:
             speculation is not None
             and speculation.speech_end == speech_end
             and (not prefix or speculation.stable == open_.stable)
+            and speculation.prompt == self._prompt()
+            and not self._finals
             and not continues
         ):
             pending = _PendingFinal(
@@ -400,12 +409,19 @@ class CaptionSession:
         else:
             if speculation is not None and not speculation.done:
                 actions.append(Cancel(speculation.request_id))
-            request = self._request("final", open_.index, open_.start, audio_end, prefix)
-            actions.append(request)
+            audio = self._buffer.slice(open_.start, audio_end)
+            # Audio that stops mid-word (eos, flush) gets the silence Whisper ends well on.
+            pad = 0 if continues else speech_end + self._tail() - audio_end
+            if pad > 0:
+                audio = np.concatenate([audio, np.zeros(pad, np.float32)])
             pending = _PendingFinal(
                 open_.index, open_.start, speech_end, open_.start, audio_end, prefix,
-                open_.shown_stable, voiced, request.request_id,
+                open_.shown_stable, voiced, 0, audio=audio,
             )
+            # Finals are decoded in order, each prompted with the text of those before it,
+            # so a file sent faster than real time is captioned as well as a live one.
+            if not self._finals:
+                actions.append(self._ask(pending))
         self._finals[open_.index] = pending
         self._open = (
             _OpenUtterance(self._take_utterance(), speech_end, partial_audio_end=speech_end)
@@ -427,10 +443,19 @@ class CaptionSession:
 
     # -- finals -------------------------------------------------------------------
 
+    def _ask(self, pending: _PendingFinal) -> DecodeRequest:
+        assert pending.audio is not None
+        request = self._request("final", pending.index, pending.audio, pending.stable)
+        pending.request_id, pending.audio = request.request_id, None
+        return request
+
     def _emit_ready_finals(self) -> list[Action]:
         actions: list[Action] = []
         while self._finals:
             pending = next(iter(self._finals.values()))
+            if pending.request_id == 0:
+                actions.append(self._ask(pending))
+                break
             if pending.result is None and pending.failed is None:
                 break
             del self._finals[pending.index]
