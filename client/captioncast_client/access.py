@@ -6,6 +6,8 @@ import ssl
 from dataclasses import dataclass
 
 UNAUTHORIZED_HINT = "give the server's token with --token or CAPTIONCAST_TOKEN"
+UNREACHABLE_HINT = ("is the server running? start one with `captioncast serve`, or give its "
+                    "address with --server or CAPTIONCAST_SERVER")
 TLS_HINT = ("for a server with a private or self-signed certificate, "
             "give its CA with --cafile or CAPTIONCAST_CAFILE")
 

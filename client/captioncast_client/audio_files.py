@@ -12,10 +12,19 @@ import numpy as np
 
 SAMPLE_RATE = 16000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
+NOT_AUDIO = "not an audio file, or a format FFmpeg cannot read"
 
 
 class AudioFileError(Exception):
     """The input could not be opened or decoded as audio."""
+
+
+def ffmpeg_reason(exc: BaseException, opening: bool = True) -> str:
+    """FFmpeg's complaint in plain words, without its errno."""
+    if isinstance(exc, av.error.InvalidDataError):  # what FFmpeg says of text, zip, junk
+        return NOT_AUDIO if opening else "the file is damaged or cut short"
+    # FFmpeg's and the OS's errors carry an errno and a file name; strerror is the words.
+    return str(getattr(exc, "strerror", None) or exc) or type(exc).__name__
 
 
 def _open_source(source: str) -> str | BinaryIO:
@@ -31,7 +40,7 @@ def decode_pcm(source: str) -> Iterator[bytes]:
     try:
         container = av.open(_open_source(source), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, OSError) as exc:
-        raise AudioFileError(f"{source}: cannot open as audio ({exc})") from exc
+        raise AudioFileError(f"{source}: cannot open as audio: {ffmpeg_reason(exc)}") from exc
     with container:
         if not container.streams.audio:
             raise AudioFileError(f"{source}: has no audio stream")
@@ -43,7 +52,8 @@ def decode_pcm(source: str) -> Iterator[bytes]:
             for out in resampler.resample(None):
                 yield out.to_ndarray().astype("<i2").tobytes()
         except av.error.FFmpegError as exc:
-            raise AudioFileError(f"{source}: decoding failed ({exc})") from exc
+            raise AudioFileError(
+                f"{source}: decoding failed: {ffmpeg_reason(exc, opening=False)}") from exc
 
 
 def raw_pcm(stream: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:

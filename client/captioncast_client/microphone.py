@@ -24,13 +24,52 @@ def _sounddevice() -> Any:
     return sounddevice
 
 
+def _describe(devices: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"  {d['index']:>3} {d['name']}: {d['max_input_channels']} in, "
+        f"{d['max_output_channels']} out, {d['default_samplerate']:.0f} Hz" for d in devices)
+
+
+def _inputs(sd: Any) -> list[dict[str, Any]]:
+    """The input devices; MicrophoneError, saying what PortAudio does see, when none."""
+    devices = [dict(d) for d in sd.query_devices()]
+    inputs = [d for d in devices if d["max_input_channels"] > 0]
+    if not devices:
+        raise MicrophoneError(
+            "no audio input device: PortAudio finds no audio device at all (is a "
+            "microphone plugged in and enabled? in a container, pass the sound device in)")
+    if not inputs:
+        raise MicrophoneError("no audio input device: PortAudio finds only output devices:\n"
+                              + _describe(devices))
+    return inputs
+
+
 def list_devices() -> str:
-    return str(_sounddevice().query_devices())
+    """The input devices, one a line; MicrophoneError when there is none."""
+    return _describe(_inputs(_sounddevice()))
 
 
-def default_sample_rate(device: int | str | None) -> int:
-    info = _sounddevice().query_devices(device, "input")
-    return int(info["default_samplerate"])
+def check_input(device: int | str | None, sample_rate: int | None = None) -> int:
+    """The capture rate for `device` (None: the default input), once PortAudio has said it
+    can capture mono 16-bit audio there; MicrophoneError, listing the inputs, if not."""
+    sd = _sounddevice()
+    inputs = _inputs(sd)
+    try:
+        info = sd.query_devices(device, "input")
+    except (sd.PortAudioError, ValueError):
+        info = None
+    if info is None or info["max_input_channels"] < 1:
+        wanted = ("there is no default input device" if device is None
+                  else f"{device!r} is not an input device")
+        raise MicrophoneError(f"{wanted}; choose one with --device N or NAME:\n"
+                              + _describe(inputs))
+    rate = sample_rate or int(info["default_samplerate"])
+    try:
+        sd.check_input_settings(device=device, channels=1, dtype="int16", samplerate=rate)
+    except (sd.PortAudioError, ValueError) as exc:
+        raise MicrophoneError(f"input device {info['index']} ({info['name']}) cannot capture "
+                              f"mono 16-bit audio at {rate} Hz: {exc}") from None
+    return rate
 
 
 async def microphone_chunks(

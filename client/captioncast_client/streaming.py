@@ -19,6 +19,7 @@ from captioncast_client.access import (
     NO_ACCESS,
     TLS_HINT,
     UNAUTHORIZED_HINT,
+    UNREACHABLE_HINT,
     Access,
     explain_refusal,
     websocket_base,
@@ -104,7 +105,8 @@ async def open_connection(url: str, access: Access = NO_ACCESS,
         raise ServerUnreachable(f"TLS with {where} failed ({exc.reason}): is it a wss:// "
                                 "server, and is the address ws:// for a plain one?") from exc
     except (OSError, TimeoutError) as exc:
-        raise ServerUnreachable(f"cannot reach captioncast at {where}: {exc}") from exc
+        raise ServerUnreachable(f"cannot reach captioncast at {where}: "
+                                f"{exc or 'no answer in time'}; {UNREACHABLE_HINT}") from exc
     except InvalidStatus as exc:
         status = exc.response.status_code
         message = f"server refused the connection: {explain_refusal(status)}"

@@ -17,10 +17,17 @@ from urllib.parse import urlencode, urlsplit
 
 import av
 
-from captioncast_client.access import NO_ACCESS, TLS_HINT, Access, explain_refusal
+from captioncast_client.access import (
+    NO_ACCESS,
+    TLS_HINT,
+    UNREACHABLE_HINT,
+    Access,
+    explain_refusal,
+)
 from captioncast_client.streaming import ClientError, ServerRefused, ServerUnreachable
 
 UPLOAD_BLOCK = 256 * 1024
+BAD_AUDIO = "bad_audio"  # the server could not decode the file: the CLI's bad input, exit 1
 Event = dict[str, Any]
 
 
@@ -74,6 +81,8 @@ def transcribe_file(
     """
     if not path.is_file():
         raise ClientError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ClientError(f"{path}: empty file, no audio")
     scheme, host, port = http_base(server)
     query = {k: (str(v).lower() if isinstance(v, bool) else v)
              for k, v in params.items() if v not in (None, "")}
@@ -97,16 +106,22 @@ def transcribe_file(
                                 f"{exc.verify_message}; {TLS_HINT}") from exc
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
-        raise ServerUnreachable(f"cannot reach captioncast at {host}:{port}: {exc}") from exc
+        raise ServerUnreachable(f"cannot reach captioncast at {scheme}://{host}:{port}: "
+                                f"{exc}; {UNREACHABLE_HINT}") from exc
     try:
         if response.status != 200:
+            code, message = _error(response.read())
+            if code == BAD_AUDIO:
+                raise ClientError(f"{path}: {message}")
             raise ServerRefused(f"server refused the file: {explain_refusal(response.status)}: "
-                                f"{_message(response.read())}")
+                                f"{message}")
         while line := response.readline():
             event: Event = json.loads(line)
             if event["type"] == "transcript":
                 return event
             if event["type"] == "error":
+                if event["code"] == BAD_AUDIO:  # the file, not the server: bad input
+                    raise ClientError(f"{path}: {event['message']}")
                 raise ServerRefused(f"transcription failed: {event['code']}: "
                                     f"{event['message']}")
             if on_event:
@@ -118,15 +133,18 @@ def transcribe_file(
         conn.close()
 
 
-def _message(body: bytes) -> str:
+def _error(body: bytes) -> tuple[str | None, str]:
+    """(code, message) of an error answer: ours, OpenAI's shape, or whatever a proxy sent."""
     try:
         answer = json.loads(body)
     except ValueError:
-        return body.decode("utf-8", "replace")[:200]
-    error = answer.get("error") if isinstance(answer, dict) else None
+        return None, body.decode("utf-8", "replace")[:200]
+    if not isinstance(answer, dict):
+        return None, str(answer)
+    error = answer.get("error")
     if isinstance(error, dict):
-        return str(error.get("message"))
-    return str(answer.get("message", answer)) if isinstance(answer, dict) else str(answer)
+        return error.get("code"), str(error.get("message"))
+    return (error if isinstance(error, str) else None), str(answer.get("message", answer))
 
 
 def transcribe_with_progress(server: str, path: Path, show: bool | None = None,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import ssl
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +33,21 @@ def captions_url(server: str, channel: str, since: int | None = None,
     return f"{base}/v1/captions?{urlencode(query)}"
 
 
+def live_channels(server: str, access: Access = NO_ACCESS,
+                  timeout: float = 5.0) -> list[str] | None:
+    """The channels that have a speaker now, on this server or another node behind the same
+    broker (GET /v1/channels); None when the server does not say."""
+    url = "http" + websocket_base(server)[len("ws"):] + "/v1/channels"  # wss:// -> https://
+    request = urllib.request.Request(url, headers=access.headers())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout,
+                                    context=access.ssl_for(url)) as answer:
+            channels = json.loads(answer.read())["channels"]
+        return [c["channel"] for c in channels if c.get("live") or c.get("live_elsewhere")]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an older server, a proxy in the way: say nothing rather than guess
+
+
 async def watch(
     server: str,
     channel: str,
@@ -42,19 +58,29 @@ async def watch(
     retries: int = 8,
     token: str | None = None,
     access: Access = NO_ACCESS,
+    on_no_speaker: Callable[[list[str]], None] | None = None,
 ) -> int | None:
     """Print a channel until its `end` (or forever with `follow`); return the last seq seen.
 
     A dropped connection is retried with backoff and `since`, so finals sent while we
-    were away are replayed; partials in between are simply skipped.
+    were away are replayed; partials in between are simply skipped. A server that cannot
+    be reached at the first try is an error at once: there is nothing to catch up on.
+    Once connected, `on_no_speaker` is called with the live channels if this one has no
+    speaker, so that a caller can say why nothing shows.
     """
     last = since
     failures = 0
+    connected = False
     while True:
         url = captions_url(server, channel, last, token)
         try:
             async with await open_connection(url, access) as connection:
                 failures = 0
+                if not connected and on_no_speaker is not None:
+                    live = await asyncio.to_thread(live_channels, server, access)
+                    if live is not None and channel not in live:
+                        on_no_speaker(live)
+                connected = True
                 async for message in connection:
                     if not isinstance(message, str):
                         continue
@@ -74,7 +100,7 @@ async def watch(
         except ServerUnreachable as exc:
             failures += 1
             # A certificate that does not verify will not verify on the next try either.
-            if failures > retries or isinstance(exc.__cause__, ssl.SSLError):
+            if not connected or failures > retries or isinstance(exc.__cause__, ssl.SSLError):
                 raise
         except (OSError, TimeoutError, ConnectionClosed) as exc:
             failures += 1

@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from captioncast import environment as env
+
+if TYPE_CHECKING:
+    from captioncast.transport.server import Ready
 
 DEFAULT_SERVER = "ws://127.0.0.1:8765"
 
@@ -21,79 +25,73 @@ EXIT_UNREACHABLE = 2
 EXIT_REFUSED = 3
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"CAPTIONCAST_{name}", default)
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit with EXIT_USAGE (bad input), not 2, which means unreachable here;
+    the message and where to read more, not the whole usage (serve's is 25 lines)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="captioncast", description="Real-time captions for live audio."
-    )
+    parser = _Parser(prog="captioncast", description="Real-time captions for live audio.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the captioning server")
-    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+    serve.add_argument("--host", **env.option("HOST", "127.0.0.1"),
                        help="address to listen on (0.0.0.0 for every interface)")
-    serve.add_argument("--port", type=int, default=int(_env("PORT", "8765")))
-    serve.add_argument("--model", default=_env("MODEL", "tiny.en"),
+    serve.add_argument("--port", **env.option("PORT", "8765"))
+    serve.add_argument("--model", **env.option("MODEL", "tiny.en"),
                        help="tiny.en (bundled, default), base (multilingual, bundled), "
                             "a faster-whisper model id, or a CTranslate2 model directory")
-    serve.add_argument("--language", default=_env("LANGUAGE", "") or None,
+    serve.add_argument("--language", **env.option("LANGUAGE"),
                        help="default language for streams that name none (ISO 639-1 or auto)")
-    serve.add_argument("--device", choices=("auto", "cpu", "cuda"),
-                       default=_env("DEVICE", "auto"))
-    serve.add_argument("--compute-type", default=_env("COMPUTE_TYPE", "auto"),
+    serve.add_argument("--device", choices=env.DEVICES, **env.option("DEVICE", "auto"))
+    serve.add_argument("--compute-type", **env.option("COMPUTE_TYPE", "auto"),
                        help="CTranslate2 compute type; auto: int8 on CPU, float16 on GPU")
     load = serve.add_argument_group("decoding and load")
-    load.add_argument("--decode-workers", type=int, default=int(_env("DECODE_WORKERS", "0")),
+    load.add_argument("--decode-workers", **env.option("DECODE_WORKERS", "0"),
                       help="decodes that run at once (default: 2 on a GPU, min(2, cores) on CPU)")
-    load.add_argument("--cpu-threads", type=int, default=int(_env("CPU_THREADS", "0")),
+    load.add_argument("--cpu-threads", **env.option("CPU_THREADS", "0"),
                       help="threads per decode worker (default: the cores shared out)")
-    load.add_argument("--max-sessions", type=int, default=int(_env("MAX_SESSIONS", "64")))
-    load.add_argument("--max-load", type=float, default=float(_env("MAX_LOAD", "0.7")),
+    load.add_argument("--max-sessions", **env.option("MAX_SESSIONS", "64"))
+    load.add_argument("--max-load", **env.option("MAX_LOAD", "0.7"),
                       help="admit a new stream only while the measured cost of the finals of "
                            "all live streams stays under this share of decode capacity "
                            "(0: admit up to --max-sessions)")
-    serve.add_argument("--max-upload-mb", type=int, default=int(_env("MAX_UPLOAD_MB", "1024")),
+    serve.add_argument("--max-upload-mb", **env.option("MAX_UPLOAD_MB", "1024"),
                        help="largest file POST /v1/transcribe accepts (413 past it)")
-    serve.add_argument("--model-cache", type=Path,
-                       default=Path(_env("MODEL_CACHE", "")) if _env("MODEL_CACHE", "") else None,
+    serve.add_argument("--model-cache", **env.option("MODEL_CACHE"),
                        help="where assembled models are kept (default ~/.cache/captioncast)")
-    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    serve.add_argument("--log-level", **env.option("LOG_LEVEL", "INFO"))
     sessions = serve.add_argument_group("sessions")
-    sessions.add_argument("--resume-window-s", type=float,
-                          default=float(_env("RESUME_WINDOW_S", "600")),
+    sessions.add_argument("--resume-window-s", **env.option("RESUME_WINDOW_S", "600"),
                           help="how long a stream whose connection dropped waits for its "
                                "client to resume it (0: it ends at once)")
-    sessions.add_argument("--max-session-s", type=float,
-                          default=float(_env("MAX_SESSION_S", "0")) or None,
+    sessions.add_argument("--max-session-s", **env.option("MAX_SESSION_S", "0"),
                           help="longest a stream may last; at the limit it is finalized and "
                                "closed (default: unlimited)")
     channels = serve.add_argument_group("channels and viewers")
-    channels.add_argument("--channel-history", type=int,
-                          default=int(_env("CHANNEL_HISTORY", "1000")),
+    channels.add_argument("--channel-history", **env.option("CHANNEL_HISTORY", "1000"),
                           help="finals per channel that a viewer's since= can replay")
-    channels.add_argument("--viewer-backlog", type=int,
-                          default=int(_env("VIEWER_BACKLOG", "256")),
+    channels.add_argument("--viewer-backlog", **env.option("VIEWER_BACKLOG", "256"),
                           help="finals a slow viewer may fall behind before it is cut off")
     _security_options(serve)
     mqtt = serve.add_argument_group("MQTT")
-    mqtt.add_argument("--mqtt", default=_env("MQTT", "") or None, metavar="URL",
+    mqtt.add_argument("--mqtt", **env.option("MQTT"), metavar="URL",
                       help="publish channels to a broker: mqtt://host:1883 or mqtts://host:8883")
-    mqtt.add_argument("--mqtt-prefix", default=_env("MQTT_PREFIX", "captions"),
+    mqtt.add_argument("--mqtt-prefix", **env.option("MQTT_PREFIX", "captions"),
                       help="topic prefix: PREFIX/CHANNEL/final|partial|status")
-    mqtt.add_argument("--mqtt-username", default=_env("MQTT_USERNAME", "") or None)
-    mqtt.add_argument("--mqtt-password", default=_env("MQTT_PASSWORD", "") or None,
+    mqtt.add_argument("--mqtt-username", **env.option("MQTT_USERNAME"))
+    mqtt.add_argument("--mqtt-password", **env.option("MQTT_PASSWORD"),
                       help="prefer the CAPTIONCAST_MQTT_PASSWORD environment variable")
-    mqtt.add_argument("--mqtt-ca-file", default=_env("MQTT_CA_FILE", "") or None,
+    mqtt.add_argument("--mqtt-ca-file", **env.option("MQTT_CA_FILE"),
                       help="CA bundle for an mqtts:// broker with a private CA")
-    mqtt.add_argument("--mqtt-partials", action="store_true",
-                      default=_env("MQTT_PARTIALS", "") in ("1", "true", "yes"),
+    mqtt.add_argument("--mqtt-partials", action=env.Flag, **env.option("MQTT_PARTIALS", False),
                       help="also publish partials (QoS 0)")
 
     def client_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
-                         help=f"server address (default {DEFAULT_SERVER})")
+        _server_option(sub)
         _access_options(sub)
         sub.add_argument("--language", default=None, help="ISO 639-1 code or auto")
         sub.add_argument("--task", choices=("transcribe", "translate"), default=None)
@@ -112,16 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="send as fast as the server takes it, not at real-time pace")
     stream.add_argument("--raw", action="store_true",
                         help="stdin is raw 16-bit little-endian mono PCM (see --sample-rate)")
-    stream.add_argument("--sample-rate", type=int, default=16000,
+    stream.add_argument("--sample-rate", type=env.positive, default=16000,
                         help="sample rate of --raw input")
     client_options(stream)
 
     watch = commands.add_parser("watch", help="print a channel's captions live")
     watch.add_argument("channel", help="channel name, as given to stream/mic --channel")
-    watch.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
-                       help=f"server address (default {DEFAULT_SERVER})")
+    _server_option(watch)
     _access_options(watch)
-    watch.add_argument("--since", type=int, default=None,
+    watch.add_argument("--since", type=env.non_negative_int, default=None,
                        help="replay the finals after this seq (0: all the server holds)")
     watch.add_argument("--follow", action="store_true",
                        help="keep watching after the speaker ends, until Ctrl-C")
@@ -130,8 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser(
         "transcribe", help="transcribe an audio file over HTTP (POST /v1/transcribe)")
     transcribe.add_argument("file", type=Path, help="audio file in any format FFmpeg reads")
-    transcribe.add_argument("--server", default=_env("SERVER", DEFAULT_SERVER),
-                            help=f"server address (default {DEFAULT_SERVER})")
+    _server_option(transcribe)
     _access_options(transcribe)
     transcribe.add_argument("--format", choices=("text", "json", "srt", "vtt"), default="text")
     transcribe.add_argument("-o", "--output", type=Path, default=None,
@@ -144,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     mic = commands.add_parser("mic", help="caption the microphone live")
     mic.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     mic.add_argument("--device", default=None, help="input device number or name")
-    mic.add_argument("--sample-rate", type=int, default=None,
+    mic.add_argument("--sample-rate", type=env.positive, default=None,
                      help="capture rate (default: the device's own; the server resamples)")
     client_options(mic)
     return parser
@@ -157,36 +153,36 @@ def _security_options(serve: argparse.ArgumentParser) -> None:
                             "CAPTIONCAST_TOKEN may hold several, comma-separated)")
     group.add_argument("--token-file", action="append", type=Path, default=[],
                        help="file with one accepted token per line (CAPTIONCAST_TOKEN_FILE)")
-    group.add_argument("--certfile", default=_env("CERTFILE", "") or None,
+    group.add_argument("--certfile", **env.option("CERTFILE"),
                        help="TLS certificate chain (PEM): serve wss:// and https://")
-    group.add_argument("--keyfile", default=_env("KEYFILE", "") or None,
+    group.add_argument("--keyfile", **env.option("KEYFILE"),
                        help="TLS private key (PEM), if not in --certfile")
     group.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
                        help="browser origin allowed to connect, e.g. https://studio.example "
                             "(repeatable; CAPTIONCAST_ALLOWED_ORIGINS comma-separated; "
                             "default: any)")
-    group.add_argument("--max-connections-per-ip", type=int,
-                       default=int(_env("MAX_CONNECTIONS_PER_IP", "32")),
+    group.add_argument("--max-connections-per-ip", **env.option("MAX_CONNECTIONS_PER_IP", "32"),
                        help="open connections one address may hold (0: no limit)")
-    group.add_argument("--send-timeout-s", type=float,
-                       default=float(_env("SEND_TIMEOUT_S", "30")),
+    group.add_argument("--send-timeout-s", **env.option("SEND_TIMEOUT_S", "30"),
                        help="a client that reads nothing for this long is dropped")
-    group.add_argument("--idle-timeout-s", type=float,
-                       default=float(_env("IDLE_TIMEOUT_S", "60")),
+    group.add_argument("--idle-timeout-s", **env.option("IDLE_TIMEOUT_S", "60"),
                        help="a stream with no audio and no keepalive for this long is closed")
-    group.add_argument("--ping-interval-s", type=float,
-                       default=float(_env("PING_INTERVAL_S", "20")),
+    group.add_argument("--ping-interval-s", **env.option("PING_INTERVAL_S", "20"),
                        help="WebSocket ping period; a peer that misses one by as long is cut "
                             "(0: no pings)")
-    group.add_argument("--shutdown-timeout-s", type=float,
-                       default=float(_env("SHUTDOWN_TIMEOUT_S", "10")),
+    group.add_argument("--shutdown-timeout-s", **env.option("SHUTDOWN_TIMEOUT_S", "10"),
                        help="on SIGTERM, time to finish live streams' captions before exiting")
 
 
+def _server_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--server", **env.option("SERVER", DEFAULT_SERVER),
+                     help=f"server address (default {DEFAULT_SERVER})")
+
+
 def _access_options(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--token", default=_env("TOKEN", "") or None,
+    sub.add_argument("--token", **env.option("TOKEN"),
                      help="the server's token (default: CAPTIONCAST_TOKEN)")
-    sub.add_argument("--cafile", default=_env("CAFILE", "") or None,
+    sub.add_argument("--cafile", **env.option("CAFILE"),
                      help="CA bundle to verify a wss:// or https:// server's certificate")
 
 
@@ -201,12 +197,12 @@ def _security(args: argparse.Namespace) -> Any:
     from captioncast.transport.security import SecurityOptions, tokens_from
 
     token_files = list(args.token_file)
-    if _env("TOKEN_FILE", ""):
-        token_files.append(Path(_env("TOKEN_FILE", "")))
+    if token_file := env.raw("TOKEN_FILE"):
+        token_files.append(Path(token_file))
     origins = [*args.allowed_origin,
-               *(o.strip() for o in _env("ALLOWED_ORIGINS", "").split(",") if o.strip())]
+               *(o.strip() for o in (env.raw("ALLOWED_ORIGINS") or "").split(",") if o.strip())]
     return SecurityOptions(
-        tokens=tokens_from(args.token, token_files, _env("TOKEN", "") or None),
+        tokens=tokens_from(args.token, token_files, env.raw("TOKEN")),
         allowed_origins=tuple(origins),
         max_connections_per_ip=max(0, args.max_connections_per_ip),
         certfile=Path(args.certfile) if args.certfile else None,
@@ -260,7 +256,7 @@ def _serve(args: argparse.Namespace) -> int:
             ping_timeout_s=args.ping_interval_s or None,
             shutdown=ShutdownOptions(timeout_s=max(0.0, args.shutdown_timeout_s)),
         )
-        asyncio.run(run_server(options))
+        asyncio.run(run_server(options, on_ready=_announce))
     except CaptioncastError as exc:
         print(f"captioncast: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
@@ -268,6 +264,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"captioncast: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _announce(ready: Ready) -> None:
+    """The one line a person reads: the server takes sessions, and where to open it."""
+    where = " (listening on every interface)" if ready.every_interface else ""
+    base = ready.http_url
+    print(f"captioncast: ready on {base}{where}, model {ready.model}: "
+          f"overlay {base}/overlay?channel=NAME, stream {ready.ws_url}/v1/stream, "
+          f"files POST {base}/v1/transcribe; Ctrl-C to stop", file=sys.stderr, flush=True)
 
 
 def _stream_params(args: argparse.Namespace, sample_rate: int = 16000) -> dict[str, Any]:
@@ -359,7 +364,7 @@ def _stream(args: argparse.Namespace) -> int:
 def _mic(args: argparse.Namespace) -> int:
     from captioncast_client.microphone import (
         MicrophoneError,
-        default_sample_rate,
+        check_input,
         list_devices,
         microphone_chunks,
     )
@@ -371,8 +376,8 @@ def _mic(args: argparse.Namespace) -> int:
         if args.list_devices:
             print(list_devices())
             return EXIT_OK
-        rate = args.sample_rate or default_sample_rate(device)
-    except (MicrophoneError, ValueError) as exc:
+        rate = check_input(device, args.sample_rate)
+    except MicrophoneError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print("captioncast: listening; Ctrl-C to stop", file=sys.stderr)
@@ -392,9 +397,14 @@ def _watch(args: argparse.Namespace) -> int:
     from captioncast_client.streaming import ClientError
     from captioncast_client.viewing import watch
 
+    def no_speaker(live: list[str]) -> None:
+        others = f"live now: {', '.join(sorted(live))}" if live else "no channel is live"
+        print(f"captioncast: channel {args.channel!r} has no speaker yet; waiting for one "
+              f"({others}; Ctrl-C to stop)", file=sys.stderr, flush=True)
+
     try:
         asyncio.run(watch(args.server, args.channel, _printer(args), since=args.since,
-                          follow=args.follow, access=_access(args)))
+                          follow=args.follow, access=_access(args), on_no_speaker=no_speaker))
     except ClientError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
         return exc.exit_code

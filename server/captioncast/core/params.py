@@ -125,13 +125,14 @@ def parse_channel_name(value: str) -> str:
     return value
 
 
-def parse_viewer_params(query: Mapping[str, str]) -> ViewerParams:
-    """Validate `/v1/captions` (and `/overlay`) query parameters."""
+def parse_viewer_params(query: Mapping[str, str], route: str = "/v1/captions") -> ViewerParams:
+    """Validate `/v1/captions` (and `/overlay`) query parameters; `route` is the example
+    a missing channel's message gives."""
     unknown = sorted(set(query) - {"channel", "since", "token"})
     if unknown:
         raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}")
     if "channel" not in query:
-        raise BadRequest("channel is required, for example /v1/captions?channel=show")
+        raise BadRequest(f"channel is required, for example {route}?channel=show")
     since = _int("since", query["since"], 0, 2**53) if "since" in query else None
     return ViewerParams(parse_channel_name(query["channel"]), since)
 

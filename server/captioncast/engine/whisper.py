@@ -16,7 +16,7 @@ from faster_whisper.transcribe import merge_punctuations
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.text import compression_ratio
-from captioncast.engine.models import DevicePlan, ModelLocation
+from captioncast.engine.models import DevicePlan, ModelLocation, load_failure
 from captioncast.errors import ModelError
 
 log = logging.getLogger("captioncast.whisper")
@@ -60,7 +60,7 @@ class WhisperDecoder:
                 num_workers=plan.workers,
             )
         except Exception as exc:  # CTranslate2 and the hub raise many kinds
-            raise ModelError(f"cannot load model {location.path!r}: {exc}") from exc
+            raise ModelError(load_failure(location, exc)) from exc
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._lock = threading.Lock()
 

@@ -37,7 +37,8 @@ def _overlay(request: Request) -> Response:
         if unknown:
             raise BadRequest(f"unknown overlay option(s): {', '.join(unknown)}; known: "
                              f"{', '.join(sorted(OVERLAY_OPTIONS))}")
-        parse_viewer_params({k: v for k, v in query.items() if k in ("channel", "since")})
+        parse_viewer_params({k: v for k, v in query.items() if k in ("channel", "since")},
+                            route="/overlay")
     except BadRequest as error:
         return error_response(http.HTTPStatus.BAD_REQUEST, error.code, error.message)
     # The page reads its options from its own URL; the server only checks them.
@@ -68,7 +69,9 @@ def _caption_file(ctx: ServerContext, name: str, kind: str) -> Response:
 
 def _channel_list(ctx: ServerContext) -> Response:
     channels = [
-        {"channel": c.name, "live": c.speaker is not None, "viewers": len(c.viewers),
+        {"channel": c.name, "live": c.speaker is not None,
+         "live_elsewhere": c.log.remote_live,  # its speaker is on another node
+         "viewers": len(c.viewers),
          "utterances": c.log.utterances, "seq": c.log.last_seq}
         for c in ctx.channels.channels()
     ]

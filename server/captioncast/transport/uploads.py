@@ -26,6 +26,7 @@ SPOOL_MEMORY_BYTES = 4 * 1024 * 1024  # smaller uploads never touch the disk
 CHUNK_SAMPLES = MODEL_SAMPLE_RATE  # 1 s per chunk: VAD work between awaits stays small
 MAX_FIELD_BYTES = 64 * 1024  # form fields other than the file (the prompt is at most 500 chars)
 FILE_FIELD = "file"
+NOT_AUDIO = "not an audio file, or a format FFmpeg cannot read"
 
 
 async def spool_body(body: Body, limit: int) -> IO[bytes]:
@@ -96,7 +97,7 @@ def decode_file(source: IO[bytes]) -> Iterator[np.ndarray]:
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise BadAudio(f"cannot read the upload as audio ({_reason(exc)})") from None
+        raise BadAudio(f"cannot read the upload as audio: {_reason(exc)}") from None
     with container:
         if not container.streams.audio:
             raise BadAudio("the upload has no audio stream")
@@ -118,7 +119,7 @@ def decode_file(source: IO[bytes]) -> Iterator[np.ndarray]:
                 held += out.samples
         except (av.error.FFmpegError, ValueError) as exc:
             raise BadAudio(f"decoding failed after {decoded / MODEL_SAMPLE_RATE:.1f} s of "
-                           f"audio ({_reason(exc)})") from None
+                           f"audio: {_reason(exc, opening=False)}") from None
         if held:
             decoded += held
             yield np.concatenate(pending)
@@ -140,7 +141,9 @@ def decode_raw(source: IO[bytes], params: StreamParams) -> Iterator[np.ndarray]:
         yield tail
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    # FFmpeg messages name the temporary file's object; the client knows no such file.
-    return text.split(": '<")[0] if text else type(exc).__name__
+def _reason(exc: BaseException, opening: bool = True) -> str:
+    """FFmpeg's complaint in plain words: no errno, and not the name of our spool file."""
+    if isinstance(exc, av.error.InvalidDataError):  # what FFmpeg says of text, zip, junk
+        return NOT_AUDIO if opening else "the file is damaged or cut short"
+    # FFmpeg's and the OS's errors carry an errno and a file name; strerror is the words.
+    return str(getattr(exc, "strerror", None) or exc) or type(exc).__name__
