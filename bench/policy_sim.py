@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[],
                         help="PolicyOptions / SegmenterOptions / DecodeOptions field=value")
     parser.add_argument("--verbose", action="store_true", help="each recording's text")
+    parser.add_argument("--ids", default="", help="comma-separated recording ids of the subset")
     args = parser.parse_args()
     import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
@@ -173,6 +174,8 @@ def main() -> None:
                              options=DecodeOptions(**decode))
     normalize = EnglishTextNormalizer()
     rows = rows_for(args.subset)
+    if args.ids:
+        rows = [r for r in rows if r["id"] in args.ids.split(",")]
     if args.limit:
         rows = rows[: args.limit]
     offline = offline_texts(rows)

@@ -41,5 +41,10 @@ class AudioBuffer:
         self._base += cut
 
     @property
+    def start(self) -> int:
+        """Absolute position of the first sample still held."""
+        return self._base
+
+    @property
     def held(self) -> int:
         return self.end - self._base

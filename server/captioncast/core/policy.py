@@ -14,7 +14,7 @@ guess, and the words of `stable` it changes are counted.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -32,7 +32,13 @@ from captioncast.core.segmenter import (
     SpeechResume,
     SpeechStart,
 )
-from captioncast.core.text import agreed_prefix, clean, prompt_tail, revised_words
+from captioncast.core.text import (
+    agreed_prefix,
+    clean,
+    compression_ratio,
+    prompt_tail,
+    revised_words,
+)
 from captioncast.errors import CaptioncastError
 
 
@@ -54,7 +60,16 @@ class PolicyOptions:
     # this many words at the end of a hypothesis are never stable (the audio may end
     # inside them, and Whisper guesses most at the edge).
     stable_agreement: int = 2
-    stable_holdback_words: int = 1
+    stable_holdback_words: int = 2
+    # Context: a final is decoded with up to this much of the earlier finals' audio in
+    # front of it, their text as the forced prefix, and only the new words kept. Whisper
+    # hears a short utterance alone far worse than inside its sentence, and the encoder
+    # pads every window to `context_window_s` anyway, so the context costs little.
+    context_s: float = 0.0
+    context_window_s: float = 15.0  # utterance and context together fit the encoder window
+    # Force the context's text as the decoder's prefix (else it is only in the prompt and
+    # the context's words are cut off by their timings).
+    context_prefix: bool = False
     # Protocol 1 behaviour, for comparison in bench/policy_sim.py only: force `stable`
     # as the prefix of the final's decode too.
     final_keeps_stable: bool = False
@@ -91,9 +106,19 @@ class _Speculation:
     request_id: int
     speech_end: int
     stable: str
-    prompt: str
+    finals_before: int  # finals sent when it was asked for: its prompt and context are stale
+    context: _Context  # once another final has gone out
     result: DecodeResult | None = None
     done: bool = False
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Earlier finals' audio in front of an utterance's, and their text as its prefix."""
+
+    samples: int = 0  # how much of the request's audio comes before the utterance
+    text: str = ""
+    finals: int = 0  # how many of the latest finals it holds
 
 
 @dataclass
@@ -125,7 +150,9 @@ class _PendingFinal:
     # is its prompt); `audio` holds its audio until then
     result: DecodeResult | None = None
     failed: str | None = None
-    audio: np.ndarray | None = None
+    audio: np.ndarray | None = None  # from `audio_from` (context room) to the end, padded
+    audio_from: int = 0
+    context: _Context = field(default_factory=_Context)
 
 
 class CaptionSession:
@@ -144,6 +171,8 @@ class CaptionSession:
         # Recent finals for the prompt: only as many as prompt_chars can use, so that a
         # session of hours does not grow.
         self._history: deque[str] = deque()
+        # The same finals with where their audio lies: (start, end, text), for context.
+        self._recent: deque[tuple[int, int, str]] = deque(maxlen=32)
         self._guard = RepetitionGuard(self.options.loops)
         self._ending = False
         self.finished = False
@@ -240,7 +269,8 @@ class CaptionSession:
             return []
         for pending in self._finals.values():
             if pending.request_id == request_id:
-                pending.result = result
+                pending.result = without_context(result, pending.context,
+                                                 self.options.context_prefix)
                 return self._emit_ready_finals()
         return []
 
@@ -266,23 +296,32 @@ class CaptionSession:
         self._next_utterance += 1
         return index
 
-    def _prompt(self) -> str:
-        history = prompt_tail(self._history, self.options.prompt_chars)
-        return f"{self.config.prompt} {history}".strip()
+    def _prompt(self, context: _Context | None = None) -> str:
+        history = list(self._history)
+        if context is not None and context.text:
+            # the context's finals are the prefix already: the prompt is what came before
+            history = history[: max(0, len(history) - context.finals)]
+        tail = prompt_tail(history, self.options.prompt_chars)
+        return f"{self.config.prompt} {tail}".strip()
 
     def _request(self, kind: Literal["partial", "final"], utterance: int, audio: np.ndarray,
-                 prefix: str) -> DecodeRequest:
+                 prefix: str, context: _Context | None = None) -> DecodeRequest:
         self._next_request += 1
+        with_context = context is not None and context.samples > 0
+        if with_context and self.options.context_prefix:
+            assert context is not None
+            prefix = f"{context.text} {prefix}".strip()
         return DecodeRequest(
             request_id=self._next_request,
             kind=kind,
             utterance=utterance,
             audio=audio,
             prefix=prefix,
-            prompt=self._prompt(),
+            prompt=self._prompt(context if self.options.context_prefix else None),
             language=self.config.language,
             task=self.config.task,
-            word_timestamps=kind == "final" and self.config.words,
+            # the context's words are told from the utterance's by their timings
+            word_timestamps=kind == "final" and (self.config.words or with_context),
         )
 
     def _maybe_partial(self) -> list[Action]:
@@ -364,11 +403,43 @@ class CaptionSession:
         if open_ is None or open_.speculation is not None or self._finals:
             return []  # with finals outstanding, its prompt would lack their text
         audio_end = min(speech_end + self._tail(), self.position)
-        request = self._request("final", open_.index, self._buffer.slice(open_.start, audio_end),
-                                self._final_prefix(open_))
+        audio_from = self._context_room(open_.start)
+        audio = self._buffer.slice(audio_from, audio_end)
+        context = self._choose_context(open_.start, audio_from, audio_end)
+        request = self._request("final", open_.index,
+                                self._context_audio(audio, audio_from, open_.start, context),
+                                self._final_prefix(open_), context)
         open_.speculation = _Speculation(request.request_id, speech_end, open_.stable,
-                                         request.prompt)
+                                         self.finals_sent, context)
         return [request]
+
+    def _context_room(self, start: int) -> int:
+        """Where the audio a final may need begins: context room before its start."""
+        room = int(self.options.context_s * MODEL_SAMPLE_RATE)
+        return max(self._buffer.start, start - room)
+
+    def _choose_context(self, start: int, audio_from: int, audio_end: int) -> _Context:
+        """The earliest run of recent finals, up to now, that fits in front of the utterance."""
+        opts = self.options
+        if opts.context_s <= 0 or not self._recent:
+            return _Context()
+        window = int(opts.context_window_s * MODEL_SAMPLE_RATE) - self._tail()
+        earliest: int | None = None
+        texts: list[str] = []
+        for f_start, _, text in reversed(self._recent):
+            if f_start < audio_from or audio_end - f_start > window or f_start >= start:
+                break
+            earliest = f_start
+            texts.insert(0, text)
+        if earliest is None:
+            return _Context()
+        return _Context(samples=start - earliest, text=" ".join(texts), finals=len(texts))
+
+    @staticmethod
+    def _context_audio(audio: np.ndarray, audio_from: int, start: int,
+                       context: _Context) -> np.ndarray:
+        """The request's audio: from the context's start, or the utterance's."""
+        return audio[max(0, start - context.samples - audio_from):]
 
     def _final_prefix(self, open_: _OpenUtterance) -> str:
         return open_.stable if self.options.final_keeps_stable else ""
@@ -398,25 +469,30 @@ class CaptionSession:
             speculation is not None
             and speculation.speech_end == speech_end
             and (not prefix or speculation.stable == open_.stable)
-            and speculation.prompt == self._prompt()
+            and speculation.finals_before == self.finals_sent
             and not self._finals
             and not continues
         ):
+            result = speculation.result
             pending = _PendingFinal(
                 open_.index, open_.start, speech_end, open_.start, audio_end, prefix,
-                open_.shown_stable, voiced, speculation.request_id, speculation.result,
+                open_.shown_stable, voiced, speculation.request_id,
+                None if result is None
+                else without_context(result, speculation.context, self.options.context_prefix),
+                context=speculation.context,
             )
         else:
             if speculation is not None and not speculation.done:
                 actions.append(Cancel(speculation.request_id))
-            audio = self._buffer.slice(open_.start, audio_end)
+            audio_from = self._context_room(open_.start)
+            audio = self._buffer.slice(audio_from, audio_end)
             # Audio that stops mid-word (eos, flush) gets the silence Whisper ends well on.
             pad = 0 if continues else speech_end + self._tail() - audio_end
             if pad > 0:
                 audio = np.concatenate([audio, np.zeros(pad, np.float32)])
             pending = _PendingFinal(
                 open_.index, open_.start, speech_end, open_.start, audio_end, prefix,
-                open_.shown_stable, voiced, 0, audio=audio,
+                open_.shown_stable, voiced, 0, audio=audio, audio_from=audio_from,
             )
             # Finals are decoded in order, each prompted with the text of those before it,
             # so a file sent faster than real time is captioned as well as a live one.
@@ -436,17 +512,21 @@ class CaptionSession:
         seg = self.options.segmenter
         keep_back = int((seg.pre_roll_s + seg.start_window_frames * seg.frame_ms / 1000 + 0.2)
                         * MODEL_SAMPLE_RATE)
-        keep = self.position - keep_back
+        room = int(self.options.context_s * MODEL_SAMPLE_RATE)
+        keep = self.position - keep_back - room
         if self._open is not None:
-            keep = min(keep, self._open.start)
+            keep = min(keep, self._open.start - room)
         self._buffer.forget_before(max(0, keep))
 
     # -- finals -------------------------------------------------------------------
 
     def _ask(self, pending: _PendingFinal) -> DecodeRequest:
+        """Ask for a final once the finals before it are out: their text is its context."""
         assert pending.audio is not None
-        request = self._request("final", pending.index, pending.audio, pending.stable)
-        pending.request_id, pending.audio = request.request_id, None
+        context = self._choose_context(pending.start, pending.audio_from, pending.audio_end)
+        audio = self._context_audio(pending.audio, pending.audio_from, pending.start, context)
+        request = self._request("final", pending.index, audio, pending.stable, context)
+        pending.request_id, pending.audio, pending.context = request.request_id, None, context
         return request
 
     def _emit_ready_finals(self) -> list[Action]:
@@ -537,9 +617,10 @@ class CaptionSession:
         if verdict.reset_prompt:
             # A loop in the prompt makes the next decode loop too: forget what led to it.
             self._history.clear()
+            self._recent.clear()
         if not verdict.looped:
             if not verdict.reset_prompt:
-                self._remember(text)
+                self._remember(text, pending.start, pending.audio_end)
             return text, words
         text = " ".join(surface[i] for i in verdict.keep)
         if len(words) == len(surface):
@@ -548,10 +629,11 @@ class CaptionSession:
             words = ()  # timings that do not map onto words cannot be cut along with them
         return text, words
 
-    def _remember(self, text: str) -> None:
+    def _remember(self, text: str, start: int, end: int) -> None:
         if not text:
             return
         self._history.append(text)
+        self._recent.append((start, end, text))
         limit = self.options.prompt_chars
         while len(self._history) > 1 and sum(len(t) + 1 for t in self._history) - len(
             self._history[0]
@@ -585,3 +667,40 @@ class CaptionSession:
                 kept_words.append(word)
                 kept_text.append(written)
         return " ".join(kept_text), tuple(kept_words)
+
+
+def without_context(result: DecodeResult, context: _Context,
+                    prefixed: bool = False) -> DecodeResult:
+    """A final decoded with context, as if decoded alone: new words only, on its own clock."""
+    if not context.samples:
+        return result
+    if not prefixed:
+        return _after(result, context.samples / MODEL_SAMPLE_RATE)
+    words_all = clean(result.text).split()
+    n = len(context.text.split())
+    offset = context.samples / MODEL_SAMPLE_RATE
+    # After a forced prefix Whisper sometimes says the context's last words again: words
+    # that end in the context's audio are such echoes, not the utterance's.
+    margin = 0.1
+    if len(result.words) == len(words_all):
+        keep = [i for i in range(n, len(words_all)) if result.words[i].end > offset + margin]
+        text = " ".join(words_all[i] for i in keep)
+        timed = tuple(result.words[i] for i in keep)
+    else:  # timings that do not map one to one onto words: keep those after the context
+        text = " ".join(words_all[n:])
+        timed = tuple(w for w in result.words if w.end > offset + margin)
+    words = tuple(
+        DecodedWord(w.word, max(0.0, w.start - offset), max(0.0, w.end - offset), w.probability)
+        for w in timed
+    )
+    return replace(result, text=text, words=words, compression_ratio=compression_ratio(text))
+
+
+def _after(result: DecodeResult, offset: float) -> DecodeResult:
+    """The words whose middle lies after `offset` (the utterance's start), re-timed from it."""
+    kept = tuple(
+        DecodedWord(w.word, max(0.0, w.start - offset), max(0.0, w.end - offset), w.probability)
+        for w in result.words if (w.start + w.end) / 2 > offset
+    )
+    text = clean("".join(w.word for w in kept))
+    return replace(result, text=text, words=kept, compression_ratio=compression_ratio(text))
