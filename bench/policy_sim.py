@@ -194,6 +194,11 @@ def main() -> None:
             totals[key] += out[key]
         if args.verbose:
             print(f"{row['id']}\t{out['finals']}\t{out['text']}", file=sys.stderr)
+    clean = [i for i, row in enumerate(r for r in rows if normalize(r["transcript"]).strip())
+             if row["id"].startswith(CLEAN_PREFIXES)]
+    if args.subset == "en" and clean:
+        print(f"clean: WER={jiwer.wer([refs[i] for i in clean], [hyps[i] for i in clean]):.4f} "
+              f"offline={jiwer.wer([refs[i] for i in clean], [offs[i] for i in clean]):.4f}")
     wer = jiwer.wer(refs, hyps) if refs else float("nan")
     wer_off = jiwer.wer(refs, offs) if refs else float("nan")
     fl, wl = totals["final_lat"], totals["word_lat"]

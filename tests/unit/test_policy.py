@@ -5,15 +5,18 @@ import pytest
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.events import End, Error, Final, Partial, Ready
-from captioncast.core.policy import CaptionSession, SessionConfig
+from captioncast.core.policy import CaptionSession, PolicyOptions, SessionConfig
 from captioncast.errors import BadAudio
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import WORD_S, WORDS, Driver, ScriptedDecoder
 
 
 def _session(**config: object) -> CaptionSession:
+    # No audio context: the scripted decoder would say the context's words again (its own
+    # test is below).
     return CaptionSession(SessionConfig(session_id="s1", model="scripted", language="en",
-                                        **config))  # type: ignore[arg-type]
+                                        **config),  # type: ignore[arg-type]
+                          PolicyOptions(context_s=0.0))
 
 
 def _speech() -> np.ndarray:
@@ -166,7 +169,7 @@ def test_memory_is_bounded_over_a_long_stream() -> None:
         driver.feed(speech)
     driver.finish()
     _check_stream(driver.events)
-    assert session._buffer.held < 16000 * 20
+    assert session._buffer.held < 16000 * (20 + session.options.context_s)
     # the prompt keeps only what prompt_chars can use, not every final of the stream
     finals = [e for e in driver.events if isinstance(e, Final)]
     assert len(finals) > 10
@@ -198,3 +201,42 @@ def test_no_speech_decodes_of_very_short_utterances_are_dropped(seconds: float,
     # A fraction of a second: the no-speech probability decides. Seconds of voice with a
     # log-prob above the threshold: Whisper's usual rule keeps the words.
     assert any(f.text for f in finals) is kept
+
+
+class _ContextDecoder(ScriptedDecoder):
+    """Says the forced prefix, then two words of its own at the end of the audio."""
+
+    def decode(self, request: DecodeRequest) -> DecodeResult:
+        self.requests.append(request)
+        mine = [f"u{request.utterance}a", f"u{request.utterance}b"]
+        said = request.prefix.split()
+        d = request.duration
+        timed = [DecodedWord(" " + w, 0.05 * i, 0.05 * (i + 1), 0.9) for i, w in enumerate(said)]
+        timed += [DecodedWord(" " + w, d - 0.8 + 0.4 * i, d - 0.4 + 0.4 * i, 0.9)
+                  for i, w in enumerate(mine)]
+        return DecodeResult(" ".join(said + mine), "en",
+                            words=tuple(timed) if request.word_timestamps else ())
+
+
+def test_a_final_hears_the_earlier_finals_audio_and_keeps_only_its_own_words() -> None:
+    decoder = _ContextDecoder()
+    options = PolicyOptions(context_s=10.0, context_prefix=True)
+    session = CaptionSession(SessionConfig(session_id="s", model="m", language="en",
+                                           interim=False, words=False), options)
+    driver = Driver(session, decoder)
+    driver.feed(_speech())
+    driver.finish()
+    finals = _check_stream(driver.events)
+    assert [f.text for f in finals] == [f"u{f.utterance}a u{f.utterance}b" for f in finals]
+    assert all("words" not in f.to_dict() for f in finals)  # words=false: none sent
+    requests = {r.utterance: r for r in decoder.requests}
+    with_context = [r for u, r in requests.items() if u > 0 and r.prefix]
+    assert with_context, "later finals are decoded with the earlier finals in front"
+    for r in with_context:
+        before = [f.text for f in finals if f.utterance < r.utterance]
+        assert " ".join(before).endswith(r.prefix)  # the context is the latest finals' text
+        assert r.prefix not in r.prompt and r.word_timestamps
+        # its audio reaches back before the utterance, and fits the encoder window
+        utterance = next(f for f in finals if f.utterance == r.utterance)
+        assert r.duration > utterance.end - utterance.start + 0.5
+        assert r.duration <= options.context_window_s

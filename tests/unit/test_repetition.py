@@ -6,7 +6,7 @@ import numpy as np
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.events import Final
-from captioncast.core.policy import CaptionSession, SessionConfig
+from captioncast.core.policy import CaptionSession, PolicyOptions, SessionConfig
 from captioncast.core.repetition import RepetitionGuard, collapse_loops
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import Driver, ScriptedDecoder
@@ -108,7 +108,7 @@ class LoopingDecoder(ScriptedDecoder):
 def test_the_session_cuts_the_loop_and_does_not_prompt_with_it() -> None:
     decoder = LoopingDecoder()
     session = CaptionSession(SessionConfig(session_id="s", model="m", language="en",
-                                           interim=False))
+                                           interim=False), PolicyOptions(context_s=0.0))
     driver = Driver(session, decoder)
     gap = np.zeros(16000, np.float32)
     clip = read_wav("libri_test_61-70968-0000")

@@ -59,17 +59,17 @@ class PolicyOptions:
     # `stable`: a word must be agreed by this many consecutive partial hypotheses, and
     # this many words at the end of a hypothesis are never stable (the audio may end
     # inside them, and Whisper guesses most at the edge).
-    stable_agreement: int = 2
+    stable_agreement: int = 3
     stable_holdback_words: int = 2
     # Context: a final is decoded with up to this much of the earlier finals' audio in
     # front of it, their text as the forced prefix, and only the new words kept. Whisper
     # hears a short utterance alone far worse than inside its sentence, and the encoder
     # pads every window to `context_window_s` anyway, so the context costs little.
-    context_s: float = 0.0
+    context_s: float = 10.0
     context_window_s: float = 15.0  # utterance and context together fit the encoder window
     # Force the context's text as the decoder's prefix (else it is only in the prompt and
     # the context's words are cut off by their timings).
-    context_prefix: bool = False
+    context_prefix: bool = True
     # Protocol 1 behaviour, for comparison in bench/policy_sim.py only: force `stable`
     # as the prefix of the final's decode too.
     final_keeps_stable: bool = False
@@ -405,7 +405,9 @@ class CaptionSession:
         audio_end = min(speech_end + self._tail(), self.position)
         audio_from = self._context_room(open_.start)
         audio = self._buffer.slice(audio_from, audio_end)
-        context = self._choose_context(open_.start, audio_from, audio_end)
+        context = self._choose_context(
+            open_.start, audio_from, audio_end,
+            self._voiced_s(self.segmenter.voiced_mask(open_.start, audio_end)))
         request = self._request("final", open_.index,
                                 self._context_audio(audio, audio_from, open_.start, context),
                                 self._final_prefix(open_), context)
@@ -418,10 +420,13 @@ class CaptionSession:
         room = int(self.options.context_s * MODEL_SAMPLE_RATE)
         return max(self._buffer.start, start - room)
 
-    def _choose_context(self, start: int, audio_from: int, audio_end: int) -> _Context:
+    def _choose_context(self, start: int, audio_from: int, audio_end: int,
+                        voiced_s: float) -> _Context:
         """The earliest run of recent finals, up to now, that fits in front of the utterance."""
         opts = self.options
-        if opts.context_s <= 0 or not self._recent:
+        # Whisper's no-speech probability would hear the context's speech: a breath or a
+        # click after speech is judged alone, as Whisper's own rule needs.
+        if opts.context_s <= 0 or not self._recent or voiced_s < opts.short_speech_s:
             return _Context()
         window = int(opts.context_window_s * MODEL_SAMPLE_RATE) - self._tail()
         earliest: int | None = None
@@ -523,7 +528,8 @@ class CaptionSession:
     def _ask(self, pending: _PendingFinal) -> DecodeRequest:
         """Ask for a final once the finals before it are out: their text is its context."""
         assert pending.audio is not None
-        context = self._choose_context(pending.start, pending.audio_from, pending.audio_end)
+        context = self._choose_context(pending.start, pending.audio_from, pending.audio_end,
+                                       self._voiced_s(pending.voiced))
         audio = self._context_audio(pending.audio, pending.audio_from, pending.start, context)
         request = self._request("final", pending.index, audio, pending.stable, context)
         pending.request_id, pending.audio, pending.context = request.request_id, None, context
@@ -684,6 +690,14 @@ def without_context(result: DecodeResult, context: _Context,
     margin = 0.1
     if len(result.words) == len(words_all):
         keep = [i for i in range(n, len(words_all)) if result.words[i].end > offset + margin]
+        # ... or that repeat the context's last words at once, whatever their timings
+        said, echo = [w.lower().strip(".,!?") for w in context.text.split()], 0
+        new = [words_all[i].lower().strip(".,!?") for i in keep]
+        for size in range(min(len(said), len(new)), 1, -1):
+            if new[:size] == said[-size:]:
+                echo = size
+                break
+        keep = keep[echo:]
         text = " ".join(words_all[i] for i in keep)
         timed = tuple(result.words[i] for i in keep)
     else:  # timings that do not map one to one onto words: keep those after the context
