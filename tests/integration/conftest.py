@@ -43,12 +43,20 @@ class RunningServer:
             return e.code, json.loads(e.read())
 
 
+def admission_off(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Admission by measured decode cost (--max-load) refuses streams on a slow or busy
+    machine: test servers admit by --max-sessions only, unless a test sets --max-load
+    (tests/integration/test_load.py does, to test exactly that)."""
+    return args if "--max-load" in args else ("--max-load", "0", *args)
+
+
 def start_server(*args: str, name: str = "server") -> RunningServer:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     log = ARTIFACTS / f"{name}-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port), *args],
+        [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port),
+         *admission_off(args)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ},
     )
     server = RunningServer(port, process, log)

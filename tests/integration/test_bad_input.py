@@ -36,7 +36,7 @@ PROTOCOL_CODES = {"bad_request", "bad_audio", "unauthorized", "overloaded", "too
                   "timeout", "internal"}
 FATAL_CLOSE = {"bad_request": 1008, "too_large": 1009, "timeout": 1008, "overloaded": 1013}
 MAX_FRAME = 64 * 1024
-READ_TIMEOUT_S = 15.0
+READ_TIMEOUT_S = 60.0  # a deadline for an answer that never comes, not a wait: answers come at once
 EXAMPLES_PER_KIND = 10
 RUNS: dict[str, int] = {}  # examples tried, per kind
 
@@ -89,8 +89,9 @@ def ws_session(port: int, path: str, frames: list[bytes], eos: bool = True,
     return Session(status, events, code)
 
 
-def raw_http(port: int, data: bytes, wait_s: float = 5.0) -> bytes:
-    """Send bytes, return what comes back before the server closes (or `wait_s` passes)."""
+def raw_http(port: int, data: bytes, wait_s: float = 30.0) -> bytes:
+    """Send bytes, return what comes back before the server closes (or `wait_s` passes:
+    a deadline; a complete answer ends the read at once)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
         try:
             sock.sendall(data)
@@ -527,17 +528,31 @@ async def test_a_flood_of_tiny_frames_costs_little_and_loses_nothing(
     pcm = b"".join(_speech(name))
     split = 2 * 16000  # the first second as 16,000 frames of one sample each
     tiny = [pcm[i : i + 2] for i in range(0, split, 2)]
-    before = _cpu_s(server.process.pid)
-    started = time.monotonic()
-    result = await stream(stream_url(server.url), [*tiny, *_chunked(pcm[split:], 3200)],
-                          realtime=False)
-    elapsed, cpu = time.monotonic() - started, _cpu_s(server.process.pid) - before
+    speech = _chunked(pcm, 3200)
+    keepalives = 4000
+
+    async def server_cpu(chunks: list[bytes | str]) -> tuple[float, StreamResult]:
+        before = _cpu_s(server.process.pid)
+        result = await stream(stream_url(server.url), chunks, realtime=False)
+        return _cpu_s(server.process.pid) - before, result
+
+    plain, _ = await server_cpu(list(speech))
+    flood, result = await server_cpu([*tiny, *_chunked(pcm[split:], 3200)])
     check_protocol(result)
     assert not result.errors
     assert wer(reference(name), result.text) <= 0.2, result.text
-    print(f"16k one-sample frames + {len(pcm) / 32000 - 1:.1f} s of speech: "
-          f"{elapsed:.2f} s wall, {cpu:.2f} s server CPU")
-    assert elapsed < 60 and cpu < 30  # generous: the machine is shared; see the print
+    # What a message costs the server at the least, measured on this machine now: a
+    # keepalive, read and dropped. A one-sample audio frame, batched with the next ones
+    # before any audio work, costs about as much; handled one by one (converted, segmented)
+    # it would cost far more. CPU seconds, not wall time: the client's own cost of sending
+    # 16,000 frames, and whatever else the machine runs, do not count.
+    idle, _ = await server_cpu(['{"type":"keepalive"}'] * keepalives)
+    per_frame = (flood - plain) / len(tiny)
+    per_keepalive = idle / keepalives
+    print(f"16k one-sample frames + {len(pcm) / 32000 - 1:.1f} s of speech: server CPU "
+          f"{flood:.2f} s ({plain:.2f} s as 100 ms frames); {per_frame * 1e6:.0f} us a frame, "
+          f"{per_keepalive * 1e6:.0f} us a keepalive")
+    assert per_frame <= 3 * per_keepalive, (per_frame, per_keepalive)
 
 
 async def test_a_long_text_frame_is_refused_without_echoing_it(server: RunningServer) -> None:

@@ -9,7 +9,7 @@ import asyncio
 import http
 import http.client
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 import pytest
 from websockets.asyncio.client import connect
@@ -52,8 +52,13 @@ async def fail(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("a bug in a handler")
 
 
+SLOW_STARTED: list[asyncio.Event] = []  # set once the /slow handler runs, one per test
+
+
 async def slow(request: HttpRequest) -> HttpResponse:
-    await asyncio.sleep(30)
+    for started in SLOW_STARTED:
+        started.set()
+    await asyncio.sleep(30)  # longer than any test waits: the request stays in progress
     return json_response(200, {})
 
 
@@ -211,22 +216,48 @@ async def test_bad_requests_get_an_error_with_a_message_and_the_server_goes_on(
 
 
 async def test_a_request_split_across_packets_is_still_sniffed(
-        front: tuple[HttpFront, int]) -> None:
+        front: tuple[HttpFront, int], monkeypatch: pytest.MonkeyPatch) -> None:
     _, port = front
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    for part in (b"G", b"E", b"T /split HTTP/1.1\r\nHost: x\r\n\r\n"):
-        writer.write(part)
-        await writer.drain()
-        await asyncio.sleep(0.05)
-    assert b'"/split"' in await asyncio.wait_for(reader.read(-1), 5)
-    writer.close()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    for part in (b"P", b"OST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"):
-        writer.write(part)
-        await writer.drain()
-        await asyncio.sleep(0.05)
-    assert b'"bytes": 3' in await asyncio.wait_for(reader.readuntil(b"}\n"), 5)
-    writer.close()
+    sniffed: list[bytes] = []  # what the sniffing connection was handed, read by read
+    original = http_post.SniffingConnection.data_received
+
+    def recording(self: http_post.SniffingConnection, data: bytes) -> None:
+        sniffed.append(data)
+        original(self, data)
+
+    monkeypatch.setattr(http_post.SniffingConnection, "data_received", recording)
+
+    async def send_in_parts(parts: tuple[bytes, ...]) -> asyncio.StreamReader:
+        """Each part is read by the server before the next one is sent: separate reads."""
+        sniffed.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+        for i, part in enumerate(parts):
+            writer.write(part)
+            await writer.drain()
+            if i < len(parts) - 1:
+                await _until(lambda reads=i + 1: len(sniffed) == reads)
+        return reader
+
+    writers: list[asyncio.StreamWriter] = []
+    reader = await send_in_parts((b"G", b"E", b"T /split HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert b'"/split"' in await asyncio.wait_for(reader.read(-1), 10)
+    assert sniffed[:2] == [b"G", b"E"]
+    # "P" is no GET: the HTTP front takes over from the first byte on
+    reader = await send_in_parts((b"P", b"OST /count HTTP/1.1\r\nHost: x\r\n"
+                                        b"Content-Length: 3\r\n\r\nabc"))
+    assert b'"bytes": 3' in await asyncio.wait_for(reader.readuntil(b"}\n"), 10)
+    assert sniffed == [b"P"]
+    for writer in writers:
+        writer.close()
+
+
+async def _until(condition: Callable[[], bool], deadline_s: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
 
 
 async def test_a_silent_connection_is_dropped(front: tuple[HttpFront, int],
@@ -241,10 +272,15 @@ async def test_a_silent_connection_is_dropped(front: tuple[HttpFront, int],
 async def test_shutdown_answers_a_request_in_progress_with_503(
         front: tuple[HttpFront, int]) -> None:
     http_front, port = front
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-    await writer.drain()
-    await asyncio.sleep(0.2)
+    started = asyncio.Event()
+    SLOW_STARTED.append(started)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(started.wait(), 10)  # the request is in progress
+    finally:
+        SLOW_STARTED.remove(started)
     await http_front.close()
     answer = await asyncio.wait_for(reader.read(-1), 5)
     assert answer.startswith(b"HTTP/1.1 503 ") and b"shutting down" in answer

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -59,39 +58,55 @@ async def test_four_concurrent_real_streams_all_get_every_final(server: RunningS
         assert score <= 0.2, (name, score, result.text)
 
 
+async def _held(go: asyncio.Event, chunks: list[bytes]) -> AsyncIterator[bytes]:
+    """A live source that starts talking when told."""
+    await go.wait()
+    for chunk in chunks:
+        yield chunk
+
+
 async def test_past_capacity_a_new_stream_is_refused_and_the_others_keep_their_finals(
         tight_server: RunningServer) -> None:
     url = stream_url(tight_server.url)
     running: list[asyncio.Task[StreamResult]] = []
     refused: list[dict[str, object]] = []
     names = iter(CLIPS * 2)
+    # The admitted streams say nothing until the refusal is in: no final is decoded, so
+    # the capacity is the server's starting estimate whatever this machine's speed (a
+    # measured decode cost would set it: on a fast machine past the 8 streams tried here).
+    go = asyncio.Event()
     while not refused and len(running) < 8:
         _, health = tight_server.health()
         capacity, sessions = health["capacity"], health["connected_sessions"]
         assert isinstance(capacity, int) and isinstance(sessions, int)
         name = next(names)
         if sessions < capacity:
-            running.append(asyncio.create_task(stream(url, _audio(name), realtime=True)))
+            running.append(asyncio.create_task(stream(url, _held(go, _audio(name)),
+                                                      realtime=True)))
             while tight_server.health()[1]["connected_sessions"] < len(running):  # admitted
                 await asyncio.sleep(0.05)
             continue
-        asked = time.monotonic()
         async with connect(url) as ws:
-            event = json.loads(await ws.recv())
-            await ws.wait_closed()
-            refused.append({"event": event, "code": ws.close_code,
-                            "seconds": time.monotonic() - asked})
+            event = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            await asyncio.wait_for(ws.wait_closed(), 30)
+            refused.append({"event": event, "code": ws.close_code})
+    go.set()
     assert refused, "never reached capacity"
     assert refused[0]["event"]["type"] == "error"  # type: ignore[index]
     assert refused[0]["event"]["code"] == "overloaded"  # type: ignore[index]
     assert refused[0]["code"] == 1013
-    assert refused[0]["seconds"] < 5  # at once, not after making everybody late
+    # refused at once for what the streams would cost, not once everybody was late: no
+    # `ready` first, and the reason is capacity, not a backlog
+    assert "at capacity" in refused[0]["event"]["message"], refused  # type: ignore[index]
+    assert len(running) == capacity, (len(running), capacity)
     for result in await asyncio.gather(*running):
         check_protocol(result)
         assert not result.errors
         assert result.text
     metrics = _metrics(tight_server)
     assert metrics["captioncast_sessions_refused_total{code=overloaded}"] >= 1
+    # the capacity gauge is the estimate /healthz gives (from the decode cost now measured)
+    assert metrics["captioncast_capacity_streams"] == tight_server.health()[1]["capacity"]
 
 
 async def test_metrics_serve_latency_and_decode_histograms(server: RunningServer) -> None:
@@ -99,14 +114,24 @@ async def test_metrics_serve_latency_and_decode_histograms(server: RunningServer
     check_protocol(result)
     metrics = _metrics(server)
     assert metrics["captioncast_final_latency_seconds_count"] >= len(result.finals)
-    assert metrics["captioncast_partial_latency_seconds_count"] >= 1
-    for kind in ("partial", "final"):
-        assert metrics[f"captioncast_decode_seconds_count{{kind={kind}}}"] >= 1
-        assert metrics[f"captioncast_decode_wait_seconds_count{{kind={kind}}}"] >= 1
+    # (partials: as many as came, which depends on how fast this machine decodes)
+    partials = sum(e["type"] == "partial" for e in result.events)
+    assert metrics["captioncast_partial_latency_seconds_count"] >= partials
+    for kind, least in (("partial", min(partials, 1)), ("final", 1)):
+        assert metrics[f"captioncast_decode_seconds_count{{kind={kind}}}"] >= least
+        assert metrics[f"captioncast_decode_wait_seconds_count{{kind={kind}}}"] >= least
     assert metrics["captioncast_audio_seconds_total"] >= 11.0  # JFK is 11 s
     assert metrics["captioncast_finals_total"] >= len(result.finals)
-    assert 0 < metrics["captioncast_real_time_factor"] < 5
-    assert metrics["captioncast_capacity_streams"] >= 1
+    # decode seconds per audio second over the server's life: the same account as the
+    # per-kind counters (what it is worth depends on the machine, not what it means)
+    busy = sum(v for k, v in metrics.items()
+               if k.startswith("captioncast_decode_busy_seconds_total"))
+    decoded = sum(v for k, v in metrics.items()
+                  if k.startswith("captioncast_decoded_audio_seconds_total"))
+    assert decoded > 0 and metrics["captioncast_real_time_factor"] == pytest.approx(busy / decoded)
+    # (its value, which the machine's speed sets, is checked against /healthz on the
+    # server with admission on: test_past_capacity_...)
+    assert "captioncast_capacity_streams" in metrics
     assert "captioncast_queue_depth" in metrics and "captioncast_lag_seconds" in metrics
     _, health = server.health()
     for key in ("capacity", "load", "lag_s", "decode_workers", "final_cost_per_audio_s"):

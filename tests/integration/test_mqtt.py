@@ -7,7 +7,8 @@ import contextlib
 import json
 import secrets
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,14 @@ async def retained_status(broker: Mosquitto, channel: str) -> str:
     raise AssertionError("no retained status")
 
 
+async def _until(condition: Callable[[], object], what: str, deadline_s: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
 def _audio(*names: str) -> list[bytes]:
     chunks: list[bytes] = []
     for name in names:
@@ -99,18 +108,24 @@ async def test_every_final_reaches_the_broker_across_a_crash(broker: Mosquitto) 
     subscriber = Subscriber(broker, f"captions/{channel}/#")
     try:
         await asyncio.wait_for(subscriber.connected.wait(), 10)
-        first_final = asyncio.Event()
+        finals: list[dict[str, Any]] = []
 
         def on_event(event: dict[str, Any]) -> None:
             if event["type"] == "final" and event["text"]:
-                first_final.set()
+                finals.append(event)
 
         speaking = asyncio.create_task(stream(
             stream_url(server.url, channel=channel),
             _audio("whisper_jfk", "libri_dev_2412-153948-0000"), on_event=on_event))
-        await asyncio.wait_for(first_final.wait(), 30)
+        await _until(lambda: finals, "a first final")
         broker.kill()  # a crash: no clean disconnect, nothing saved after this moment
-        await asyncio.sleep(3.0)  # finals are produced while the broker is away
+        killed_at = time.monotonic()
+        # The broker stays away until the server has noticed and has made a final meanwhile
+        # (the speaker got it): that one must reach the subscriber all the same.
+        before = len(finals)
+        await _until(lambda: "event=mqtt_unavailable" in server.log.read_text(),
+                     "the server to notice the broker is gone")
+        await _until(lambda: len(finals) > before, "a final while the broker is away")
         broker.start()
         speaker = await speaking
         expected = [f["text"] for f in speaker.finals]
@@ -120,7 +135,14 @@ async def test_every_final_reaches_the_broker_across_a_crash(broker: Mosquitto) 
                 await asyncio.sleep(0.2)
         seqs = [f["seq"] for f in subscriber.finals()]
         assert seqs == sorted(seqs)
-        assert subscriber.of("/partial"), "partials are published when enabled"
+        # Partials are published when enabled: those the speaker got while the broker was
+        # up (well before the crash, so that one was not on its way out), at least. How
+        # many partials there are depends on how fast this machine decodes.
+        if any(e["type"] == "partial" and e["text"] and e["received_at"] < killed_at - 0.5
+               for e in speaker.events):
+            assert subscriber.of("/partial"), "partials are published when enabled"
+        for payload in subscriber.of("/partial"):
+            assert json.loads(payload)["type"] == "partial"
         assert "live" in subscriber.of("/status")
         async with asyncio.timeout(10):
             while await retained_status(broker, channel) != "ended":

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.conftest import ARTIFACTS, free_port, wait_healthy
+from tests.integration.conftest import ARTIFACTS, admission_off, free_port, wait_healthy
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,8 @@ def start_secure_server(*args: str, certificate: Certificate | None = None,
     tls = ["--certfile", str(certificate.certfile), "--keyfile", str(certificate.keyfile)] \
         if certificate else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port), *tls, *args],
+        [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port), *tls,
+         *admission_off(args)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     server = SecureServer(port, process, log, certificate)

@@ -89,6 +89,9 @@ async def test_a_dropped_session_keeps_decoding_and_replays_on_resume(ctx: Serve
     first = FakeLink()
     first.events += live.attach(first, None, "test")
     await _feed(live, pcm[:cut])
+    # Partials of what arrived (they come back from the decoder thread): at least two,
+    # so that the client has read something before the two it missed.
+    await _until(lambda: len(first.events) >= 4)
     seen = len(first.events) - 2  # the client read all but the last two events
     last_read = first.events[seen - 1].seq
     live.detach(first, "connection_lost")

@@ -1,47 +1,29 @@
-"""The decode scheduler with a fake decoder of known cost."""
+"""The decode scheduler with a decoder the test steps and a clock the test moves."""
 
 import asyncio
-import threading
-import time
 
-import numpy as np
+import pytest
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.engine.scheduler import DecodeScheduler
+from tests.unit.scheduler_sim import SteppedDecoder, install_clock, request, settle
 
 
-class SlowDecoder:
-    name = "slow"
-    multilingual = False
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.order: list[tuple[str, int]] = []
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def decode(self, request: DecodeRequest) -> DecodeResult:
-        self.gate.wait()
-        time.sleep(self.seconds)
-        self.order.append((request.kind, request.request_id))
-        return DecodeResult(text=f"r{request.request_id}", language="en")
-
-
-def _request(rid: int, kind: str) -> DecodeRequest:
-    return DecodeRequest(rid, kind, 0, np.zeros(1600, np.float32))  # type: ignore[arg-type]
+@pytest.fixture(autouse=True)
+def _clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_clock(monkeypatch)
 
 
 async def test_finals_go_before_partials_and_partials_coalesce() -> None:
-    decoder = SlowDecoder(0.01)
+    decoder = SteppedDecoder()
     async with DecodeScheduler(decoder) as scheduler:
-        decoder.gate.clear()  # hold the worker on the first job while the queue fills
-        first = scheduler.submit("a", _request(1, "partial"))
-        await asyncio.sleep(0.05)
-        stale = scheduler.submit("a", _request(2, "partial"))
-        newer = scheduler.submit("a", _request(3, "partial"))
-        other = scheduler.submit("b", _request(4, "partial"))
-        final = scheduler.submit("b", _request(5, "final"))
-        decoder.gate.set()
+        first = scheduler.submit("a", request(1, "partial"))
+        await settle(scheduler, decoder)  # the worker holds the first job while the queue fills
+        stale = scheduler.submit("a", request(2, "partial"))
+        newer = scheduler.submit("a", request(3, "partial"))
+        other = scheduler.submit("b", request(4, "partial"))
+        final = scheduler.submit("b", request(5, "final"))
+        decoder.open()
         results = await asyncio.gather(first, newer, other, final)
         assert [r.text for r in results] == ["r1", "r3", "r4", "r5"]
         assert stale.cancelled()
@@ -50,31 +32,33 @@ async def test_finals_go_before_partials_and_partials_coalesce() -> None:
 
 
 async def test_cancel_and_drop_owner_forget_queued_work() -> None:
-    decoder = SlowDecoder(0.01)
+    decoder = SteppedDecoder()
     async with DecodeScheduler(decoder) as scheduler:
-        decoder.gate.clear()
-        busy = scheduler.submit("a", _request(1, "final"))
-        await asyncio.sleep(0.05)
-        cancelled = scheduler.submit("a", _request(2, "final"))
-        gone = [scheduler.submit("b", _request(i, "final")) for i in (3, 4)]
-        kept = scheduler.submit("c", _request(5, "final"))
+        busy = scheduler.submit("a", request(1, "final"))
+        await settle(scheduler, decoder)
+        cancelled = scheduler.submit("a", request(2, "final"))
+        gone = [scheduler.submit("b", request(i, "final")) for i in (3, 4)]
+        kept = scheduler.submit("c", request(5, "final"))
         scheduler.cancel("a", 2)
         scheduler.drop_owner("b")
-        decoder.gate.set()
+        decoder.open()
         await asyncio.gather(busy, kept)
         assert cancelled.cancelled() and all(f.cancelled() for f in gone)
         assert [rid for _, rid in decoder.order] == [1, 5]
 
 
 async def test_a_failing_decode_fails_only_its_request() -> None:
-    class Broken(SlowDecoder):
+    class Broken:
+        name = "broken"
+        multilingual = False
+
         def decode(self, request: DecodeRequest) -> DecodeResult:
             if request.request_id == 1:
                 raise RuntimeError("boom")
-            return super().decode(request)
+            return DecodeResult(text=f"r{request.request_id}", language="en")
 
-    async with DecodeScheduler(Broken(0.0)) as scheduler:
-        bad = scheduler.submit("a", _request(1, "final"))
-        good = scheduler.submit("a", _request(2, "final"))
+    async with DecodeScheduler(Broken()) as scheduler:
+        bad = scheduler.submit("a", request(1, "final"))
+        good = scheduler.submit("a", request(2, "final"))
         assert (await good).text == "r2"
         assert isinstance(bad.exception(), RuntimeError)

@@ -2,30 +2,37 @@
 
 import asyncio
 
+import pytest
+
 from captioncast.engine.scheduler import DecodeScheduler
-from tests.unit.test_scheduler import SlowDecoder, _request
+from tests.unit.scheduler_sim import SteppedDecoder, install_clock, request, settle
+
+
+@pytest.fixture(autouse=True)
+def _clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_clock(monkeypatch)
 
 
 async def test_background_decodes_wait_behind_live_finals_and_partials() -> None:
-    decoder = SlowDecoder(0.01)
+    decoder = SteppedDecoder()
     async with DecodeScheduler(decoder) as scheduler:
-        decoder.gate.clear()  # the worker holds the first job while the queue fills
-        running = scheduler.submit("file", _request(1, "final"), background=True)
-        await asyncio.sleep(0.05)
-        file_next = scheduler.submit("file", _request(2, "final"), background=True)
-        other_file = scheduler.submit("file2", _request(3, "final"), background=True)
-        partial = scheduler.submit("live", _request(4, "partial"))
-        final = scheduler.submit("live", _request(5, "final"))
-        decoder.gate.set()
+        running = scheduler.submit("file", request(1, "final"), background=True)
+        await settle(scheduler, decoder)  # the worker holds the first job while the queue fills
+        file_next = scheduler.submit("file", request(2, "final"), background=True)
+        other_file = scheduler.submit("file2", request(3, "final"), background=True)
+        partial = scheduler.submit("live", request(4, "partial"))
+        final = scheduler.submit("live", request(5, "final"))
+        decoder.open()
         await asyncio.gather(running, file_next, other_file, partial, final)
         # A background job already decoding finishes; then live work, then files in order.
         assert [rid for _, rid in decoder.order] == [1, 5, 4, 2, 3]
 
 
 async def test_background_finals_are_never_coalesced_or_dropped() -> None:
-    decoder = SlowDecoder(0.0)
+    decoder = SteppedDecoder()
+    decoder.open()
     async with DecodeScheduler(decoder) as scheduler:
-        futures = [scheduler.submit("file", _request(i, "final"), background=True)
+        futures = [scheduler.submit("file", request(i, "final"), background=True)
                    for i in range(1, 6)]
         results = await asyncio.gather(*futures)
         assert [r.text for r in results] == [f"r{i}" for i in range(1, 6)]

@@ -1,100 +1,119 @@
-"""Earliest-deadline-first scheduling with a fake decoder of known cost."""
+"""Earliest-deadline-first scheduling, played out on a clock the test moves.
+
+Each decode takes a known time of that clock (scheduler_sim.Simulation), and sessions ask
+at known times of it, so every test below sees the same sequence of events on any
+machine, loaded or not.
+"""
 
 import asyncio
+import itertools
+
+import pytest
 
 from captioncast.engine.scheduler import Budgets, DecodeScheduler
-from tests.unit.test_scheduler import SlowDecoder, _request
+from tests.unit.scheduler_sim import Simulation, SteppedDecoder, install_clock, request
 
 
-async def _talker(scheduler: DecodeScheduler, owner: str, served: dict[str, int],
-                  stop: asyncio.Event) -> None:
-    """Asks for the next partial as soon as the last one is back, as the policy does."""
-    rid = 0
-    while not stop.is_set():
-        rid += 1
-        await scheduler.submit(owner, _request(rid, "partial"))
-        served[owner] += 1
-
-
-async def _hog(scheduler: DecodeScheduler, owner: str, served: dict[str, int],
-               stop: asyncio.Event) -> None:
-    """Asks for a fresh partial every 2 ms whatever happens to the last one."""
-    rid = 0
-    while not stop.is_set():
-        rid += 1
-        future = scheduler.submit(owner, _request(rid, "partial"))
-        future.add_done_callback(
-            lambda f: served.__setitem__(owner, served[owner] + (not f.cancelled())))
-        await asyncio.sleep(0.002)
-
-
-async def test_partials_are_shared_fairly_between_sessions() -> None:
-    decoder = SlowDecoder(0.01)
-    served = {"a": 0, "b": 0, "hog": 0}
-    stop = asyncio.Event()
+async def test_partials_are_shared_fairly_between_sessions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two talkers ask for their next partial as soon as the last one is back, as the
+    policy does; a hog asks for a fresh one every 2 ms whatever happens to the last one.
+    A decode takes 10 ms."""
+    clock = install_clock(monkeypatch)
+    decoder = SteppedDecoder()
+    rid = itertools.count(1)
+    served = {"a": 0, "b": 0}
+    hog: list[asyncio.Future[object]] = []
     async with DecodeScheduler(decoder) as scheduler:
-        tasks = [asyncio.create_task(_talker(scheduler, "a", served, stop)),
-                 asyncio.create_task(_talker(scheduler, "b", served, stop)),
-                 asyncio.create_task(_hog(scheduler, "hog", served, stop))]
-        await asyncio.sleep(1.0)
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 5)
-    assert min(served["a"], served["b"]) >= 10, served
-    # Asking more often buys the hog no more than its turn: refreshed, never queued stale.
-    assert served["hog"] <= 1.5 * min(served["a"], served["b"]) + 2, served
-    assert scheduler.stats.replaced_partials > 50
+        sim = Simulation(scheduler, decoder, clock, decode_ms=10)
+        talking = {o: scheduler.submit(o, request(next(rid), "partial")) for o in served}
+        while len(decoder.order) < 90:
+            hog.append(scheduler.submit("hog", request(next(rid), "partial")))  # type: ignore[arg-type]
+            await sim.settle()
+            await sim.tick(2)
+            for owner, future in talking.items():
+                if future.done():
+                    served[owner] += 1
+                    talking[owner] = scheduler.submit(owner, request(next(rid), "partial"))
+        decoded = len(decoder.order)
+        hog_served = sum(f.done() and not f.cancelled() for f in hog)
+        waiting = sum(not f.done() for f in hog)
+        replaced = scheduler.stats.replaced_partials
+        decoder.open()
+    assert sum(served.values()) + hog_served == decoded, (served, hog_served)
+    assert abs(served["a"] - served["b"]) <= 1, served
+    assert min(served.values()) >= 25, served
+    # Asking five times as often buys the hog no more than its turn...
+    assert len(hog) >= 4 * hog_served, (len(hog), hog_served)
+    assert hog_served <= min(served.values()) + 1, (served, hog_served)
+    # ...because each newer partial replaced the one waiting: none was decoded stale.
+    assert replaced == len(hog) - hog_served - waiting
 
 
-async def test_a_refreshed_partial_keeps_its_place_in_line() -> None:
-    decoder = SlowDecoder(0.01)
+async def test_a_refreshed_partial_keeps_its_place_in_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = install_clock(monkeypatch)
+    decoder = SteppedDecoder()
     async with DecodeScheduler(decoder) as scheduler:
-        decoder.gate.clear()
-        busy = scheduler.submit("x", _request(1, "final"))
-        await asyncio.sleep(0.02)
-        scheduler.submit("a", _request(2, "partial"))
-        await asyncio.sleep(0.01)
-        b = scheduler.submit("b", _request(3, "partial"))
-        await asyncio.sleep(0.01)
-        a = scheduler.submit("a", _request(4, "partial"))  # a's refresh, still first in line
-        decoder.gate.set()
+        sim = Simulation(scheduler, decoder, clock, decode_ms=10)
+        busy = scheduler.submit("x", request(1, "final"))
+        await sim.settle()  # the worker holds it while the others queue
+        clock.advance(0.02)
+        scheduler.submit("a", request(2, "partial"))
+        clock.advance(0.01)
+        b = scheduler.submit("b", request(3, "partial"))
+        clock.advance(0.01)
+        a = scheduler.submit("a", request(4, "partial"))  # a's refresh, still first in line
+        decoder.open()
         await asyncio.gather(busy, a, b)
         assert [rid for _, rid in decoder.order] == [1, 4, 3]
 
 
-async def test_finals_first_but_a_partial_does_not_starve() -> None:
-    decoder = SlowDecoder(0.02)
+async def test_finals_first_but_a_partial_does_not_starve(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another session's finals arrive every 15 ms for a second, each decoded in 20 ms:
+    faster than they are decoded. A partial asked at the start waits while finals with
+    earlier deadlines are queued, then has its turn before the later ones."""
+    clock = install_clock(monkeypatch)
+    decoder = SteppedDecoder()
     budgets = Budgets(final_s=0.05, partial_s=0.3)
+    arrived_ms: dict[int, int] = {}
     async with DecodeScheduler(decoder, budgets=budgets) as scheduler:
-        partial = scheduler.submit("p", _request(1, "partial"))
-        finals: list[asyncio.Future[object]] = []
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        rid = 100
-        # Another session's finals arrive faster than they are decoded, for a second.
-        while loop.time() - started < 1.0:
-            finals.append(scheduler.submit("f", _request(rid, "final")))  # type: ignore[arg-type]
-            rid += 1
-            await asyncio.sleep(0.015)
-            if partial.done() and not hasattr(partial, "served_at"):
-                partial.served_at = loop.time() - started  # type: ignore[attr-defined]
+        sim = Simulation(scheduler, decoder, clock, decode_ms=20)
+        partial = scheduler.submit("p", request(1, "partial"))
+        finals = []
+        while sim.ms < 1000 or scheduler.depth or decoder.decoding:
+            if sim.ms < 1000 and sim.ms % 15 == 0:
+                rid = 100 + len(finals)
+                arrived_ms[rid] = sim.ms
+                finals.append(scheduler.submit("f", request(rid, "final")))
+            await sim.settle()
+            await sim.tick(5)
         await asyncio.gather(*finals)
         assert partial.done() and not partial.cancelled()
-        position = [r for _, r in decoder.order].index(1)
-        # Finals went first while the partial was within its budget, then it had its turn.
-        assert 3 <= position < len(decoder.order) - 5, decoder.order
-        assert scheduler.stats.decodes["final"] == len(finals)
+        order = [r for _, r in decoder.order]
+        position = order.index(1)
+        # Finals went first while their deadlines came before the partial's (asked at
+        # 0 ms, it is due at 300 ms; a final asked at t is due at t + 50 ms), then the
+        # partial had its turn, before every final due after it.
+        before = sorted(r for r, t in arrived_ms.items() if t + 50 < 300)
+        assert order[:position] == before, order
+        assert len(order) - position - 1 >= 5, order
+        assert scheduler.stats.decodes["final"] == len(finals) == len(arrived_ms)
 
 
-async def test_lag_is_the_wait_of_the_oldest_live_decode() -> None:
-    decoder = SlowDecoder(0.0)
+async def test_lag_is_the_wait_of_the_oldest_live_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = install_clock(monkeypatch)
+    decoder = SteppedDecoder()
     async with DecodeScheduler(decoder) as scheduler:
+        sim = Simulation(scheduler, decoder, clock, decode_ms=10)
         assert scheduler.lag() == 0.0
-        decoder.gate.clear()
-        busy = scheduler.submit("a", _request(1, "final"))
-        await asyncio.sleep(0.01)
-        waiting = scheduler.submit("b", _request(2, "final"))
-        await asyncio.sleep(0.1)
-        assert scheduler.lag() >= 0.09
-        decoder.gate.set()
+        busy = scheduler.submit("a", request(1, "final"))
+        await sim.settle()
+        clock.advance(0.01)
+        waiting = scheduler.submit("b", request(2, "final"))
+        clock.advance(0.1)
+        assert scheduler.lag() == pytest.approx(0.1)
+        decoder.open()
         await asyncio.gather(busy, waiting)
         assert scheduler.lag() == 0.0
