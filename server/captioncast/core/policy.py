@@ -426,7 +426,9 @@ class CaptionSession:
         opts = self.options
         # Whisper's no-speech probability would hear the context's speech: a breath or a
         # click after speech is judged alone, as Whisper's own rule needs.
-        if opts.context_s <= 0 or not self._recent or voiced_s < opts.short_speech_s:
+        # With the language detected per utterance, the context's audio would decide it.
+        if (opts.context_s <= 0 or not self._recent or voiced_s < opts.short_speech_s
+                or self.config.language is None):
             return _Context()
         window = int(opts.context_window_s * MODEL_SAMPLE_RATE) - self._tail()
         earliest: int | None = None

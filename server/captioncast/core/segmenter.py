@@ -28,8 +28,9 @@ class SegmenterOptions:
     # cheap and punctual: past `long_utterance_s` a shorter pause ends the utterance, and a
     # forced cut looks back only `cut_search_s`, since a final ends where it is cut and is
     # late by as much (bench/policy_sim.py --subset continuous: p95 2.5 s -> 0.6 s of audio,
-    # WER 0.161 -> 0.139).
-    long_utterance_s: float = 5.0
+    # WER 0.161 -> 0.139, measured with 5 s here). At 5 s the last word of a counted
+    # sequence became an utterance of its own, too short for language detection.
+    long_utterance_s: float = 8.0
     long_hangover_s: float = 0.25
     max_utterance_s: float = 12.0  # captions must appear even when nobody pauses
     cut_search_s: float = 1.5  # where to look back for the quietest point to cut at
