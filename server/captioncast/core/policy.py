@@ -126,8 +126,6 @@ class _OpenUtterance:
     index: int
     start: int
     stable: str = ""
-    hypothesis: list[str] = field(default_factory=list)  # unstable words after `stable`
-    has_hypothesis: bool = False
     partial_request: int | None = None
     partial_audio_end: int = 0
     speculation: _Speculation | None = None
@@ -368,8 +366,6 @@ class CaptionSession:
             for older in open_.hypotheses:
                 del older[:agreed]
         open_.hypotheses.append(list(new_words))
-        open_.hypothesis = new_words
-        open_.has_hypothesis = True
         full = " ".join([*open_.stable.split(), *new_words])
         if self._finals or not full:
             return []  # an earlier utterance's final goes out first; a later partial replaces this
