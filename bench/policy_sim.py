@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stream_bench import CLEAN_PREFIXES, CONTINUOUS, norm_word, p95  # the same sets and rules
 
 from captioncast.core.decoding import DecodeRequest
 from captioncast.core.events import Final, Partial
@@ -35,20 +36,9 @@ from captioncast.engine.whisper import DecodeOptions, WhisperDecoder
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
 CACHE = Path.home() / ".cache" / "captioncast" / "bench_offline.json"
-# Read speech whose offline WER is low: where the damage a streaming policy does shows.
-CLEAN_PREFIXES = ("libri_", "ljspeech_", "timit_", "arctic_", "speechbrain_", "cv_common_voice_en",
-                  "whisper_jfk", "deepspeech_new_home", "speechrecognition_english")
-# Speech with no long pauses: the lecture case. The approximate transcripts score no WER.
-CONTINUOUS = ("long_mfa_spontaneous_3", "lucier_sitting_in_a_room", "wts_apollo11")
-
-
 def load(path: Path) -> np.ndarray:
     with wave.open(str(path)) as w:
         return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-
-
-def norm_word(word: str) -> str:
-    return "".join(c for c in word.lower() if c.isalnum() or c == "'").strip("'")
 
 
 def run(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions) -> dict[str, Any]:
@@ -142,11 +132,6 @@ def offline_texts(rows: list[dict[str, str]]) -> dict[str, str]:
     return {r["id"]: cache[r["id"]] for r in rows}
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, int(np.ceil(q * len(ordered))) - 1)] if ordered else float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subset", choices=("clean", "en", "continuous"), default="en")
@@ -205,8 +190,8 @@ def main() -> None:
     print(f"subset={args.subset} settings={args.set} recordings={len(rows)} "
           f"WER={wer:.4f} offline={wer_off:.4f} ratio={wer / wer_off if wer_off else 0:.3f} "
           f"revised={totals['stable_revised']}/{totals['stable_shown']} "
-          f"final_lat p50={statistics.median(fl):.2f} p95={pct(fl, .95):.2f} "
-          f"word_lat p50={statistics.median(wl):.2f} p95={pct(wl, .95):.2f} "
+          f"final_lat p50={statistics.median(fl):.2f} p95={p95(fl):.2f} "
+          f"word_lat p50={statistics.median(wl):.2f} p95={p95(wl):.2f} "
           f"partials/final={totals['partials'] / max(1, totals['finals']):.1f} "
           f"decode_s={totals['decode_s']:.0f} seconds={time.monotonic() - started:.0f}",
           flush=True)
