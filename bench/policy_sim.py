@@ -29,7 +29,8 @@ from stream_bench import CLEAN_PREFIXES, CONTINUOUS, norm_word, p95  # the same 
 
 from captioncast.core.decoding import DecodeRequest
 from captioncast.core.events import Final, Partial
-from captioncast.core.policy import Action, CaptionSession, PolicyOptions, SessionConfig
+from captioncast.core.options import PolicyOptions, SessionConfig
+from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.text import revised_words
 from captioncast.engine.models import plan_device, resolve_model
 from captioncast.engine.whisper import DecodeOptions, WhisperDecoder
@@ -47,6 +48,7 @@ def run(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions) -> d
     pending: list[DecodeRequest] = []
     cancelled: set[int] = set()
     decode_s = 0.0
+    by_kind: dict[str, float] = {"partial": 0.0, "final": 0.0, "fallbacks": 0.0}
 
     def handle(actions: list[Action]) -> None:
         for a in actions:
@@ -65,6 +67,8 @@ def run(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions) -> d
                 t0 = time.perf_counter()
                 result = decoder.decode(request)
                 decode_s += time.perf_counter() - t0
+                by_kind[request.kind] += time.perf_counter() - t0
+                by_kind["fallbacks"] += result.temperature > 0
                 handle(session.on_result(request.request_id, result))
 
     handle(session.start())
@@ -97,6 +101,7 @@ def run(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions) -> d
     return {
         "text": " ".join(f.text for _, f in finals if f.text),
         "finals": len(finals), "partials": len(partials), "decode_s": decode_s,
+        "final_decode_s": by_kind["final"], "fallbacks": int(by_kind["fallbacks"]),
         "final_lat": final_lat, "word_lat": word_lat,
         "stable_shown": stable_shown, "stable_revised": stable_revised,
     }
@@ -166,7 +171,8 @@ def main() -> None:
     offline = offline_texts(rows)
     refs, hyps, offs = [], [], []
     started = time.monotonic()
-    totals: dict[str, Any] = {"finals": 0, "partials": 0, "decode_s": 0.0, "stable_shown": 0,
+    totals: dict[str, Any] = {"finals": 0, "partials": 0, "decode_s": 0.0, "final_decode_s": 0.0,
+                              "fallbacks": 0, "stable_shown": 0,
                               "stable_revised": 0, "final_lat": [], "word_lat": []}
     for row in rows:
         out = run(decoder, load(SPEECH / row["wav"]), options)
@@ -193,7 +199,8 @@ def main() -> None:
           f"final_lat p50={statistics.median(fl):.2f} p95={p95(fl):.2f} "
           f"word_lat p50={statistics.median(wl):.2f} p95={p95(wl):.2f} "
           f"partials/final={totals['partials'] / max(1, totals['finals']):.1f} "
-          f"decode_s={totals['decode_s']:.0f} seconds={time.monotonic() - started:.0f}",
+          f"decode_s={totals['decode_s']:.0f} final_decode_s={totals['final_decode_s']:.0f} "
+          f"fallbacks={totals['fallbacks']} seconds={time.monotonic() - started:.0f}",
           flush=True)
 
 

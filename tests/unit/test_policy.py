@@ -5,7 +5,8 @@ import pytest
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.events import End, Error, Final, Partial, Ready
-from captioncast.core.policy import CaptionSession, PolicyOptions, SessionConfig
+from captioncast.core.options import PolicyOptions, SessionConfig
+from captioncast.core.policy import CaptionSession
 from captioncast.errors import BadAudio
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import WORD_S, WORDS, Driver, ScriptedDecoder
@@ -173,8 +174,11 @@ def test_memory_is_bounded_over_a_long_stream() -> None:
     # the prompt keeps only what prompt_chars can use, not every final of the stream
     finals = [e for e in driver.events if isinstance(e, Final)]
     assert len(finals) > 10
-    assert sum(len(t) + 1 for t in session._history) <= session.options.prompt_chars + max(
-        len(f.text) + 1 for f in finals)
+    longest = max(len(f.text) + 1 for f in finals)
+    prompt = session.history.prompt_texts()
+    assert sum(len(t) + 1 for t in prompt) <= session.options.prompt_chars + longest
+    # and the history only what the prompt or a context can still reach
+    assert len(session.history) < len(finals)
 
 
 class _ThankYou(ScriptedDecoder):

@@ -6,7 +6,8 @@ import numpy as np
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.events import Final
-from captioncast.core.policy import CaptionSession, PolicyOptions, SessionConfig
+from captioncast.core.options import PolicyOptions, SessionConfig
+from captioncast.core.policy import CaptionSession
 from captioncast.core.repetition import RepetitionGuard, collapse_loops
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import Driver, ScriptedDecoder

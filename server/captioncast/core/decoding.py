@@ -48,6 +48,7 @@ class DecodeResult:
     no_speech_prob: float = 0.0
     compression_ratio: float = 1.0
     language_probability: float = 1.0
+    temperature: float = 0.0  # above 0: greedy-beam output failed the checks, this one sampled
 
 
 class Decoder(Protocol):

@@ -12,10 +12,9 @@ twice), so the thresholds ask for more repetition than people produce.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_PUNCT = re.compile(r"[^\w']+")
+from captioncast.core.text import norm_word
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,6 @@ class Verdict:
     reset_prompt: bool = False  # even with nothing cut, the prompt may be feeding a loop
 
 
-def _norm(word: str) -> str:
-    return _PUNCT.sub("", word.lower())
-
-
 def _run_length(tokens: list[str], i: int, size: int) -> int:
     """How many times tokens[i:i+size] occurs back to back from i."""
     gram = tokens[i : i + size]
@@ -62,7 +57,7 @@ def _run_length(tokens: list[str], i: int, size: int) -> int:
 def collapse_loops(words: list[str], options: LoopOptions | None = None) -> list[int]:
     """Indices of `words` to keep when every looping run is cut to its first occurrence."""
     opts = options or LoopOptions()
-    tokens = [_norm(w) for w in words]
+    tokens = [norm_word(w) for w in words]
     keep: list[int] = []
     i = 0
     while i < len(tokens):
@@ -118,7 +113,7 @@ class RepetitionGuard:
 
         Such a partial must not make its words `stable`, which no final could then cut.
         """
-        tokens = [_norm(w) for w in words]
+        tokens = [norm_word(w) for w in words]
         if any(tokens) and tokens == self._previous:
             return True
         return bool(_copied_prefix(self._previous, tokens, self.options.min_copied_words))
@@ -129,7 +124,7 @@ class RepetitionGuard:
         `duration` is the seconds of audio the final was decoded from.
         """
         opts = self.options
-        tokens = [_norm(w) for w in words]
+        tokens = [norm_word(w) for w in words]
         keep = list(range(len(words)))
         reason = ""
         same = bool(tokens) and tokens == self._previous

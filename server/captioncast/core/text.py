@@ -21,7 +21,8 @@ def words_of(text: str) -> list[str]:
     return text.split()
 
 
-def _norm(word: str) -> str:
+def norm_word(word: str) -> str:
+    """A word as agreement compares it: lower case, no punctuation."""
     return _PUNCT.sub("", word.lower())
 
 
@@ -33,7 +34,7 @@ def agreed_prefix(older: list[str], newer: list[str]) -> int:
     """
     count = 0
     for a, b in zip(older, newer):
-        if _norm(a) != _norm(b) or not _norm(b):
+        if norm_word(a) != norm_word(b) or not norm_word(b):
             break
         count += 1
     return count
@@ -46,8 +47,8 @@ def revised_words(shown: list[str], final: list[str]) -> int:
     ten revised one word, not ten. Only the final's words where the shown ones
     could be are considered, so a word matched far later does not count as kept.
     """
-    a = [_norm(w) for w in shown]
-    b = [_norm(w) for w in final[: len(shown) + 2]]
+    a = [norm_word(w) for w in shown]
+    b = [norm_word(w) for w in final[: len(shown) + 2]]
     matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
     return len(a) - sum(block.size for block in matcher.get_matching_blocks())
 

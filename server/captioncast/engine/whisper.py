@@ -104,8 +104,8 @@ class WhisperDecoder:
         )
         prefix_tokens = prompt[prompt.index(tokenizer.no_timestamps) + 1 :]
         final = request.kind == "final"
-        tokens, avg_logprob, no_speech_prob, ratio = self._generate(
-            encoder_output, prompt, tokenizer, final
+        tokens, avg_logprob, no_speech_prob, ratio, temperature = self._generate(
+            encoder_output, prompt, tokenizer, final, len(prefix_tokens)
         )
         # CTranslate2 returns the forced prefix as part of the sequence; be robust if not.
         if tokens[: len(prefix_tokens)] != prefix_tokens:
@@ -123,6 +123,7 @@ class WhisperDecoder:
             no_speech_prob=no_speech_prob,
             compression_ratio=ratio,
             language_probability=float(language_probability),
+            temperature=temperature,
         )
 
     def _window_frames(self, n_samples: int) -> int:
@@ -133,11 +134,17 @@ class WhisperDecoder:
         return 3000  # Whisper's own 30 s; longer audio is trimmed to it
 
     def _generate(self, encoder_output: Any, prompt: list[int], tokenizer: Tokenizer,
-                  final: bool) -> tuple[list[int], float, float, float]:
+                  final: bool, forced: int) -> tuple[list[int], float, float, float, float]:
+        """Decode, retrying a final at higher temperatures while it looks like a loop.
+
+        Only the tokens after the `forced` prefix are judged: the prefix (an earlier final
+        given as context) is not this decode's output, and judging it with the new words
+        would make a longer context look more repetitive.
+        """
         opts = self.options
         temperatures = opts.final_temperatures if final else (0.0,)
         max_length = min(len(prompt) + opts.max_new_tokens, self.model.max_length)
-        best: tuple[list[int], float, float, float] | None = None
+        best: tuple[list[int], float, float, float, float] | None = None
         for temperature in temperatures:
             if temperature > 0:
                 kwargs: dict[str, Any] = {
@@ -153,8 +160,10 @@ class WhisperDecoder:
             )[0]
             tokens = list(result.sequences_ids[0])
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-            ratio = compression_ratio(tokenizer.decode([t for t in tokens if t < tokenizer.eot]))
-            candidate = (tokens, float(avg_logprob), float(result.no_speech_prob), ratio)
+            new = tokens[forced:] if tokens[:forced] == prompt[len(prompt) - forced:] else tokens
+            ratio = compression_ratio(tokenizer.decode([t for t in new if t < tokenizer.eot]))
+            candidate = (tokens, float(avg_logprob), float(result.no_speech_prob), ratio,
+                         temperature)
             if best is None or (ratio <= opts.compression_ratio_threshold < best[3]) or (
                 ratio <= opts.compression_ratio_threshold and avg_logprob > best[1]
             ):

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Protocol
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.events import Error, Event, Final, Partial, Ready
+from captioncast.core.options import SessionConfig
 from captioncast.core.params import StreamParams
-from captioncast.core.policy import Action, Cancel, CaptionSession, SessionConfig
+from captioncast.core.policy import Action, Cancel, CaptionSession
 from captioncast.core.replay import EventLog
 from captioncast.errors import BadRequest, CaptioncastError, Overloaded, SessionTimeout
 from captioncast.transport.coalesce import FrameCoalescer

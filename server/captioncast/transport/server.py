@@ -22,7 +22,7 @@ from websockets.http11 import Request, Response
 from captioncast import __version__
 from captioncast.core.channel import ChannelOptions
 from captioncast.core.decoding import Decoder, DecodeRequest
-from captioncast.core.policy import PolicyOptions
+from captioncast.core.options import PolicyOptions
 from captioncast.core.replay import DEFAULT_REPLAY_EVENTS
 from captioncast.engine.capacity import CapacityMeter, CapacityOptions
 from captioncast.engine.scheduler import DecodeScheduler

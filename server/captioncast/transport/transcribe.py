@@ -22,7 +22,8 @@ import numpy as np
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.events import End, Error, Event, Final
-from captioncast.core.policy import Action, Cancel, CaptionSession, PolicyOptions, SessionConfig
+from captioncast.core.options import PolicyOptions, SessionConfig
+from captioncast.core.policy import Action, Cancel, CaptionSession
 from captioncast.core.transcript import (
     CONTENT_TYPES,
     Segment,

@@ -1,0 +1,58 @@
+"""How a caption session behaves: the policy's options, and what the server decided per stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from captioncast.core.repetition import LoopOptions
+from captioncast.core.segmenter import SegmenterOptions
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    partial_interval_s: float = 0.5  # re-decode the open utterance at most this often
+    min_partial_audio_s: float = 0.4  # shorter audio gives Whisper too little to go on
+    final_tail_s: float = 0.2  # silence after the last voiced frame helps Whisper end cleanly
+    prompt_chars: int = 200  # earlier finals to condition on; more slows decoding
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    # On a breath or a click (a fraction of a second of "speech"), tiny.en often says
+    # "Thank you." with a high no-speech probability but a confident-looking log-prob, so
+    # for utterances this short the no-speech probability alone decides.
+    short_speech_s: float = 1.0
+    word_vad_margin_s: float = 0.2  # word timings are approximate; allow this much slack
+    # `stable`: a word must be agreed by this many consecutive partial hypotheses, and
+    # this many words at the end of a hypothesis are never stable (the audio may end
+    # inside them, and Whisper guesses most at the edge).
+    stable_agreement: int = 3
+    stable_holdback_words: int = 2
+    # Context: a final is decoded with up to this much of the earlier finals' audio in
+    # front of it, their text as the forced prefix, and only the new words kept. Whisper
+    # hears a short utterance alone far worse than inside its sentence, and the encoder
+    # pads every window to `context_window_s` anyway, so the context costs little.
+    context_s: float = 10.0
+    context_window_s: float = 15.0  # utterance and context together fit the encoder window
+    # Force the context's text as the decoder's prefix (else it is only in the prompt and
+    # the context's words are cut off by their timings).
+    context_prefix: bool = True
+    # Protocol 1 behaviour, for comparison in bench/policy_sim.py only: force `stable`
+    # as the prefix of the final's decode too.
+    final_keeps_stable: bool = False
+    segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+    loops: LoopOptions = field(default_factory=LoopOptions)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What the server decided for one stream."""
+
+    session_id: str
+    model: str
+    language: str | None  # None: detect per utterance
+    task: Literal["transcribe", "translate"] = "transcribe"
+    interim: bool = True
+    words: bool = True
+    prompt: str = ""
+    resume_until: int = 0  # seconds a dropped connection can resume within; 0: it cannot

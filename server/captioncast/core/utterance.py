@@ -1,0 +1,60 @@
+"""The caption session's bookkeeping for one utterance: open, speculatively decoded, pending."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from captioncast.core.context import Context
+from captioncast.core.decoding import DecodeResult
+
+
+@dataclass
+class Speculation:
+    """A final asked for at a pause, before it is known whether the pause ends the utterance."""
+
+    request_id: int
+    speech_end: int
+    stable: str
+    finals_before: int  # finals sent when it was asked for: its prompt and context are stale
+    context: Context  # once another final has gone out
+    result: DecodeResult | None = None
+    done: bool = False
+
+
+@dataclass
+class OpenUtterance:
+    """The utterance being spoken: its partials, their agreement, `stable`."""
+
+    index: int
+    start: int
+    stable: str = ""
+    partial_request: int | None = None
+    partial_audio_end: int = 0
+    speculation: Speculation | None = None
+    # Earlier hypotheses' words after `stable`, newest last, for agreement.
+    hypotheses: deque[list[str]] = field(default_factory=lambda: deque(maxlen=8))
+    shown_stable: str = ""  # `stable` of the last partial sent: what a display holds still
+
+
+@dataclass
+class PendingFinal:
+    """An ended utterance whose final has not gone out yet."""
+
+    index: int
+    start: int
+    speech_end: int
+    audio_start: int
+    audio_end: int
+    stable: str
+    shown_stable: str
+    voiced: np.ndarray
+    request_id: int  # 0: not asked for yet, it waits for the finals before it (their text
+    # is its prompt); `audio` holds its audio until then
+    result: DecodeResult | None = None
+    failed: str | None = None
+    audio: np.ndarray | None = None  # from `audio_from` (context room) to the end, padded
+    audio_from: int = 0
+    context: Context = field(default_factory=Context)
