@@ -161,6 +161,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"captioncast: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     _configure_logging(args.log_level)
+    if settings := config.changed(options):
+        logging.getLogger("captioncast.config").info(
+            "event=settings %s", " ".join(f"{k}={v}" for k, v in settings.items()))
     try:
         asyncio.run(run_server(options, on_ready=_announce))
     except CaptioncastError as exc:

@@ -98,6 +98,18 @@ def variables() -> set[str]:
     return {env.PREFIX + name for name in env.VARIABLES} | {s.variable for s in settings().values()}
 
 
+def changed(options: ServerOptions) -> dict[str, str]:
+    """The settings whose value is not their default, as text: what the server logs."""
+    found: dict[str, str] = {}
+    for setting in settings().values():
+        value: Any = options
+        for name in setting.path:
+            value = getattr(value, name)
+        if value != setting.default:
+            found[setting.key] = _show(value)
+    return found
+
+
 def describe() -> str:
     """What `captioncast serve --settings` prints: each setting, its type and default."""
     rows = [("SETTING", "TYPE", "DEFAULT", "VARIABLE")]

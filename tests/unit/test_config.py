@@ -41,6 +41,11 @@ def test_a_setting_from_the_file_the_environment_and_the_command_line(tmp_path: 
     assert (options.policy.stable_agreement, options.scheduler.final_s) == (2, 0.4)
     assert ChannelHub(options.channels).max_channels == 10
     assert options.policy.segmenter.end_hangover_s == 0.7  # the rest of the file still holds
+    assert config.changed(options) == {
+        "server.write_limit": "65536", "policy.stable_agreement": "2",
+        "policy.context_prefix": "false", "policy.segmenter.end_hangover_s": "0.7",
+        "decode.final_temperatures": "0.0,0.5", "scheduler.final_s": "0.4",
+        "channels.max_channels": "10"}
 
 
 def test_the_decode_thresholds_are_one_setting() -> None:
