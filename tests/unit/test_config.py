@@ -91,3 +91,14 @@ def test_every_setting_is_listed_with_its_variable() -> None:
     for setting in config.settings().values():
         assert setting.key in listing and setting.variable in listing
     assert "capacity.max_load" not in listing  # --max-load sets it
+
+
+def test_the_lists_read_beside_flags_come_from_the_same_environment(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("from-file\n")
+    environ = {"CAPTIONCAST_TOKEN": "a, b", "CAPTIONCAST_TOKEN_FILE": str(token_file),
+               "CAPTIONCAST_ALLOWED_ORIGINS": "https://studio.example"}
+    security = _options(["--token", "flag", "--allowed-origin", "https://x.example"],
+                        environ).security
+    assert security.tokens == ("flag", "from-file", "a", "b")
+    assert security.allowed_origins == ("https://x.example", "https://studio.example")
