@@ -36,6 +36,7 @@ from captioncast.engine.models import plan_device, resolve_model
 from captioncast.engine.whisper import DecodeOptions, WhisperDecoder
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
+VERBOSE = "--verbose" in sys.argv
 CACHE = Path.home() / ".cache" / "captioncast" / "bench_offline.json"
 def load(path: Path) -> np.ndarray:
     with wave.open(str(path)) as w:
@@ -97,7 +98,11 @@ def run(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions) -> d
         if mine:
             stable = mine[-1][1].stable.split()
             stable_shown += len(stable)
-            stable_revised += revised_words(stable, final.text.split())
+            revised = revised_words(stable, final.text.split())
+            stable_revised += revised
+            if revised and VERBOSE:
+                print(f"  revised {revised}: stable={' '.join(stable)!r}\n"
+                      f"             final={final.text!r}", file=sys.stderr)
     return {
         "text": " ".join(f.text for _, f in finals if f.text),
         "finals": len(finals), "partials": len(partials), "decode_s": decode_s,

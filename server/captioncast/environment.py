@@ -1,9 +1,10 @@
 """The CAPTIONCAST_* environment variables, declared once, and the argparse types that check them.
 
-An option's default is taken from the environment as a string (`FromEnvironment`), so
-argparse converts it with the option's own type, as it converts a command-line value, and
-only for the subcommand in use: `CAPTIONCAST_PORT=abc` breaks `serve`, with a usage error
-that names the variable, and neither `--help` nor `stream`.
+The environment is read once, when the parser is built (`Environment`). An option's
+default is taken from it as a string (`FromEnvironment`), so argparse converts it with the
+option's own type, as it converts a command-line value, and only for the subcommand in
+use: `CAPTIONCAST_PORT=abc` breaks `serve`, with a usage error that names the variable,
+and neither `--help` nor `stream`. Stdlib only: the client commands use it too.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ device = one_of(DEVICES)
 
 # Every variable the CLI reads, with the type that parses it. None: read as text by the
 # command itself (tokens, token files and origins: comma-separated lists beside flags).
+# Settings without a flag of their own have names of their own, CAPTIONCAST_SECTION__FIELD
+# (`SETTING_SEPARATOR`), derived from the option dataclasses: see captioncast.config.
 VARIABLES: Mapping[str, Callable[[str], Any] | None] = {
     "HOST": str, "PORT": port, "MODEL": str, "LANGUAGE": str, "DEVICE": device,
     "COMPUTE_TYPE": str, "DECODE_WORKERS": non_negative_int, "CPU_THREADS": non_negative_int,
@@ -119,26 +122,36 @@ VARIABLES: Mapping[str, Callable[[str], Any] | None] = {
     "MQTT_CA_FILE": str, "MQTT_PARTIALS": flag,
     "CERTFILE": str, "KEYFILE": str, "MAX_CONNECTIONS_PER_IP": non_negative_int,
     "SEND_TIMEOUT_S": seconds, "IDLE_TIMEOUT_S": seconds, "PING_INTERVAL_S": seconds,
-    "SHUTDOWN_TIMEOUT_S": seconds,
+    "SHUTDOWN_TIMEOUT_S": seconds, "CONFIG": Path,
     "TOKEN_FILE": None, "ALLOWED_ORIGINS": None,
     "SERVER": str, "TOKEN": str, "CAFILE": str,  # the clients' too
 }
+SETTING_SEPARATOR = "__"
 
 
-def raw(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The variable's text; None when it is unset or empty (compose's `${X:-}` sets it empty)."""
-    if name not in VARIABLES:
-        raise KeyError(f"{PREFIX}{name} is not declared in VARIABLES")
-    value = (os.environ if environ is None else environ).get(PREFIX + name)
-    return value or None
+class Environment:
+    """The CAPTIONCAST_* variables of one environment, read once, when the parser is built."""
 
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        source = os.environ if environ is None else environ
+        self._values = {k[len(PREFIX):]: v for k, v in source.items() if k.startswith(PREFIX)}
 
-def option(name: str, fallback: object = None) -> dict[str, Any]:
-    """`type` and `default` of an option that CAPTIONCAST_`name` sets; argparse applies the
-    type to the default (a string) only when the option is not on the command line."""
-    parse = VARIABLES[name]
-    if parse is None:
-        raise KeyError(f"{PREFIX}{name} is read by its command, not by an option")
-    value = raw(name)
-    default = FromEnvironment(value, PREFIX + name) if value is not None else fallback
-    return {"type": parse, "default": default}
+    def raw(self, name: str) -> str | None:
+        """The variable's text; None when unset or empty (compose's `${X:-}` sets it empty)."""
+        if name not in VARIABLES:
+            raise KeyError(f"{PREFIX}{name} is not declared in VARIABLES")
+        return self._values.get(name) or None
+
+    def option(self, name: str, fallback: object = None) -> dict[str, Any]:
+        """`type` and `default` of an option that CAPTIONCAST_`name` sets; argparse applies
+        the type to the default (a string) only when the option is not on the command line."""
+        parse = VARIABLES[name]
+        if parse is None:
+            raise KeyError(f"{PREFIX}{name} is read by its command, not by an option")
+        value = self.raw(name)
+        default = FromEnvironment(value, PREFIX + name) if value is not None else fallback
+        return {"type": parse, "default": default}
+
+    def settings(self) -> dict[str, str]:
+        """The CAPTIONCAST_SECTION__FIELD variables, by full name, unchecked."""
+        return {PREFIX + k: v for k, v in self._values.items() if SETTING_SEPARATOR in k and v}

@@ -118,6 +118,19 @@ CASES = {
     "a device variable": Case(
         ("serve",), EXIT_USAGE, ("CAPTIONCAST_DEVICE='gpu' is not one of auto, cpu, cuda",),
         env={"CAPTIONCAST_DEVICE": "gpu"}),
+    "a setting from the environment": Case(
+        ("serve",), EXIT_USAGE,
+        ("CAPTIONCAST_POLICY__STABLE_AGREEMENT='x' is not an integer",),
+        env={"CAPTIONCAST_POLICY__STABLE_AGREEMENT": "x"}, not_said=("Traceback",)),
+    "a setting nobody knows": Case(
+        ("serve", "--set", "policy.nope=1"), EXIT_USAGE,
+        ("argument --set: policy.nope is not a setting",), not_said=("Traceback",)),
+    "a bad setting does not break serve --help": Case(
+        ("serve", "--help"), 0, (), env={"CAPTIONCAST_POLICY__STABLE_AGREEMENT": "x"},
+        stdout="--set KEY=VALUE"),
+    "nor a client": Case(
+        ("stream", "/nonexistent.wav"), EXIT_USAGE, ("/nonexistent.wav: no such file",),
+        env={"CAPTIONCAST_POLICY__STABLE_AGREEMENT": "x"}, not_said=("Traceback", "POLICY")),
     "a log level": Case(
         ("serve", "--log-level", "loud"), EXIT_USAGE, ("'loud' is not one of DEBUG, INFO",)),
     "a client's sample rate": Case(

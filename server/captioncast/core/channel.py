@@ -20,6 +20,7 @@ class ChannelOptions:
     history: int = 1000  # finals a viewer's `since` can still replay
     viewer_backlog: int = 256  # finals queued for one viewer before it is cut off
     max_cues: int = 100_000  # for the live caption files: some 50 hours of speech, ~20 MB
+    max_channels: int = 1000  # channels a server keeps; unused ones are forgotten oldest first
 
 
 def _shift_words(words: Iterable[Word], offset: float) -> tuple[Word, ...]:

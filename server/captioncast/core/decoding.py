@@ -11,6 +11,16 @@ DecodeKind = Literal["partial", "final"]
 
 
 @dataclass(frozen=True)
+class DecodeThresholds:
+    """Whisper's tests of a hypothesis, defined once: the engine retries a decode that fails
+    them at a higher temperature, the policy drops a final that still fails them."""
+
+    no_speech_threshold: float = 0.6  # above it (with a low log-prob): silence
+    log_prob_threshold: float = -1.0  # below it: gibberish
+    compression_ratio_threshold: float = 2.4  # above it: a loop
+
+
+@dataclass(frozen=True)
 class DecodeRequest:
     """Decode `audio` (16 kHz mono float32); the text must continue `prefix`."""
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from captioncast.core.decoding import DecodeThresholds
 from captioncast.core.repetition import LoopOptions
 from captioncast.core.segmenter import SegmenterOptions
 
 
 @dataclass(frozen=True)
-class PolicyOptions:
+class PolicyOptions(DecodeThresholds):
     partial_interval_s: float = 0.5  # re-decode the open utterance at most this often
     min_partial_audio_s: float = 0.4  # shorter audio gives Whisper too little to go on
     final_tail_s: float = 0.2  # silence after the last voiced frame helps Whisper end cleanly
     prompt_chars: int = 200  # earlier finals to condition on; more slows decoding
-    no_speech_threshold: float = 0.6
-    log_prob_threshold: float = -1.0
-    compression_ratio_threshold: float = 2.4
     # On a breath or a click (a fraction of a second of "speech"), tiny.en often says
     # "Thank you." with a high no-speech probability but a confident-looking log-prob, so
     # for utterances this short the no-speech probability alone decides.

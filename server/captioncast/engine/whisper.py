@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from faster_whisper.transcribe import merge_punctuations
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.text import compression_ratio
+from captioncast.engine.decode_options import DecodeOptions
 from captioncast.engine.models import DevicePlan, ModelLocation, load_failure
 from captioncast.errors import ModelError
 
@@ -23,23 +23,6 @@ log = logging.getLogger("captioncast.whisper")
 
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    final_beam_size: int = 5
-    partial_beam_size: int = 1  # greedy: partials are replaced within half a second anyway
-    # Fallback temperatures for finals that look like loops or gibberish; partials never retry.
-    final_temperatures: tuple[float, ...] = (0.0, 0.4, 0.8)
-    best_of: int = 3
-    compression_ratio_threshold: float = 2.4
-    log_prob_threshold: float = -1.0
-    no_speech_threshold: float = 0.6
-    max_new_tokens: int = 200  # an utterance of at most ~20 s never needs more
-    # Encoder windows, smallest first; an utterance takes the first one it fits in. Attention
-    # makes the encoder superlinear: on 2 CPU cores tiny.en encodes 15 s in 0.12 s and 30 s in
-    # 0.58 s. Windows under 15 s cost accuracy, 15 s does not (bench/encoder_window.py).
-    encoder_windows_s: tuple[float, ...] = (15.0, 30.0)
 
 
 class WhisperDecoder:

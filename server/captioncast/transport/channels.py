@@ -68,9 +68,9 @@ class Channel:
 class ChannelHub:
     """Every channel of this server. Unused channels are forgotten oldest first."""
 
-    def __init__(self, options: ChannelOptions | None = None, max_channels: int = 1000) -> None:
+    def __init__(self, options: ChannelOptions | None = None) -> None:
         self.options = options or ChannelOptions()
-        self.max_channels = max_channels
+        self.max_channels = self.options.max_channels
         self._channels: OrderedDict[str, Channel] = OrderedDict()
         self.sinks: list[ChannelSink] = []
 

@@ -10,8 +10,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -20,31 +19,28 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from captioncast import __version__
-from captioncast.core.channel import ChannelOptions
 from captioncast.core.decoding import Decoder, DecodeRequest
-from captioncast.core.options import PolicyOptions
-from captioncast.core.replay import DEFAULT_REPLAY_EVENTS
-from captioncast.engine.capacity import CapacityMeter, CapacityOptions
+from captioncast.engine.capacity import CapacityMeter
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import CaptioncastError, Overloaded
+from captioncast.options import ServerOptions as ServerOptions
 from captioncast.transport.channels import ChannelHub
 from captioncast.transport.http_post import SNIFF_TIMEOUT_S, HttpFront
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.metrics import Metrics
-from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge, MqttOptions
+from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge
 from captioncast.transport.pages import route_pages
 from captioncast.transport.responses import error_response, json_response
 from captioncast.transport.security import (
     Gatekeeper,
-    SecurityOptions,
     http_refusal,
     peer_host,
     redact,
     ssl_context,
 )
-from captioncast.transport.shutdown import ShutdownOptions, drain, signal_stop
+from captioncast.transport.shutdown import drain, signal_stop
 from captioncast.transport.stream import handle_stream, reject
-from captioncast.transport.transcribe import TranscribeOptions, TranscribeRoutes
+from captioncast.transport.transcribe import TranscribeRoutes
 from captioncast.transport.viewer import handle_viewer
 
 if TYPE_CHECKING:
@@ -56,39 +52,6 @@ WS_ROUTES = ("/v1/stream", "/v1/captions")
 POST_ROUTES = ("/v1/transcribe", "/v1/audio/transcriptions")  # served by transport/transcribe.py
 # websockets itself refuses messages past this; our own, clearer limit is max_frame_bytes.
 TRANSPORT_MAX_MESSAGE = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    host: str = "127.0.0.1"
-    port: int = 8765
-    model: str = "tiny.en"
-    device: str = "auto"
-    compute_type: str = "auto"
-    cpu_threads: int = 0  # per decode worker; 0: the cores shared out between workers
-    decode_workers: int = 0  # decodes at once; 0: 2 on a GPU, min(2, cores) on the CPU
-    language: str | None = None  # default for streams that do not say; None: en or auto
-    max_sessions: int = 64
-    max_frame_bytes: int = 64 * 1024
-    idle_timeout_s: float = 60.0  # no audio and no keepalive for this long closes a session
-    send_timeout_s: float = 30.0  # a client that reads nothing for this long is dropped
-    # A stream whose connection drops (without eos) waits this long for the client to
-    # resume it (PROTOCOL "Resuming"); 0: a dropped stream ends at once.
-    resume_window_s: float = 600.0
-    max_session_s: float | None = None  # None: unlimited; at the limit: finals, end, close
-    replay_events: int = DEFAULT_REPLAY_EVENTS  # events a resumed client can be replayed
-    model_cache: Path | None = None
-    policy: PolicyOptions = field(default_factory=PolicyOptions)
-    channels: ChannelOptions = field(default_factory=ChannelOptions)
-    mqtt: MqttOptions | None = None
-    transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
-    capacity: CapacityOptions = field(default_factory=CapacityOptions)
-    security: SecurityOptions = field(default_factory=SecurityOptions)
-    shutdown: ShutdownOptions = field(default_factory=ShutdownOptions)
-    # A peer that answers no ping within ping_timeout_s is dropped; None: no pings.
-    ping_interval_s: float | None = 20.0
-    ping_timeout_s: float | None = 20.0
-    write_limit: int = 32 * 1024  # bytes buffered per connection before a send waits
 
 
 @dataclass(frozen=True)
@@ -346,7 +309,8 @@ def load_decoder(options: ServerOptions) -> tuple[Decoder, int]:
     log.info("event=model_loading model=%s path=%s device=%s compute_type=%s",
              location.name, location.path, plan.device, plan.compute_type)
     started = time.monotonic()
-    decoder = WhisperDecoder(location, plan, cpu_threads=options.cpu_threads)
+    decoder = WhisperDecoder(location, plan, cpu_threads=options.cpu_threads,
+                             options=options.decoder_options)
     log.info("event=model_loaded model=%s seconds=%.2f multilingual=%s",
              decoder.name, time.monotonic() - started, decoder.multilingual)
     return decoder, plan.workers
@@ -403,7 +367,7 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             model = decoder
         async with (
             DecodeScheduler(model, options.decode_workers or workers,
-                            on_decoded=ctx.on_decoded) as scheduler,
+                            on_decoded=ctx.on_decoded, budgets=options.scheduler) as scheduler,
             contextlib.AsyncExitStack() as bridges,
         ):
             if options.mqtt is not None:

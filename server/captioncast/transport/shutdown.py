@@ -13,29 +13,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server
+
+from captioncast.options import ShutdownOptions
 
 if TYPE_CHECKING:
     from captioncast.transport.http_post import HttpFront
     from captioncast.transport.server import ServerContext
 
 log = logging.getLogger("captioncast.shutdown")
-
-
-@dataclass(frozen=True)
-class ShutdownOptions:
-    timeout_s: float = 10.0  # from the signal to the process exiting
-    close_timeout_s: float = 3.0  # a peer that does not answer our close frame is cut
-
-    def drain_s(self, after_s: float = 0.0) -> float:
-        """Time for streams to finalize: what is left once the closing handshakes and
-        `after_s` (what runs after the drain: the MQTT bridges' last messages) are allowed
-        for; never less than 60% of the timeout."""
-        reserve = min(self.close_timeout_s + 1.0 + after_s, self.timeout_s * 0.4)
-        return max(0.0, self.timeout_s - reserve)
 
 
 def signal_stop(stop: asyncio.Event, hurry: asyncio.Event) -> None:

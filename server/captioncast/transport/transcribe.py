@@ -15,7 +15,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +32,7 @@ from captioncast.core.transcript import (
     parse_transcribe_query,
 )
 from captioncast.errors import CaptioncastError, Overloaded
+from captioncast.options import TranscribeOptions
 from captioncast.transport.http_post import (
     HttpFront,
     HttpRequest,
@@ -47,12 +47,6 @@ if TYPE_CHECKING:
     from captioncast.transport.server import ServerContext
 
 log = logging.getLogger("captioncast.transcribe")
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    max_upload_bytes: int = 1024 * 1024 * 1024  # 1 GiB: hours of compressed audio
-    max_concurrent: int = 4  # files transcribed at once; more get 503 (each waits on the model)
 
 
 def file_policy(policy: PolicyOptions) -> PolicyOptions:

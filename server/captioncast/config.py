@@ -1,0 +1,327 @@
+"""Server configuration in one pass: command line, environment and config file to ServerOptions.
+
+Options with a flag of their own (`--port`, `--max-load`) are read by argparse, their
+environment variables with them (captioncast.environment). Every other field of the
+option dataclasses is a setting, named by its path: `policy.stable_agreement`,
+`policy.segmenter.end_hangover_s`, `server.write_limit` for ServerOptions' own. A
+setting comes from `--set KEY=VALUE`, else `CAPTIONCAST_POLICY__STABLE_AGREEMENT`,
+else a TOML file (`--config`, tables for sections), else the dataclass default; its
+text is checked against the field's type. A bad one is a `ConfigError`: one line that
+the CLI prints as a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from captioncast import environment as env
+
+if TYPE_CHECKING:
+    from captioncast.options import ServerOptions
+
+# Fields that a flag of their own sets, and that flag. The decode thresholds are the
+# policy's (ServerOptions.decoder_options), so they are set as policy.*_threshold.
+FLAGGED: Mapping[str, str] = {
+    "server.host": "--host", "server.port": "--port", "server.model": "--model",
+    "server.device": "--device", "server.compute_type": "--compute-type",
+    "server.cpu_threads": "--cpu-threads", "server.decode_workers": "--decode-workers",
+    "server.language": "--language", "server.max_sessions": "--max-sessions",
+    "server.idle_timeout_s": "--idle-timeout-s", "server.send_timeout_s": "--send-timeout-s",
+    "server.resume_window_s": "--resume-window-s", "server.max_session_s": "--max-session-s",
+    "server.model_cache": "--model-cache", "server.ping_interval_s": "--ping-interval-s",
+    "server.ping_timeout_s": "--ping-interval-s",
+    "capacity.max_load": "--max-load", "transcribe.max_upload_bytes": "--max-upload-mb",
+    "channels.history": "--channel-history", "channels.viewer_backlog": "--viewer-backlog",
+    "shutdown.timeout_s": "--shutdown-timeout-s",
+    "security.tokens": "--token", "security.allowed_origins": "--allowed-origin",
+    "security.max_connections_per_ip": "--max-connections-per-ip",
+    "security.certfile": "--certfile", "security.keyfile": "--keyfile",
+    "decode.no_speech_threshold": "--set policy.no_speech_threshold",
+    "decode.log_prob_threshold": "--set policy.log_prob_threshold",
+    "decode.compression_ratio_threshold": "--set policy.compression_ratio_threshold",
+}
+TOP = "server"  # the section of ServerOptions' own fields
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be applied; the message is the one line a person reads."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # section path and field: policy.segmenter.end_hangover_s
+    path: tuple[str, ...]  # attributes from ServerOptions down
+    hint: Any  # the field's type
+    default: object
+
+    @property
+    def variable(self) -> str:
+        return env.PREFIX + self.key.upper().replace(".", env.SETTING_SEPARATOR)
+
+    @property
+    def kind(self) -> str:
+        return _expected(self.hint).removeprefix("an ").removeprefix("a ").split(" (")[0]
+
+
+def settings() -> dict[str, Setting]:
+    """Every setting, by key; importing the options needs the server extra."""
+    from captioncast.options import ServerOptions
+
+    found: dict[str, Setting] = {}
+
+    def walk(cls: type[Any], instance: object, path: tuple[str, ...]) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint, value = hints[f.name], getattr(instance, f.name)
+            if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+                walk(hint, value, (*path, f.name))
+                continue
+            key = ".".join(path or (TOP,)) + "." + f.name
+            if key not in FLAGGED and _parser(hint) is not None:
+                found[key] = Setting(key, (*path, f.name), hint, value)
+
+    walk(ServerOptions, ServerOptions(), ())
+    return found
+
+
+def variables() -> set[str]:
+    """Every CAPTIONCAST_* name the server reads: the declared table and the settings'."""
+    return {env.PREFIX + name for name in env.VARIABLES} | {s.variable for s in settings().values()}
+
+
+def changed(options: ServerOptions) -> dict[str, str]:
+    """The settings whose value is not their default, as text: what the server logs."""
+    found: dict[str, str] = {}
+    for setting in settings().values():
+        value: Any = options
+        for name in setting.path:
+            value = getattr(value, name)
+        if value != setting.default:
+            found[setting.key] = _show(value)
+    return found
+
+
+def describe() -> str:
+    """What `captioncast serve --settings` prints: each setting, its type and default."""
+    rows = [("SETTING", "TYPE", "DEFAULT", "VARIABLE")]
+    rows += [(s.key, s.kind, _show(s.default), s.variable) for s in settings().values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{k:<{widths[0]}}  {t:<{widths[1]}}  {d:<{widths[2]}}  {v}"
+                     for k, t, d, v in rows)
+
+
+def from_arguments(args: argparse.Namespace) -> ServerOptions:
+    """The serve command's options: its flags (and their variables), then every setting."""
+    from captioncast.core.channel import ChannelOptions
+    from captioncast.engine.capacity import CapacityOptions
+    from captioncast.options import ServerOptions, ShutdownOptions, TranscribeOptions
+    from captioncast.transport.mqtt import MqttOptions
+    from captioncast.transport.security import SecurityOptions, tokens_from
+
+    mqtt = None if not args.mqtt else MqttOptions.from_url(
+        args.mqtt, prefix=args.mqtt_prefix, username=args.mqtt_username,
+        password=args.mqtt_password, ca_file=args.mqtt_ca_file, partials=args.mqtt_partials,
+    )
+    token_files = list(args.token_file)
+    if args.token_file_variable:
+        token_files.append(Path(args.token_file_variable))
+    origins = [*args.allowed_origin, *(o.strip() for o in args.origins_variable.split(",")
+                                       if o.strip())]
+    security = SecurityOptions(
+        tokens=tokens_from(args.token, token_files, args.token_variable),
+        allowed_origins=tuple(origins),
+        max_connections_per_ip=max(0, args.max_connections_per_ip),
+        certfile=Path(args.certfile) if args.certfile else None,
+        keyfile=Path(args.keyfile) if args.keyfile else None,
+    )
+    base = ServerOptions(
+        host=args.host, port=args.port, model=args.model, device=args.device,
+        compute_type=args.compute_type, cpu_threads=args.cpu_threads,
+        decode_workers=args.decode_workers,
+        capacity=CapacityOptions(max_load=max(0.0, args.max_load)),
+        language=args.language, max_sessions=args.max_sessions,
+        resume_window_s=max(0.0, args.resume_window_s),
+        max_session_s=args.max_session_s if args.max_session_s else None,
+        model_cache=args.model_cache, mqtt=mqtt,
+        transcribe=TranscribeOptions(max_upload_bytes=args.max_upload_mb * 1024 * 1024),
+        channels=ChannelOptions(history=max(1, args.channel_history),
+                                viewer_backlog=max(1, args.viewer_backlog)),
+        security=security,
+        send_timeout_s=args.send_timeout_s, idle_timeout_s=args.idle_timeout_s,
+        ping_interval_s=args.ping_interval_s or None,  # 0: no pings
+        ping_timeout_s=args.ping_interval_s or None,
+        shutdown=ShutdownOptions(timeout_s=max(0.0, args.shutdown_timeout_s)),
+    )
+    return load(base, args.set, args.setting_variables, args.config)
+
+
+def load(base: ServerOptions, given: list[str], environ: Mapping[str, str],
+         config_file: Path | None) -> ServerOptions:
+    """`base` (the flags' options) with the settings of the file, the environment and
+    `given` (`--set KEY=VALUE`), later ones winning."""
+    table = settings()
+    values: dict[str, object] = {}
+    if config_file is not None:
+        for key, text in _read_toml(config_file).items():
+            values[_setting(table, key, f"{config_file}: {key}").key] = _convert(
+                table[key], text, f"{config_file}: {key}={text!r}")
+    by_variable = {s.variable: s for s in table.values()}
+    for name, text in environ.items():
+        if name not in by_variable:
+            raise ConfigError(f"{name} is not a setting (captioncast serve --settings "
+                              "lists them)")
+        values[by_variable[name].key] = _convert(by_variable[name], text, f"{name}={text!r}")
+    for item in given:
+        key, _, text = item.partition("=")
+        setting = _setting(table, key.strip(), f"argument --set: {key.strip()}")
+        values[setting.key] = _convert(setting, text.strip(),
+                                       f"argument --set: {setting.key}={text.strip()!r}")
+    options: ServerOptions = _apply(base, {table[key].path: value for key, value in values.items()})
+    return options
+
+
+def _setting(table: Mapping[str, Setting], key: str, where: str) -> Setting:
+    if key in table:
+        return table[key]
+    if key in FLAGGED:
+        raise ConfigError(f"{where} is set by its own option, {FLAGGED[key]}")
+    raise ConfigError(f"{where} is not a setting (captioncast serve --settings lists them)")
+
+
+def _convert(setting: Setting, text: str, given: str) -> object:
+    parse = _parser(setting.hint)
+    assert parse is not None  # settings() keeps only the fields it can parse
+    try:
+        return parse(text)
+    except ValueError:
+        raise ConfigError(f"{given} is not {_expected(setting.hint)}") from None
+
+
+def _apply(options: Any, changes: Mapping[tuple[str, ...], object]) -> Any:
+    """`options` with the values at these attribute paths replaced, nested ones too."""
+    direct = {path[0]: value for path, value in changes.items() if len(path) == 1}
+    nested: dict[str, dict[tuple[str, ...], object]] = {}
+    for path, value in changes.items():
+        if len(path) > 1:
+            nested.setdefault(path[0], {})[path[1:]] = value
+    for name, inner in nested.items():
+        direct[name] = _apply(getattr(options, name), inner)
+    return dataclasses.replace(options, **direct) if direct else options
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    """The file's settings as text, by key, so they are checked as the environment's are."""
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not TOML: {exc}") from None
+    found: dict[str, str] = {}
+
+    def walk(table: Mapping[str, Any], prefix: str) -> None:
+        for name, value in table.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{name}.")
+            elif isinstance(value, list):
+                found[prefix + name] = ",".join(str(v) for v in value)
+            else:
+                found[prefix + name] = _show(value)
+
+    walk(data, "")
+    return found
+
+
+def _number(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in env.TRUE:
+        return True
+    if text.lower() in env.FALSE:
+        return False
+    raise ValueError(text)
+
+
+_SCALARS: Mapping[Any, tuple[Callable[[str], Any], str]] = {
+    int: (int, "an integer"),
+    float: (_number, "a number"),
+    bool: (_flag, "a yes/no value (1, true, yes, on or 0, false, no, off)"),
+    str: (str, "text"),
+    Path: (Path, "a path"),
+}
+
+
+def _optional(hint: Any) -> Any | None:
+    """X of `X | None`, else None."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return None
+
+
+def _parser(hint: Any) -> Callable[[str], Any] | None:
+    """What turns a setting's text into a value of the field's type; None: not settable."""
+    if hint in _SCALARS:
+        return _SCALARS[hint][0]
+    if (inner := _optional(hint)) is not None and (parse := _parser(inner)) is not None:
+        return lambda text: None if text.lower() in ("", "none") else parse(text)
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis and args[0] in _SCALARS:
+            item = _SCALARS[args[0]][0]
+            return lambda text: tuple(item(t.strip()) for t in text.split(",") if t.strip())
+    return None
+
+
+def _expected(hint: Any) -> str:
+    if hint in _SCALARS:
+        return _SCALARS[hint][1]
+    if (inner := _optional(hint)) is not None:
+        return f"{_expected(inner)} or none"
+    item = _SCALARS[typing.get_args(hint)[0]][1].removeprefix("an ").removeprefix("a ")
+    return f"a comma-separated list of {item}s"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else str(value)
+
+
+def add_arguments(serve: argparse.ArgumentParser, environment: env.Environment) -> None:
+    """`--set`, `--config` and `--settings` on the serve command."""
+    group = serve.add_argument_group(
+        "every other setting (see README: Configuration)")
+    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any field of the server's options without a flag of its own, "
+                            "e.g. policy.stable_agreement=3 or scheduler.final_s=0.4 "
+                            "(repeatable; or CAPTIONCAST_POLICY__STABLE_AGREEMENT=3); "
+                            "--settings lists them")
+    group.add_argument("--config", **environment.option("CONFIG"), metavar="FILE",
+                       help="TOML file of settings, a table per section "
+                            "([policy] stable_agreement = 3); the environment and --set win")
+    group.add_argument("--settings", action="store_true",
+                       help="list every setting, its type and default, and exit")
+    # The variables read beside flags, read now with the rest: the one pass over the environment.
+    serve.set_defaults(setting_variables=environment.settings(),
+                       token_variable=environment.raw("TOKEN"),
+                       token_file_variable=environment.raw("TOKEN_FILE"),
+                       origins_variable=environment.raw("ALLOWED_ORIGINS") or "")
