@@ -219,8 +219,8 @@ class SqlStore:
     # Reads
     def finals(self, channel: str, *, since: int = 0, start: float | None = None,
                end: float | None = None, limit: int | None = None) -> list[StoredFinal]:
-        query = (f"SELECT {FINAL_COLUMNS} FROM finals JOIN channels ON channels.id = channel_id "
-                 "WHERE channels.name = ? AND seq > ?")
+        query = (f"SELECT {FINAL_COLUMNS} FROM finals "
+                 "WHERE channel_id = (SELECT id FROM channels WHERE name = ?) AND seq > ?")
         args: list[Any] = [channel, since]
         if start is not None:
             query += " AND t_end > ?"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
+import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from captioncast.store.base import SqlStore
-from captioncast.store.model import StoreError
+from captioncast.store.model import Mark, StoredFinal, StoreError
 
 log = logging.getLogger("captioncast.store")
 
@@ -67,7 +70,10 @@ def _transient(exc: sqlite3.Error) -> bool:
 
 
 class SqliteStore(SqlStore):
-    """Transcripts in `path` (a file, or a data dir to hold one), or in memory (`:memory:`).
+    """Transcripts in `path`, or in memory (`:memory:`).
+
+    `path` is a file, or a data dir (one that exists, or a name without a suffix) that gets
+    `transcripts.sqlite3`.
 
     Opening checks the file: one that is not a database, is damaged, or has a newer schema
     is a StoreError, never an empty store in its place.
@@ -80,7 +86,7 @@ class SqliteStore(SqlStore):
         self.memory = str(path) == ":memory:"
         if not self.memory:
             path = Path(path)
-            if path.is_dir():
+            if path.is_dir() or (not path.exists() and not path.suffix):
                 path = path / FILE_NAME
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
@@ -89,24 +95,59 @@ class SqliteStore(SqlStore):
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._opened = threading.Lock()
-        conn = self._connect()
+        self._immutable_reads = False
         try:
-            self._prepare(conn, check)
+            self._writer = self._open(check)
         except sqlite3.Error as exc:
-            conn.close()
             raise StoreError(f"cannot open the transcript store {self.path}: {exc}",
                              transient=False) from exc
-        self._writer = conn
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open(self, check: bool) -> sqlite3.Connection | None:
+        """The checked write connection; None when the file can only be read for now."""
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connect()
+            self._prepare(conn, check)
+            return conn
+        except sqlite3.OperationalError as exc:
+            if conn is not None:
+                conn.close()
+            if not self._read_only_fs():
+                raise
+            # Served read-only and reported degraded: writes queue and retry until the
+            # file system is writable again.
+            log.warning("event=store_read_only path=%s error=%r", self.path, str(exc))
+            self._immutable_reads = True
+            conn = self._connect(read_only=True)
+            try:
+                self._prepare(conn, check, read_only=True)
+            finally:
+                conn.close()
+            return None
+
+    def _read_only_fs(self) -> bool:
+        where = Path(self.path)
+        if not where.exists():
+            return False
+        return bool(os.statvfs(where.parent).f_flag & os.ST_RDONLY) or not os.access(
+            where, os.W_OK)
+
+    def _connect(self, read_only: bool = False) -> sqlite3.Connection:
         # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE), so a write
         # takes the lock before reading and never fails half-way on a lock upgrade.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                               check_same_thread=False)
+        # Read-only connections open as such: a WAL file on a read-only file system can be
+        # read only by a connection that never asks to write.
+        target, uri = self.path, False
+        if read_only and not self.memory:
+            target, uri = f"file:{urllib.parse.quote(self.path)}?mode=ro", True
+            if self._immutable_reads:  # no -shm can be made: nobody can write it either
+                target += "&immutable=1"
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False, uri=uri)
         conn.execute("PRAGMA foreign_keys = OFF")
         return conn
 
-    def _prepare(self, conn: sqlite3.Connection, check: bool) -> None:
+    def _prepare(self, conn: sqlite3.Connection, check: bool, read_only: bool = False) -> None:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if check and not self.memory:
             result = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
@@ -115,12 +156,14 @@ class SqliteStore(SqlStore):
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"schema version {version} is newer than this server's ({SCHEMA_VERSION})")
+        if version == 0 and read_only:
+            raise sqlite3.DatabaseError("a new store on a read-only file system")
         if version == 0:
             tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if tables:
                 raise sqlite3.DatabaseError("not a captioncast store (tables without a version)")
             conn.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        if not self.memory:
+        if not self.memory and not read_only:
             try:
                 # WAL: readers never wait for the writer; NORMAL: a commit survives the
                 # process being killed (not a power cut), at a fraction of FULL's fsyncs.
@@ -140,14 +183,21 @@ class SqliteStore(SqlStore):
             return self._write_connection()
         with self._opened:
             if self._reader is None:
-                self._reader = self._connect()
-                self._reader.execute("PRAGMA query_only = ON")
+                self._reader = self._connect(read_only=True)
             return self._reader
+
+    def write(self, items: Sequence[StoredFinal | Mark]) -> None:
+        super().write(items)
+        if self._immutable_reads:  # writable again: reads must see the writes from now on
+            with self._read_lock:
+                self._immutable_reads = False
+                if self._reader is not None:
+                    self._drop_connection(self._reader)
 
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
-    def _drop_connection(self, conn: Any) -> None:
+    def _drop_connection(self, conn: sqlite3.Connection) -> None:
         if self.memory:
             return  # closing it would lose the database
         with self._opened:
@@ -158,8 +208,8 @@ class SqliteStore(SqlStore):
             else:
                 return
         # A read-only file stays read-only on the connection that opened it: reopen.
-        with contextlib.suppress(sqlite3.Error):
-            sqlite3.Connection.close(conn)
+        with contextlib.suppress(sqlite3.Error, AttributeError):
+            conn.close()
 
     def _error(self, exc: Exception) -> Exception:
         if isinstance(exc, sqlite3.Error):
