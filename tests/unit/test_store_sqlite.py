@@ -4,8 +4,11 @@ disk and a read-only file system."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +165,35 @@ def test_a_read_only_file_system_degrades_and_writes_resume(small_disk: Path) ->
             assert [f.seq for f in await store.finals("lecture")] == list(range(1, 12))
             assert store.health().status == "ok"
     asyncio.run(scenario())
+
+
+WRITER = """
+import asyncio, sys
+from captioncast.store import AsyncStore, SqliteStore
+from tests.store_contract import final
+
+async def main():
+    async with AsyncStore(SqliteStore(sys.argv[1])) as store:
+        for seq in range(1, 100_000):
+            if await store.write(final(seq), wait=5):
+                print(seq, flush=True)  # what a viewer would have been sent
+
+asyncio.run(main())
+"""
+
+
+def test_every_acknowledged_final_survives_sigkill(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "data")],
+                               stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).resolve().parents[2],
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert process.stdout is not None
+    acknowledged = [int(process.stdout.readline()) for _ in range(300)]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    store = SqliteStore(tmp_path / "data")
+    position = store.position("lecture")
+    stored = [f.seq for f in store.finals("lecture")]
+    assert position is not None and position.seq == stored[-1]
+    assert stored[: len(acknowledged)] == acknowledged == list(range(1, 301))
+    store.close()
