@@ -31,7 +31,8 @@ def why_not() -> str | None:
 
 
 class Postgres:
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        self.fsync = fsync  # off for tests (a stop is not a power cut), on for benchmarks
         self.bin = PG_BINS[-1].parent
         self.port = free_port()
         # Not under pytest's tmp_path: that is private to root, and the server runs as
@@ -60,8 +61,9 @@ class Postgres:
                                f"{self.log.read_text()}")
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off")
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1"
+        if not self.fsync:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
                   "-w", "-t", "60", "start")
         deadline = time.monotonic() + 30

@@ -208,7 +208,7 @@ class SqliteStore(SqlStore):
             else:
                 return
         # A read-only file stays read-only on the connection that opened it: reopen.
-        with contextlib.suppress(sqlite3.Error, AttributeError):
+        with contextlib.suppress(sqlite3.Error):
             conn.close()
 
     def _error(self, exc: Exception) -> Exception:

@@ -83,6 +83,7 @@ class AsyncStore:
         self._done = 0
         self._waiters: deque[tuple[int, concurrent.futures.Future[None]]] = deque()
         self.written = 0
+        self.batches = 0  # transactions that stored something
         self.dropped = 0
         self.rejected = 0
         self._error: str | None = None
@@ -288,6 +289,7 @@ class AsyncStore:
             self._queued_items -= done
             self._done += done
             self.written += written
+            self.batches += 1 if written else 0
             recovered, self._error = self._error, None
             while self._waiters and self._waiters[0][0] <= self._done:
                 _resolve(self._waiters.popleft()[1])
