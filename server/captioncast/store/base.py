@@ -133,8 +133,10 @@ class SqlStore:
         for item in items:
             by_channel[item.channel].append(item)
         with self._writing() as cur:
-            for name, group in by_channel.items():
-                self._write_channel(cur, name, group)
+            # Channels in one order on every node: two batches never wait on each other's
+            # channel rows in a cycle (a deadlock, in Postgres).
+            for name in sorted(by_channel):
+                self._write_channel(cur, name, by_channel[name])
 
     def _write_channel(self, cur: Any, name: str, items: list[StoredFinal | Mark]) -> None:
         finals = [i for i in items if isinstance(i, StoredFinal)]

@@ -70,6 +70,13 @@ def _resolve(future: concurrent.futures.Future[Any], value: Any = None,
         pass
 
 
+def _store_error(error: Exception) -> StoreError:
+    if isinstance(error, StoreError):
+        return error
+    log.exception("event=store_bug error=%r", error)
+    return StoreError(repr(error), transient=False)
+
+
 class AsyncStore:
     """`async with AsyncStore(SqliteStore(path)) as store:` then `store.put(final)`."""
 
@@ -112,7 +119,8 @@ class AsyncStore:
             self._stopping = True
             self._cond.notify_all()
         wait = self.options.close_wait_s if timeout is None else timeout
-        if self._thread.is_alive():
+        started = self._thread.ident is not None
+        if started:
             await asyncio.to_thread(self._thread.join, wait)
         with self._cond:
             lost = self._queued_items
@@ -121,7 +129,8 @@ class AsyncStore:
         self._give_up.set()
         if lost:
             log.error("event=store_close_lost queued=%d error=%r", lost, self._error)
-        await asyncio.to_thread(self._thread.join, self.options.retry_max_s + 1)
+        if started:
+            await asyncio.to_thread(self._thread.join, self.options.retry_max_s + 1)
         await asyncio.to_thread(self.store.close)
 
     # Writes (any thread; never blocks on the store)
@@ -241,14 +250,15 @@ class AsyncStore:
                     self._queue.popleft()
                 try:
                     _resolve(work.future, work.run())
-                except Exception as exc:
-                    _resolve(work.future, error=exc)
+                except Exception as failure:
+                    _resolve(work.future, error=failure)
                 continue
             try:
                 self.store.write(work)
-            except StoreError as exc:
-                if exc.transient:
-                    self._failed(exc, len(work))
+            except Exception as error:  # the writer thread must outlive any one batch
+                failed = _store_error(error)
+                if failed.transient:
+                    self._failed(failed, len(work))
                     self._give_up.wait(backoff)  # not woken by new finals: a real pause
                     backoff = min(backoff * 2, self.options.retry_max_s)
                     continue
@@ -264,7 +274,8 @@ class AsyncStore:
             try:
                 self.store.write([item])
                 stored += 1
-            except StoreError as exc:
+            except Exception as error:
+                exc = _store_error(error)
                 if exc.transient:  # the store went away meanwhile: retry the rest later
                     self._stored(done, stored)
                     self._failed(exc, len(batch) - done)
