@@ -113,3 +113,19 @@ def test_a_bounded_buffer_while_postgres_is_away_counts_its_overflow(
             assert [f.seq for f in await store.finals("lecture")] == list(range(1, 51))
             assert store.health().dropped == 30
     asyncio.run(scenario())
+
+
+def test_a_final_postgres_refuses_is_counted_and_the_rest_are_stored(
+        postgres: Postgres) -> None:
+    url = new_database(postgres)
+
+    async def scenario() -> None:
+        async with AsyncStore(open_store(url)) as store:
+            store.put(final(1))
+            store.put(final(2, text="a NUL \x00 byte, which text columns refuse"))
+            store.put(final(3))
+            assert await store.flush(timeout=30)
+            assert [f.seq for f in await store.finals("lecture")] == [1, 3]
+            health = store.health()
+            assert (health.status, health.dropped, health.written) == ("ok", 1, 2)
+    asyncio.run(scenario())
