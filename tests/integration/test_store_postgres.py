@@ -1,0 +1,131 @@
+"""The transcript store on a real PostgreSQL: the contract SQLite passes, and a server
+that goes away mid-stream and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from captioncast.store import AsyncStore, StoreError, TranscriptStore, WriterOptions, open_store
+from tests.integration.postgres import Postgres, why_not
+from tests.store_contract import MakeStore, StoreContract, final
+
+pytestmark = pytest.mark.skipif(why_not() is not None, reason=str(why_not()))
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    cluster = Postgres()
+    cluster.start()
+    yield cluster
+    cluster.remove()
+
+
+def new_database(postgres: Postgres) -> str:
+    import psycopg
+
+    name = f"t{next(_databases)}"
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres.url(name)
+
+
+@pytest.fixture
+def make_store(postgres: Postgres) -> Iterator[MakeStore]:
+    url = new_database(postgres)  # each test on empty tables
+    opened: list[TranscriptStore] = []
+
+    def make() -> TranscriptStore:
+        opened.append(open_store(url))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+class TestPostgresStore(StoreContract):
+    pass
+
+
+def test_an_unreachable_server_is_a_clear_error_at_open() -> None:
+    with pytest.raises(StoreError, match=r"cannot open the transcript store postgresql://"):
+        open_store("postgresql://nobody:secret@127.0.0.1:1/none")
+
+
+def test_postgres_stopped_mid_write_then_started_again_loses_nothing(
+        postgres: Postgres) -> None:
+    url = new_database(postgres)
+
+    async def scenario() -> None:
+        options = WriterOptions(retry_first_s=0.05, retry_max_s=0.5)
+        async with AsyncStore(open_store(url), options) as store:
+            accepted: list[int] = []
+            seqs = itertools.count(1)
+
+            async def speak(finals: int) -> None:
+                # 16 streams' worth of finals, a few milliseconds apart.
+                for _ in range(finals):
+                    seq = next(seqs)
+                    if store.put(final(seq, channel=f"room-{seq % 16}")):
+                        accepted.append(seq)
+                    await asyncio.sleep(0.002)
+
+            await speak(200)
+            await asyncio.to_thread(postgres.stop, "immediate")
+            await speak(300)  # captions go on while the store is away
+            deadline = asyncio.get_running_loop().time() + 30
+            while store.health().status != "degraded":
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            assert store.health().queued > 0
+            assert "postgresql" in (store.health().last_error or "")
+            await asyncio.to_thread(postgres.start)
+            await speak(100)
+            assert await store.flush(timeout=60), store.health()
+            health = store.health()
+            assert (health.status, health.dropped, health.queued) == ("ok", 0, 0)
+            stored = []
+            for room in range(16):
+                stored += [f.seq for f in await store.finals(f"room-{room}")]
+            assert sorted(stored) == accepted == list(range(1, 601))
+    asyncio.run(scenario())
+
+
+def test_a_bounded_buffer_while_postgres_is_away_counts_its_overflow(
+        postgres: Postgres) -> None:
+    url = new_database(postgres)
+
+    async def scenario() -> None:
+        options = WriterOptions(max_queued=50, retry_first_s=0.05, retry_max_s=0.2)
+        async with AsyncStore(open_store(url), options) as store:
+            await asyncio.to_thread(postgres.stop, "immediate")
+            try:
+                results = [store.put(final(seq)) for seq in range(1, 81)]
+            finally:
+                await asyncio.to_thread(postgres.start)
+            assert results == [True] * 50 + [False] * 30
+            assert await store.flush(timeout=60), store.health()
+            assert [f.seq for f in await store.finals("lecture")] == list(range(1, 51))
+            assert store.health().dropped == 30
+    asyncio.run(scenario())
+
+
+def test_a_final_postgres_refuses_is_counted_and_the_rest_are_stored(
+        postgres: Postgres) -> None:
+    url = new_database(postgres)
+
+    async def scenario() -> None:
+        async with AsyncStore(open_store(url)) as store:
+            store.put(final(1))
+            store.put(final(2, text="a NUL \x00 byte, which text columns refuse"))
+            store.put(final(3))
+            assert await store.flush(timeout=30)
+            assert [f.seq for f in await store.finals("lecture")] == [1, 3]
+            health = store.health()
+            assert (health.status, health.dropped, health.written) == ("ok", 1, 2)
+    asyncio.run(scenario())
