@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import Server
 
 if TYPE_CHECKING:
-    from captioncast.transport.http_post import HttpFront
-    from captioncast.transport.server import ServerContext
+    from captioncast.transport.context import ServerContext
+    from captioncast.transport.http_front import HttpFront
 
 log = logging.getLogger("captioncast.shutdown")
 
