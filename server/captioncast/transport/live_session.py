@@ -19,7 +19,6 @@ import dataclasses
 import enum
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
@@ -31,6 +30,7 @@ from captioncast.errors import BadRequest, CaptioncastError, Overloaded, Session
 from captioncast.transport.coalesce import FrameCoalescer
 from captioncast.transport.driver import ScheduledDecodes, SessionDriver
 from captioncast.transport.telemetry import StreamLatency
+from captioncast.transport.timer import Timer
 
 if TYPE_CHECKING:
     from captioncast.transport.context import ServerContext
@@ -67,31 +67,6 @@ def _resume_key(params: StreamParams) -> StreamParams:
     """What a resuming connection must repeat: everything but resume and since."""
     return dataclasses.replace(params, resume=None, since=0)
 
-
-
-class _Timer:
-    """One pending call on the event loop, replaced or cancelled as a whole."""
-
-    def __init__(self) -> None:
-        self._handle: asyncio.TimerHandle | None = None
-
-    @property
-    def pending(self) -> bool:
-        return self._handle is not None
-
-    def start(self, delay: float, callback: Callable[[], None]) -> None:
-        self.cancel()
-
-        def fire() -> None:
-            self._handle = None
-            callback()
-
-        self._handle = asyncio.get_running_loop().call_later(delay, fire)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
 
 class LiveSession:
@@ -132,9 +107,9 @@ class LiveSession:
         self.reason = ""
         self.connections = 0
         # Waiting for a resume (or, once over, for a client to read its last events).
-        self._expiry = _Timer()
+        self._expiry = Timer()
         self.detached_at = 0.0
-        self._limit = _Timer()
+        self._limit = Timer()
         self._eos = False
         self._close_reason = (1000, "end of stream")
         self.started = time.monotonic()
