@@ -13,7 +13,7 @@ from captioncast.core.params import StreamParams
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest
 from captioncast.transport.context import ServerContext
-from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
+from captioncast.transport.live_session import TAKEN_OVER, LiveSession, State, find_resumable
 from captioncast.transport.server import ServerOptions
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import ScriptedDecoder
@@ -258,3 +258,27 @@ async def test_a_session_dropped_before_any_audio_is_not_kept(ctx: ServerContext
     live.attach(link, None, "test")
     live.detach(link, "connection_lost")
     assert live.over and not ctx.sessions
+
+
+async def test_the_state_goes_streaming_ending_over_and_errors_are_reported(
+        ctx: ServerContext) -> None:
+    live = _open(ctx)
+    link = FakeLink()
+    live.attach(link, None, "test")
+    assert live.state is State.STREAMING and live.taking_audio
+    live.report(BadRequest("a word from the server"))
+    assert isinstance(link.events[-1], Error) and link.events[-1].code == "bad_request"
+    pcm = _pcm()
+    await _feed(live, pcm[: len(pcm) // 4])
+    live.control("eos")
+    assert live.state in (State.ENDING, State.OVER) and not live.taking_audio
+    await _until_over(live)
+    assert live.state is State.OVER and isinstance(link.events[-1], End)
+
+
+async def test_a_fatal_error_ends_the_stream_at_once(ctx: ServerContext) -> None:
+    live = _open(ctx)
+    link = FakeLink()
+    live.attach(link, None, "test")
+    live.fail(BadRequest("no"))
+    assert live.state is State.OVER and link.closed is not None and link.closed[0] != 1000
