@@ -1,4 +1,4 @@
-"""GETs, WebSocket upgrades and POSTs on one websockets port (transport/http_post.py).
+"""GETs, WebSocket upgrades and POSTs on one websockets port (transport/sniff.py, http_front.py).
 
 A real websockets server with the sniffing connection, real sockets, no model.
 """
@@ -17,20 +17,26 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from captioncast.errors import BadRequest
-from captioncast.transport import http_post
-from captioncast.transport.http_post import HttpFront, HttpRequest, HttpResponse, json_response
-from captioncast.transport.responses import json_response as ws_json_response
+from captioncast.transport import sniff
+from captioncast.transport.http_exchange import HttpRequest
+from captioncast.transport.http_front import HttpFront
+from captioncast.transport.responses import HttpResponse, json_response, to_websockets
 from tests.integration.conftest import free_port
 
 LIMIT = 100_000
 
 
-def get_route(request: Request) -> Response | None:
+def get_route(request: Request) -> HttpResponse | None:
     if request.path.startswith("/echo"):
         return None  # a WebSocket route
     if request.path.startswith("/missing"):
-        return ws_json_response(http.HTTPStatus.NOT_FOUND, {"error": "not_found"})
-    return ws_json_response(http.HTTPStatus.OK, {"path": request.path})
+        return json_response(http.HTTPStatus.NOT_FOUND, {"error": "not_found"})
+    return json_response(http.HTTPStatus.OK, {"path": request.path})
+
+
+def process_request(request: Request) -> Response | None:
+    answer = get_route(request)
+    return None if answer is None else to_websockets(answer)
 
 
 async def count_body(request: HttpRequest) -> HttpResponse:
@@ -78,7 +84,7 @@ async def front() -> AsyncIterator[tuple[HttpFront, int]]:
             await connection.send(message)
 
     port = free_port()
-    async with serve(echo, "127.0.0.1", port, process_request=lambda c, r: get_route(r),
+    async with serve(echo, "127.0.0.1", port, process_request=lambda c, r: process_request(r),
                      create_connection=front.connection_class()) as server:
         yield front, port
         await front.close()
@@ -219,13 +225,13 @@ async def test_a_request_split_across_packets_is_still_sniffed(
         front: tuple[HttpFront, int], monkeypatch: pytest.MonkeyPatch) -> None:
     _, port = front
     sniffed: list[bytes] = []  # what the sniffing connection was handed, read by read
-    original = http_post.SniffingConnection.data_received
+    original = sniff.SniffingConnection.data_received
 
-    def recording(self: http_post.SniffingConnection, data: bytes) -> None:
+    def recording(self: sniff.SniffingConnection, data: bytes) -> None:
         sniffed.append(data)
         original(self, data)
 
-    monkeypatch.setattr(http_post.SniffingConnection, "data_received", recording)
+    monkeypatch.setattr(sniff.SniffingConnection, "data_received", recording)
 
     async def send_in_parts(parts: tuple[bytes, ...]) -> asyncio.StreamReader:
         """Each part is read by the server before the next one is sent: separate reads."""
@@ -263,7 +269,7 @@ async def _until(condition: Callable[[], bool], deadline_s: float = 10) -> None:
 async def test_a_silent_connection_is_dropped(front: tuple[HttpFront, int],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     _, port = front
-    monkeypatch.setattr(http_post, "SNIFF_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sniff, "SNIFF_TIMEOUT_S", 0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     assert await asyncio.wait_for(reader.read(-1), 5) == b""
     writer.close()

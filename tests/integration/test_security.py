@@ -302,7 +302,7 @@ def _frames(data: bytes) -> list[tuple[int, bytes]]:
 
 def test_a_silent_peer_on_the_tls_port_is_dropped(secure: SecureServer) -> None:
     """No TLS hello at all: cut after the same 10 s a silent plain connection gets."""
-    from captioncast.transport.http_post import SNIFF_TIMEOUT_S
+    from captioncast.transport.sniff import SNIFF_TIMEOUT_S
 
     # asyncio's own TLS handshake timeout is 60 s: a read that gives up at 40 s tells the
     # two apart on any machine; and the server cannot have cut us before its 10 s

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import deque
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
-from captioncast.core.policy import Action, Cancel, CaptionSession
+from captioncast.core.policy import Action, CaptionSession
+from captioncast.transport.driver import Done, SessionDriver
 
 WORDS = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
@@ -39,44 +40,63 @@ class ScriptedDecoder:
         )
 
 
+class ScriptedDecodes:
+    """Decodes answered by a ScriptedDecoder `delay` ticks (fed chunks) after they are asked."""
+
+    def __init__(self, decoder: ScriptedDecoder, delay: int) -> None:
+        self.decoder = decoder
+        self.delay = delay
+        self.tick = 0
+        self.cancelled: set[int] = set()
+        self._queue: deque[tuple[int, DecodeRequest, Done]] = deque()
+
+    def submit(self, request: DecodeRequest, done: Done) -> None:
+        self._queue.append((self.tick + self.delay, request, done))
+
+    def cancel(self, request_id: int) -> None:
+        self.cancelled.add(request_id)
+
+    def drop(self) -> None:
+        self._queue.clear()
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._queue)
+
+    def answer_due(self, everything: bool = False) -> None:
+        while self._queue and (everything or self._queue[0][0] <= self.tick):
+            _, request, done = self._queue.popleft()
+            if request.request_id in self.cancelled:
+                continue
+            done(request, self.decoder.decode(request))
+
+
 class Driver:
-    """Runs a session, answering each decode request `delay_chunks` feeds later."""
+    """Runs a session through the server's SessionDriver, on scripted decodes."""
 
     def __init__(self, session: CaptionSession, decoder: ScriptedDecoder,
                  delay_chunks: int = 0) -> None:
         self.session = session
         self.decoder = decoder
-        self.delay = delay_chunks
         self.events: list[object] = []
-        self._queue: deque[tuple[int, DecodeRequest]] = deque()
-        self._tick = 0
-        self.cancelled: set[int] = set()
+        self.decodes = ScriptedDecodes(decoder, delay_chunks)
+        self.driver = SessionDriver(session, self.decodes, on_event=self.events.append)
         self.handle(session.start())
 
-    def handle(self, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, DecodeRequest):
-                self._queue.append((self._tick + self.delay, action))
-            elif isinstance(action, Cancel):
-                self.cancelled.add(action.request_id)
-            else:
-                self.events.append(action)
+    @property
+    def cancelled(self) -> set[int]:
+        return self.decodes.cancelled
 
-    def _answer_due(self, everything: bool = False) -> None:
-        while self._queue and (everything or self._queue[0][0] <= self._tick):
-            _, request = self._queue.popleft()
-            if request.request_id in self.cancelled:
-                continue
-            self.handle(self.session.on_result(request.request_id,
-                                               self.decoder.decode(request)))
+    def handle(self, actions: list[Action]) -> None:
+        self.driver.dispatch(actions)
 
     def feed(self, audio, chunk: int = 1600) -> None:  # type: ignore[no-untyped-def]
         for i in range(0, len(audio), chunk):
             self.handle(self.session.feed(audio[i : i + chunk]))
-            self._tick += 1
-            self._answer_due()
+            self.decodes.tick += 1
+            self.decodes.answer_due()
 
     def finish(self) -> None:
         self.handle(self.session.eos())
-        while self._queue:
-            self._answer_due(everything=True)
+        while self.decodes.waiting:
+            self.decodes.answer_due(everything=True)

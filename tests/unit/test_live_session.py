@@ -12,8 +12,9 @@ from captioncast.core.events import End, Error, Event, Final, Ready
 from captioncast.core.params import StreamParams
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest
-from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
-from captioncast.transport.server import ServerContext, ServerOptions
+from captioncast.transport.context import ServerContext
+from captioncast.transport.live_session import TAKEN_OVER, LiveSession, State, find_resumable
+from captioncast.transport.server import ServerOptions
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import ScriptedDecoder
 
@@ -96,7 +97,7 @@ async def test_a_dropped_session_keeps_decoding_and_replays_on_resume(ctx: Serve
     last_read = first.events[seen - 1].seq
     live.detach(first, "connection_lost")
     assert ctx.sessions["sid"] is live and ctx.channels.get("show").speaker == "sid"
-    await _until(lambda: not live._inflight)  # decodes of what arrived still finish
+    await _until(lambda: not live.decoding)  # decodes of what arrived still finish
 
     second = FakeLink()
     resumed = live.attach(second, last_read, "test")
@@ -204,7 +205,7 @@ async def test_an_expiring_session_cannot_be_resumed_while_it_finalizes(
     await _feed(live, _pcm()[: 16000 * 3])
     live.detach(link, "connection_lost")
     assert find_resumable(ctx, StreamParams(resume="sid", since=1)) is live
-    live._expired()  # the window ended: finals are being decoded, audio would be lost
+    live.expire_now()  # the window ended: finals are being decoded, audio would be lost
     with pytest.raises(BadRequest, match="unknown or expired"):
         find_resumable(ctx, StreamParams(resume="sid", since=1))
     await _until_over(live)
@@ -257,3 +258,27 @@ async def test_a_session_dropped_before_any_audio_is_not_kept(ctx: ServerContext
     live.attach(link, None, "test")
     live.detach(link, "connection_lost")
     assert live.over and not ctx.sessions
+
+
+async def test_the_state_goes_streaming_ending_over_and_errors_are_reported(
+        ctx: ServerContext) -> None:
+    live = _open(ctx)
+    link = FakeLink()
+    live.attach(link, None, "test")
+    assert live.state is State.STREAMING and live.taking_audio
+    live.report(BadRequest("a word from the server"))
+    assert isinstance(link.events[-1], Error) and link.events[-1].code == "bad_request"
+    pcm = _pcm()
+    await _feed(live, pcm[: len(pcm) // 4])
+    live.control("eos")
+    assert live.state in (State.ENDING, State.OVER) and not live.taking_audio
+    await _until_over(live)
+    assert live.state is State.OVER and isinstance(link.events[-1], End)
+
+
+async def test_a_fatal_error_ends_the_stream_at_once(ctx: ServerContext) -> None:
+    live = _open(ctx)
+    link = FakeLink()
+    live.attach(link, None, "test")
+    live.fail(BadRequest("no"))
+    assert live.state is State.OVER and link.closed is not None and link.closed[0] != 1000

@@ -1,42 +1,50 @@
 """A stream's life in the server, which can outlast the WebSocket that started it.
 
-A `LiveSession` owns the caption core, its decodes in the scheduler, its channel
+A `LiveSession` owns the caption core (through its SessionDriver), its channel
 publishing and the log of its events. Connections (`StreamHandler`s) attach to it: the
 first one opens it; when one drops without `eos`, the session keeps decoding what it
 already received and logs what it says, for `resume_window_s`; a reconnect with
 `resume=ID&since=SEQ` attaches again and is replayed what it missed (PROTOCOL.md,
 "Resuming"). The session id is a 96-bit secret: knowing it is the right to resume.
+
+Its life is a `State`: STREAMING (audio taken), ENDING (eos, the session limit, an
+expired resume window or a shutdown: the last finals are decoded, no audio is taken),
+OVER (released: nothing more is said; the log may still be read by a resume).
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import dataclasses
-import functools
+import enum
 import logging
-import statistics
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
-from captioncast.core.decoding import DecodeRequest, DecodeResult
-from captioncast.core.events import Error, Event, Final, Partial, Ready
+from captioncast.core.events import Event, Ready
 from captioncast.core.options import SessionConfig
 from captioncast.core.params import StreamParams
-from captioncast.core.policy import Action, Cancel, CaptionSession
+from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.replay import EventLog
 from captioncast.errors import BadRequest, CaptioncastError, Overloaded, SessionTimeout
 from captioncast.transport.coalesce import FrameCoalescer
+from captioncast.transport.driver import ScheduledDecodes, SessionDriver
+from captioncast.transport.telemetry import StreamLatency
+from captioncast.transport.timer import Timer
 
 if TYPE_CHECKING:
-    from captioncast.transport.server import ServerContext
+    from captioncast.transport.context import ServerContext
 
 log = logging.getLogger("captioncast.stream")
 
-LATENCY_SAMPLES = 1000  # the session-end log line's percentiles: the recent ones suffice
 TAKEN_OVER = (1008, "this session was resumed on another connection")
+
+
+class State(enum.Enum):
+    STREAMING = "streaming"
+    ENDING = "ending"
+    OVER = "over"
 
 
 class Link(Protocol):
@@ -54,27 +62,12 @@ class Link(Protocol):
         """Until the connection is closed."""
 
 
-class ArrivalClock:
-    """When each audio position arrived, to measure latency the way clients do."""
-
-    def __init__(self) -> None:
-        self._positions: list[int] = []
-        self._times: list[float] = []
-
-    def add(self, position: int, at: float) -> None:
-        self._positions.append(position)
-        self._times.append(at)
-        if len(self._positions) > 4096:  # an hour of 20 ms frames would grow without bound
-            del self._positions[:2048], self._times[:2048]
-
-    def time_of(self, position: int) -> float | None:
-        i = bisect.bisect_left(self._positions, position)
-        return self._times[i] if i < len(self._times) else None
 
 
 def _resume_key(params: StreamParams) -> StreamParams:
     """What a resuming connection must repeat: everything but resume and since."""
     return dataclasses.replace(params, resume=None, since=0)
+
 
 
 class LiveSession:
@@ -99,28 +92,61 @@ class LiveSession:
             ),
             options.policy,
         )
+        self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
+                                    on_event=self._publish, on_finished=self._finished)
         self.converter = PcmConverter(params)
         # Tiny frames are batched before conversion (transport/coalesce.py); what it holds
         # counts as received, and it outlives a dropped connection with the session.
         self._pending = FrameCoalescer(params.sample_rate * params.bytes_per_frame)
         self.events = EventLog(options.replay_events)
+        self.latency = StreamLatency(ctx.telemetry)
         self.samples_received = 0  # client samples (per channel) taken, at its own rate
+        self.state = State.STREAMING
         self.link: Link | None = None
         self._last_link: Link | None = None
-        self.over = False
         self._over = asyncio.Event()
         self.reason = ""
         self.connections = 0
-        self._inflight: dict[int, asyncio.Future[DecodeResult]] = {}
-        self._arrivals = ArrivalClock()
-        self._final_latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self._stable_counted = (0, 0)  # core counters already reported to the metrics
-        self._expiry: asyncio.TimerHandle | None = None
+        # Waiting for a resume (or, once over, for a client to read its last events).
+        self._expiry = Timer()
         self.detached_at = 0.0
-        self._limit: asyncio.TimerHandle | None = None
+        self._limit = Timer()
         self._eos = False
         self._close_reason = (1000, "end of stream")
         self.started = time.monotonic()
+
+    # -- state --------------------------------------------------------------------------
+
+    def _set_state(self, state: State) -> None:
+        log.debug("event=session_state session=%s from=%s to=%s", self.session_id,
+                  self.state.value, state.value)
+        self.state = state
+
+    @property
+    def over(self) -> bool:
+        return self.state is State.OVER
+
+    @property
+    def taking_audio(self) -> bool:
+        """Neither ending nor over: audio is captioned and keepalives are owed."""
+        return self.state is State.STREAMING
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None
+
+    @property
+    def awaiting_resume(self) -> bool:
+        return self.link is None and self._expiry.pending and not self.over
+
+    @property
+    def eos_received(self) -> bool:
+        return self._eos
+
+    @property
+    def decoding(self) -> int:
+        """Decodes asked for and not answered yet."""
+        return self.driver.inflight
 
     # -- life -------------------------------------------------------------------------
 
@@ -129,11 +155,10 @@ class LiveSession:
         ctx = self.ctx
         if self.params.channel is not None:
             ctx.channels.attach_speaker(self.params.channel, self.session_id)
-        ctx.sessions[self.session_id] = self
-        ctx.on_session_started()
+        ctx.sessions.register(self)
+        ctx.telemetry.session_started()
         if ctx.options.max_session_s:
-            self._limit = asyncio.get_running_loop().call_later(
-                ctx.options.max_session_s, self._limit_reached)
+            self._limit.start(ctx.options.max_session_s, self._limit_reached)
         self.dispatch(self.core.start())
 
     def attach(self, link: Link, since: int | None, peer: str) -> list[Event]:
@@ -143,9 +168,7 @@ class LiveSession:
         fresh `ready` with `audio_received`, then every event after `since`. A connection
         still attached (half-open: its client already gave up on it) is closed.
         """
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
+        self._expiry.cancel()
         previous, self.link = self.link, link
         self._last_link = link
         self.connections += 1
@@ -191,20 +214,22 @@ class LiveSession:
         log.info("event=session_detached session=%s reason=%s resume_window_s=%.0f "
                  "audio_s=%.1f", self.session_id, why, window, self.core.duration)
         self.detached_at = time.monotonic()
-        self._expiry = asyncio.get_running_loop().call_later(window, self._expired)
-
-    @property
-    def awaiting_resume(self) -> bool:
-        return self.link is None and self._expiry is not None and not self.over
+        self._expiry.start(window, self._expired)
 
     def expire_now(self) -> None:
         """Give up waiting for a resume (the server needs the room)."""
-        if self._expiry is not None:
+        if self._expiry.pending:
             self._expiry.cancel()
             self._expired()
 
     def resumable_by(self, params: StreamParams) -> None:
         """Raise BadRequest unless a connection with `params` may resume this session."""
+        # An expired session is finalizing: audio resent now would be dropped unheard.
+        if self.reason == "expired" or (self.over and not self.core.finished):
+            raise BadRequest(
+                "unknown or expired session: it ended, its resume window passed, or the "
+                "server restarted; start a new stream (without resume) to go on"
+            )
         if _resume_key(params) != _resume_key(self.params):
             raise BadRequest("resume with the same stream parameters as the original "
                              "connection (only resume and since may differ)")
@@ -213,22 +238,20 @@ class LiveSession:
                              f"({self.events.last_seq})")
 
     def _expired(self) -> None:
-        self._expiry = None
         log.info("event=session_expired session=%s", self.session_id)
         self.reason = "expired"
         # Finalize rather than drop: channel viewers still get the last words' final.
         self._finalize()
 
     def _limit_reached(self) -> None:
-        self._limit = None
-        if self.over or self.core.ending:
+        if not self.taking_audio:
             return
         limit = self.ctx.options.max_session_s or 0
         self._close_reason = (1000, f"session reached the server's limit of {limit:.0f} s")
         self.reason = "max_session"
-        self.dispatch(self.core.error(SessionTimeout(
+        self.report(SessionTimeout(
             f"this session reached the server's limit of {limit:.0f} s: finalizing; "
-            "start a new stream to go on")))
+            "start a new stream to go on"))
         self._finalize()
 
     def finalize(self, code: int = 1000, reason: str = "end of stream") -> None:
@@ -254,36 +277,47 @@ class LiveSession:
             await self._last_link.wait_closed()
 
     def _finalize(self) -> None:
-        if self.over or self.core.ending:
+        if not self.taking_audio:
             return
         self._feed_pending()
         tail = self.converter.drain()
         if len(tail):
             self.dispatch(self.core.feed(tail))
-        self._arrivals.add(self.core.position, time.monotonic())
+        self.latency.arrived(self.core.position)
+        self._set_state(State.ENDING)
         self.dispatch(self.core.eos())
+
+    def report(self, error: CaptioncastError) -> None:
+        """Say `error` in the session's events; the stream goes on."""
+        self.dispatch(self.core.error(error))
 
     def fail(self, error: CaptioncastError) -> None:
         """A fatal error: report it, close with its code, and end (no resume)."""
         if self.over:
             return
-        self.dispatch(self.core.error(error))
+        self.report(error)
         link = self.link
         self._end(error.code)
         if link is not None:
             link.finish(error.close_code or 1011, error.message[:120])
 
+    def _finished(self) -> None:
+        """The core said `end`: release, and close the connection with its reason."""
+        link = self.link
+        self._end(self.reason or "eos")
+        if link is not None:
+            link.finish(*self._close_reason)
+
     def _end(self, reason: str) -> None:
         """Release everything the session holds; events after this are dropped."""
         if self.over:
             return
-        self.over = True
+        self._set_state(State.OVER)
         self._over.set()
         self.reason = self.reason or reason
-        for timer in (self._expiry, self._limit):
-            if timer is not None:
-                timer.cancel()
-        self.ctx.scheduler.drop_owner(self.session_id)
+        self._expiry.cancel()
+        self._limit.cancel()
+        self.driver.close()
         if self.params.channel is not None:
             self.ctx.channels.detach_speaker(self.params.channel, self.session_id,
                                              self.core.duration)
@@ -301,18 +335,15 @@ class LiveSession:
         if window <= 0:
             self._forget()
             return
-        if self._expiry is not None:
-            self._expiry.cancel()
-        self._expiry = asyncio.get_running_loop().call_later(window, self._forget)
+        self._expiry.start(window, self._forget)
 
     def _forget(self) -> None:
-        if self.ctx.sessions.get(self.session_id) is self:
-            del self.ctx.sessions[self.session_id]
+        self.ctx.sessions.release(self)
 
     # -- input from the attached connection ---------------------------------------------
 
     def audio(self, frame: bytes) -> None:
-        if self.core.ending:
+        if not self.taking_audio:
             return  # past the session limit: the rest is not captioned
         if len(frame) % self.params.bytes_per_frame:
             self._feed(frame)  # not whole samples: the converter reports it and drops it
@@ -326,11 +357,11 @@ class LiveSession:
         try:
             audio = self.converter.convert(pcm)
         except CaptioncastError as error:
-            self.dispatch(self.core.error(error))
+            self.report(error)
             return
         self.dispatch(self.core.feed(audio))
-        self._arrivals.add(self.core.position, time.monotonic())
-        self.ctx.on_audio(len(audio) / MODEL_SAMPLE_RATE)
+        self.latency.arrived(self.core.position)
+        self.ctx.telemetry.audio(len(audio) / MODEL_SAMPLE_RATE)
 
     def _feed_pending(self) -> None:
         pending = self._pending.take()
@@ -345,78 +376,28 @@ class LiveSession:
             self._eos = True
             self._finalize()
 
-    @property
-    def eos_received(self) -> bool:
-        return self._eos
-
-    # -- decoding and events ------------------------------------------------------------
+    # -- events -------------------------------------------------------------------------
 
     def dispatch(self, actions: list[Action]) -> None:
-        if self.over:
-            return
-        for action in actions:
-            if isinstance(action, DecodeRequest):
-                future = self.ctx.scheduler.submit(self.session_id, action)
-                self._inflight[action.request_id] = future
-                future.add_done_callback(functools.partial(self._decoded, action.request_id))
-            elif isinstance(action, Cancel):
-                self.ctx.scheduler.cancel(self.session_id, action.request_id)
-                self._inflight.pop(action.request_id, None)
-            else:
-                self._publish(action)
-        if self.core.finished:
-            link = self.link
-            self._end(self.reason or "eos")
-            if link is not None:
-                link.finish(*self._close_reason)
+        self.driver.dispatch(actions)
 
     def _publish(self, event: Event) -> None:
         self.events.add(event)
-        self._note_latency(event)
+        self.latency.sent(event, self.core.stable_words_shown, self.core.stable_words_revised)
         if self.link is not None and not isinstance(event, Ready):
             self.link.send(event)
         if self.params.channel is not None:
             self.ctx.channels.publish(self.params.channel, event)
 
-    def _decoded(self, request_id: int, future: asyncio.Future[DecodeResult]) -> None:
-        self._inflight.pop(request_id, None)
-        if future.cancelled() or self.over:
-            return
-        exc = future.exception()
-        if exc is not None:
-            self.dispatch(self.core.on_failure(request_id, str(exc) or type(exc).__name__))
-        else:
-            self.dispatch(self.core.on_result(request_id, future.result()))
-
-    def _note_latency(self, event: Event) -> None:
-        if isinstance(event, Final):
-            self.ctx.on_final()
-            shown, revised = self.core.stable_words_shown, self.core.stable_words_revised
-            self.ctx.on_stable_words(shown - self._stable_counted[0],
-                                     revised - self._stable_counted[1])
-            self._stable_counted = (shown, revised)
-            sent = self._arrivals.time_of(int(event.end * MODEL_SAMPLE_RATE))
-            if sent is not None:
-                latency = time.monotonic() - sent
-                self._final_latencies.append(latency)
-                self.ctx.on_final_latency(latency)
-        elif isinstance(event, Partial):
-            sent = self._arrivals.time_of(int(event.end * MODEL_SAMPLE_RATE))
-            self.ctx.on_partial(None if sent is None else time.monotonic() - sent)
-        elif isinstance(event, Error):
-            self.ctx.on_error(event.code)
-
     def _log_end(self) -> None:
-        latencies = sorted(self._final_latencies)
-        p50 = statistics.median(latencies) if latencies else 0.0
-        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else 0.0
+        finals = self.latency.finals
         log.info(
             "event=session_end session=%s duration_s=%.1f audio_s=%.1f utterances=%d "
             "partials=%d final_latency_p50_s=%.3f final_latency_p95_s=%.3f connections=%d "
             "loops_caught=%d reason=%s",
             self.session_id, time.monotonic() - self.started, self.core.duration,
-            self.core.finals_sent, self.core.partials_sent, p50, p95, self.connections,
-            self.core.loops_caught, self.reason,
+            self.core.finals_sent, self.core.partials_sent, finals.p50() or 0.0,
+            finals.p95() or 0.0, self.connections, self.core.loops_caught, self.reason,
         )
 
 
@@ -426,8 +407,7 @@ def find_resumable(ctx: ServerContext, params: StreamParams) -> LiveSession:
     if ctx.draining:
         raise Overloaded("the server is shutting down; resume on another node")
     live = ctx.sessions.get(params.resume)
-    # An expired session is finalizing: audio resent now would be dropped unheard.
-    if live is None or live.reason == "expired" or (live.over and not live.core.finished):
+    if not isinstance(live, LiveSession):
         raise BadRequest(
             "unknown or expired session: it ended, its resume window passed, or the server "
             "restarted; start a new stream (without resume) to go on"

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
-import random
 import socket
 import ssl
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
@@ -29,6 +30,7 @@ import aiomqtt
 
 from captioncast.core.events import End, Event, Final, Partial, event_from_dict
 from captioncast.errors import BadRequest, CaptioncastError
+from captioncast.transport.backoff import Backoff
 from captioncast.transport.channels import ChannelHub
 
 log = logging.getLogger("captioncast.mqtt")
@@ -71,6 +73,50 @@ class MqttOptions:
         return cls(**values)  # type: ignore[arg-type]
 
 
+class BrokerConnection:
+    """One broker connection kept up: connect, run a session on it, reconnect with backoff.
+
+    The TLS context and the client's settings are made once. Each attempt gets a fresh
+    aiomqtt.Client from them: aiomqtt 2.x keeps a lost connection's state (its
+    `_connected` future) in a reused client, so that a reconnect may not wait for the
+    broker's CONNACK (empicano/aiomqtt#288).
+    """
+
+    def __init__(self, options: MqttOptions, identifier: str, label: str,
+                 will: aiomqtt.Will | None = None, clean_session: bool | None = None) -> None:
+        self.options = options
+        self.label = label  # for the log: which channel, or "follow"
+        self.connected = asyncio.Event()
+        tls = ssl.create_default_context(cafile=options.ca_file) if options.tls else None
+        self.client = functools.partial(
+            aiomqtt.Client, options.host, options.port, username=options.username,
+            password=options.password, identifier=identifier, tls_context=tls, timeout=10,
+            keepalive=15, will=will, clean_session=clean_session)
+
+    async def run(self, session: Callable[[aiomqtt.Client], Awaitable[None]],
+                  done: Callable[[], bool] = lambda: False) -> None:
+        """Run `session` on a connection, again after each loss, until `done()`."""
+        backoff = Backoff(max_s=self.options.backoff_max_s)
+        while not done():
+            failure: aiomqtt.MqttError | None = None
+            try:
+                async with self.client() as client:
+                    self.connected.set()
+                    backoff.reset()
+                    await session(client)
+            except aiomqtt.MqttError as error:
+                failure = error
+            finally:
+                self.connected.clear()
+            if done():
+                return
+            delay = backoff.next_delay()
+            if failure is not None:
+                log.warning("event=mqtt_unavailable link=%s error=%r retry_in_s=%.1f",
+                            self.label, str(failure), delay)
+            await asyncio.sleep(delay)
+
+
 @dataclass(frozen=True)
 class _Message:
     topic: str
@@ -93,8 +139,10 @@ class ChannelPublisher:
         self.live = False
         self.dropped = 0
         self.published = 0
-        self.connected = False
         self.task: asyncio.Task[None] | None = None
+        self._broker = BrokerConnection(
+            options, client_id, label=channel,
+            will=aiomqtt.Will(f"{self._base}/status", "ended", qos=1, retain=True))
 
     # -- called by the channel hub; never blocks ------------------------------------
 
@@ -126,38 +174,16 @@ class ChannelPublisher:
 
     # -- the connection -------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
-        options = self.options
-        tls: ssl.SSLContext | None = None
-        if options.tls:
-            tls = ssl.create_default_context(cafile=options.ca_file)
-        return aiomqtt.Client(
-            options.host, options.port, username=options.username, password=options.password,
-            identifier=self.client_id, tls_context=tls, timeout=10, keepalive=15,
-            will=aiomqtt.Will(f"{self._base}/status", "ended", qos=1, retain=True),
-        )
+    @property
+    def connected(self) -> bool:
+        return self._broker.connected.is_set()
 
     async def run(self) -> None:
-        delay = 0.5
-        while not self.finished:
-            try:
-                async with self._client() as client:
-                    self.connected = True
-                    delay = 0.5
-                    log.info("event=mqtt_connected channel=%s broker=%s:%d queued=%d",
-                             self.channel, self.options.host, self.options.port,
-                             len(self._outbox))
-                    await self._publish_all(client)
-                    return
-            except aiomqtt.MqttError as error:
-                log.warning("event=mqtt_unavailable channel=%s error=%r retry_in_s=%.1f",
-                            self.channel, str(error), delay)
-            finally:
-                self.connected = False
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self.options.backoff_max_s)
+        await self._broker.run(self._publish_all, done=lambda: self.finished)
 
     async def _publish_all(self, client: aiomqtt.Client) -> None:
+        log.info("event=mqtt_connected channel=%s broker=%s:%d queued=%d", self.channel,
+                 self.options.host, self.options.port, len(self._outbox))
         while True:
             if self._outbox:
                 message = self._outbox[0]
@@ -185,32 +211,18 @@ class ChannelFollower:
         self.options = options
         self.hub = hub
         self.client_id = client_id
-        self.connected = asyncio.Event()
+        # A persistent session: QoS 1 finals sent while we reconnect are kept for us.
+        self._broker = BrokerConnection(options, client_id, label="follow",
+                                        clean_session=False)
+        self.connected = self._broker.connected
 
     async def run(self) -> None:
-        options = self.options
-        delay = 0.5
-        while True:
-            tls = ssl.create_default_context(cafile=options.ca_file) if options.tls else None
-            try:
-                # A persistent session: QoS 1 finals sent while we reconnect are kept for us.
-                async with aiomqtt.Client(
-                    options.host, options.port, username=options.username,
-                    password=options.password, identifier=self.client_id, clean_session=False,
-                    tls_context=tls, timeout=10, keepalive=15,
-                ) as client:
-                    await client.subscribe(f"{options.prefix}/+/+", qos=1)
-                    self.connected.set()
-                    delay = 0.5
-                    async for message in client.messages:
-                        self._receive(str(message.topic), message.payload)
-            except aiomqtt.MqttError as error:
-                log.warning("event=mqtt_follow_unavailable error=%r retry_in_s=%.1f",
-                            str(error), delay)
-            finally:
-                self.connected.clear()
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, options.backoff_max_s)
+        await self._broker.run(self._follow)
+
+    async def _follow(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(f"{self.options.prefix}/+/+", qos=1)
+        async for message in client.messages:
+            self._receive(str(message.topic), message.payload)
 
     def _receive(self, topic: str, payload: object) -> None:
         parts = topic[len(self.options.prefix) + 1 :].split("/")

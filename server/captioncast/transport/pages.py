@@ -1,23 +1,24 @@
-"""HTTP GET routes for channels: the overlay page, the channel list, live caption files."""
+"""HTTP GET pages for channels: the overlay page, the channel list, live caption files."""
 
 from __future__ import annotations
 
-import http
 import re
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 
 from captioncast.core.params import parse_channel_name, parse_viewer_params
 from captioncast.errors import BadRequest
-from captioncast.transport.responses import body_response, error_response, json_response
+from captioncast.transport.context import ServerContext
+from captioncast.transport.responses import (
+    HttpResponse,
+    body_response,
+    error_response,
+    json_response,
+)
 from captioncast_client.captions import render_srt, render_vtt
-
-if TYPE_CHECKING:
-    from captioncast.transport.server import ServerContext
 
 CAPTION_FILE = re.compile(r"/v1/channels/([^/]+)/captions\.(vtt|srt)")
 OVERLAY_OPTIONS = frozenset({"channel", "since", "token", "size", "lines", "chars", "position",
@@ -30,7 +31,8 @@ def _overlay_html() -> bytes:
     return resources.files("captioncast").joinpath("web/overlay.html").read_bytes()
 
 
-def _overlay(request: Request) -> Response:
+def overlay(ctx: ServerContext, request: Request) -> HttpResponse:
+    """GET /overlay: the OBS page, once its options are checked."""
     query = dict(parse_qsl(urlsplit(request.path).query, keep_blank_values=True))
     unknown = sorted(set(query) - OVERLAY_OPTIONS)
     try:
@@ -40,9 +42,9 @@ def _overlay(request: Request) -> Response:
         parse_viewer_params({k: v for k, v in query.items() if k in ("channel", "since")},
                             route="/overlay")
     except BadRequest as error:
-        return error_response(http.HTTPStatus.BAD_REQUEST, error.code, error.message)
+        return error_response(400, error.code, error.message)
     # The page reads its options from its own URL; the server only checks them.
-    return body_response(http.HTTPStatus.OK, _overlay_html(), "text/html; charset=utf-8",
+    return body_response(200, _overlay_html(), "text/html; charset=utf-8",
                          [("Content-Security-Policy", "default-src 'self'; "
                            "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
                            "connect-src 'self' ws: wss:"),
@@ -50,24 +52,29 @@ def _overlay(request: Request) -> Response:
                           ("Referrer-Policy", "no-referrer")])
 
 
-def _caption_file(ctx: ServerContext, name: str, kind: str) -> Response:
+def caption_file(ctx: ServerContext, request: Request) -> HttpResponse:
+    """GET /v1/channels/NAME/captions.vtt (or .srt): the channel's finals so far."""
+    match = CAPTION_FILE.fullmatch(urlsplit(request.path).path)
+    assert match is not None, "routed by CAPTION_FILE"
+    name, kind = match.group(1), match.group(2)
     try:
         parse_channel_name(name)
     except BadRequest as error:
-        return error_response(http.HTTPStatus.BAD_REQUEST, error.code, error.message)
+        return error_response(400, error.code, error.message)
     channel = ctx.channels.get(name)
     if channel is None:
-        return error_response(http.HTTPStatus.NOT_FOUND, "not_found",
+        return error_response(404, "not_found",
                               f"no channel {name!r} on this server")
     cues = list(channel.log.cues)
     if kind == "vtt":
-        return body_response(http.HTTPStatus.OK, render_vtt(cues).encode(),
+        return body_response(200, render_vtt(cues).encode(),
                              "text/vtt; charset=utf-8")
-    return body_response(http.HTTPStatus.OK, render_srt(cues).encode(),
+    return body_response(200, render_srt(cues).encode(),
                          "application/x-subrip; charset=utf-8")
 
 
-def _channel_list(ctx: ServerContext) -> Response:
+def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
+    """GET /v1/channels: every channel this node knows."""
     channels = [
         {"channel": c.name, "live": c.speaker is not None,
          "live_elsewhere": c.log.remote_live,  # its speaker is on another node
@@ -75,16 +82,4 @@ def _channel_list(ctx: ServerContext) -> Response:
          "utterances": c.log.utterances, "seq": c.log.last_seq}
         for c in ctx.channels.channels()
     ]
-    return json_response(http.HTTPStatus.OK, {"channels": channels})
-
-
-def route_pages(ctx: ServerContext, request: Request) -> Response | None:
-    path = urlsplit(request.path).path
-    if path == "/overlay":
-        return _overlay(request)
-    if path == "/v1/channels":
-        return _channel_list(ctx)
-    match = CAPTION_FILE.fullmatch(path)
-    if match:
-        return _caption_file(ctx, match.group(1), match.group(2))
-    return None
+    return json_response(200, {"channels": channels})

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from captioncast.core.events import Error, Event
-from captioncast.core.params import StreamParams, parse_control, parse_stream_params
+from captioncast.core.events import Event
+from captioncast.core.params import parse_control, parse_stream_params
 from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
+from captioncast.transport.context import ServerContext
 from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
-
-if TYPE_CHECKING:
-    from captioncast.transport.server import ServerContext
+from captioncast.transport.websocket import close_or_abort, peer_of, query_of, reject
 
 log = logging.getLogger("captioncast.stream")
 
@@ -25,41 +22,6 @@ log = logging.getLogger("captioncast.stream")
 # second, but every bad frame earns an error event, and a client that sends faster than
 # it reads would otherwise grow the queue without bound. Reading resumes at half.
 MAX_UNSENT_EVENTS = 256
-
-
-def query_of(connection: ServerConnection) -> dict[str, str]:
-    from urllib.parse import parse_qsl, urlsplit
-
-    assert connection.request is not None
-    pairs = parse_qsl(urlsplit(connection.request.path).query, keep_blank_values=True)
-    query: dict[str, str] = {}
-    for key, value in pairs:
-        if key in query:
-            raise BadRequest(f"query parameter {key} is given twice")
-        query[key] = value
-    return query
-
-
-def check_model_support(params: StreamParams, ctx: ServerContext) -> None:
-    if ctx.multilingual:
-        return
-    if params.language not in (None, "en", "auto"):
-        raise BadRequest(
-            f"model {ctx.model_name} is English-only: language={params.language} needs a "
-            "multilingual model (start the server with --model base)"
-        )
-    if params.task == "translate":
-        raise BadRequest(
-            f"model {ctx.model_name} is English-only: task=translate needs a multilingual model"
-        )
-
-
-async def reject(connection: ServerConnection, error: CaptioncastError) -> None:
-    """Report a fatal error as the first event, then close with its code."""
-    event = Error(1, code=error.code, message=error.message)
-    with contextlib.suppress(ConnectionClosed):
-        await connection.send(event.to_json())
-        await connection.close(error.close_code or 1011, error.message[:120])
 
 
 class StreamHandler:
@@ -114,17 +76,9 @@ class StreamHandler:
         finally:
             self.live.detach(self, self._why)
         if self._close is not None:
-            await self._close_connection(*self._close)
-
-    async def _close_connection(self, code: int, reason: str) -> None:
-        """Close; a peer that reads nothing, not even our close frame, is cut off."""
-        try:
-            async with asyncio.timeout(self.ctx.options.shutdown.close_timeout_s):
-                await self.connection.close(code, reason[:120])
-        except TimeoutError:
-            self.connection.transport.abort()
-        except ConnectionClosed:
-            pass
+            code, reason = self._close
+            await close_or_abort(self.connection, self.ctx.options.shutdown.close_timeout_s,
+                                 code, reason)
 
     async def _send_loop(self) -> None:
         try:
@@ -155,7 +109,7 @@ class StreamHandler:
                 await self._room.wait()
                 # After eos (or the session limit) the client waits for its finals: it
                 # owes no audio or keepalive while they are decoded.
-                idle = None if self.live.core.ending else options.idle_timeout_s
+                idle = options.idle_timeout_s if self.live.taking_audio else None
                 try:
                     async with asyncio.timeout(idle):
                         message = await self.connection.recv()
@@ -185,7 +139,7 @@ class StreamHandler:
                 f"{self.ctx.options.max_frame_bytes}"
             )
         if self.live.eos_received:
-            self.live.dispatch(self.live.core.error(BadRequest("audio after eos is ignored")))
+            self.live.report(BadRequest("audio after eos is ignored"))
             return
         self.live.audio(frame)
 
@@ -193,21 +147,16 @@ class StreamHandler:
         try:
             kind = parse_control(text)
         except CaptioncastError as error:
-            self.live.dispatch(self.live.core.error(error))
+            self.live.report(error)
             return
         self.live.control(kind)
-
-
-def _peer(connection: ServerConnection) -> str:
-    address = connection.remote_address
-    return f"{address[0]}:{address[1]}" if address else "?"
 
 
 async def handle_stream(connection: ServerConnection, ctx: ServerContext) -> None:
     since: int | None = None
     try:
         params = parse_stream_params(query_of(connection))
-        check_model_support(params, ctx)
+        ctx.check_model_support(params)
         if params.resume is not None:
             live = find_resumable(ctx, params)
             since = params.since
@@ -216,10 +165,10 @@ async def handle_stream(connection: ServerConnection, ctx: ServerContext) -> Non
             live = LiveSession(secrets.token_urlsafe(12), params, ctx)
             live.open()
     except CaptioncastError as error:
-        log.info("event=session_refused peer=%s code=%s message=%r", _peer(connection),
+        log.info("event=session_refused peer=%s code=%s message=%r", peer_of(connection),
                  error.code, error.message)
-        ctx.on_refused(error.code)
+        ctx.telemetry.refused(error.code)
         await reject(connection, error)
         return
     handler = StreamHandler(connection, live)
-    await handler.run(live.attach(handler, since, _peer(connection)))
+    await handler.run(live.attach(handler, since, peer_of(connection)))

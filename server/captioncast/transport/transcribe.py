@@ -15,14 +15,14 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import numpy as np
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.events import End, Error, Event, Final
 from captioncast.core.options import PolicyOptions, SessionConfig
-from captioncast.core.policy import Action, Cancel, CaptionSession
+from captioncast.core.policy import CaptionSession
 from captioncast.core.transcript import (
     CONTENT_TYPES,
     Segment,
@@ -33,18 +33,12 @@ from captioncast.core.transcript import (
 )
 from captioncast.errors import CaptioncastError, Overloaded
 from captioncast.options import TranscribeOptions
-from captioncast.transport.http_post import (
-    HttpFront,
-    HttpRequest,
-    HttpResponse,
-    json_response,
-    status_of,
-)
-from captioncast.transport.stream import check_model_support
+from captioncast.transport.context import ServerContext
+from captioncast.transport.driver import ScheduledDecodes, SessionDriver
+from captioncast.transport.http_exchange import HttpRequest
+from captioncast.transport.http_front import PostHandler
+from captioncast.transport.responses import HttpResponse, json_response, status_of
 from captioncast.transport.uploads import decode_file, decode_raw, read_form, spool_body
-
-if TYPE_CHECKING:
-    from captioncast.transport.server import ServerContext
 
 log = logging.getLogger("captioncast.transcribe")
 
@@ -82,77 +76,51 @@ class FileTranscription:
         self.on_event = on_event
         self.segments: list[Segment] = []
         self.errors: list[Error] = []
-        self._inflight: dict[asyncio.Future[DecodeResult], DecodeRequest] = {}
         self._results: dict[int, DecodeResult] = {}  # utterance -> its final decode
+        self._decodes = ScheduledDecodes(ctx.scheduler, self.owner, background=True)
+        self.driver = SessionDriver(self.session, self._decodes, on_event=self._event,
+                                    on_decoded=self._decoded)
 
     async def run(self, chunks: Iterator[np.ndarray]) -> Transcript:
         """Decode `chunks` (blocking, in a thread of its own) and transcribe them."""
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-decode")
         try:
-            self.session.start()
+            self.session.start()  # `ready` is for streams: a file's answer has none
             while (audio := await loop.run_in_executor(pool, next, chunks, None)) is not None:
-                self._dispatch(self.session.feed(audio))
-                while self._inflight:
-                    await self._settle()
-            self._dispatch(self.session.eos())
+                self.driver.dispatch(self.session.feed(audio))
+                while self.driver.inflight:
+                    await self._decodes.settle()
+            self.driver.dispatch(self.session.eos())
             while not self.session.finished:
-                await self._settle()
+                await self._decodes.settle()
         finally:
-            self.ctx.scheduler.drop_owner(self.owner)
+            self.driver.close()
             # The generator may be mid-step in the pool: close it there, after that step.
             pool.submit(getattr(chunks, "close", lambda: None))
             pool.shutdown(wait=False)
         return Transcript(tuple(self.segments), self.session.duration,
                           task=self.params.audio.task, fixed_language=self.fixed_language)
 
-    def _dispatch(self, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, DecodeRequest):
-                future = self.ctx.scheduler.submit(self.owner, action, background=True)
-                self._inflight[future] = action
-            elif isinstance(action, Cancel):
-                self.ctx.scheduler.cancel(self.owner, action.request_id)
-                for future, request in list(self._inflight.items()):
-                    if request.request_id == action.request_id:
-                        del self._inflight[future]
-            elif isinstance(action, Final):
-                result = self._results.pop(action.utterance, None)
-                self.segments.append(Segment(
-                    action,
-                    avg_logprob=result.avg_logprob if result else 0.0,
-                    no_speech_prob=result.no_speech_prob if result else 0.0,
-                    compression_ratio=result.compression_ratio if result else 1.0,
-                ))
-                self._emit(action)
-            elif isinstance(action, Error):
-                self.errors.append(action)
-                self._emit(action)
-            elif isinstance(action, End):
-                self._emit(action)
+    def _decoded(self, request: DecodeRequest, result: DecodeResult) -> None:
+        if request.kind == "final":
+            self._results[request.utterance] = result
 
-    def _emit(self, event: Event) -> None:
+    def _event(self, event: Event) -> None:
+        if isinstance(event, Final):
+            result = self._results.pop(event.utterance, None)
+            self.segments.append(Segment(
+                event,
+                avg_logprob=result.avg_logprob if result else 0.0,
+                no_speech_prob=result.no_speech_prob if result else 0.0,
+                compression_ratio=result.compression_ratio if result else 1.0,
+            ))
+        elif isinstance(event, Error):
+            self.errors.append(event)
+        elif not isinstance(event, End):
+            return
         if self.on_event is not None:
             self.on_event(event)
-
-    async def _settle(self) -> None:
-        """Wait for a decode and hand its result to the session."""
-        if not self._inflight:
-            raise RuntimeError("the session waits for a decode that was never asked for")
-        done, _ = await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
-        for future in done:
-            request = self._inflight.pop(future)
-            if future.cancelled():
-                continue
-            exc = future.exception()
-            if exc is not None:
-                self._dispatch(self.session.on_failure(request.request_id,
-                                                       str(exc) or type(exc).__name__))
-            else:
-                result = future.result()
-                if request.kind == "final":
-                    self._results[request.utterance] = result
-                self._dispatch(self.session.on_result(request.request_id, result))
 
 
 class TranscribeRoutes:
@@ -163,9 +131,8 @@ class TranscribeRoutes:
         self.options = options
         self.active = 0
 
-    def install(self, front: HttpFront) -> None:
-        front.route("/v1/transcribe", self.transcribe)
-        front.route("/v1/audio/transcriptions", self.openai)
+    def routes(self) -> dict[str, PostHandler]:
+        return {"/v1/transcribe": self.transcribe, "/v1/audio/transcriptions": self.openai}
 
     def _admit(self) -> None:
         if not self.ctx.ready:
@@ -176,7 +143,7 @@ class TranscribeRoutes:
 
     async def transcribe(self, request: HttpRequest) -> HttpResponse:
         params = parse_transcribe_query(request.query_dict())
-        check_model_support(params.audio, self.ctx)
+        self.ctx.check_model_support(params.audio)
         self._admit()
         self.active += 1
         try:
@@ -199,7 +166,7 @@ class TranscribeRoutes:
                     request.body, request.headers.get("Content-Type", ""),
                     self.options.max_upload_bytes)
                 params = parse_openai_form(fields)
-                check_model_support(params.audio, self.ctx)
+                self.ctx.check_model_support(params.audio)
             except BaseException:
                 self.active -= 1
                 raise

@@ -20,7 +20,7 @@ from python_multipart.multipart import parse_options_header
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
 from captioncast.core.params import StreamParams
 from captioncast.errors import BadAudio, BadRequest
-from captioncast.transport.http_post import Body
+from captioncast.transport.http_exchange import Body
 
 SPOOL_MEMORY_BYTES = 4 * 1024 * 1024  # smaller uploads never touch the disk
 CHUNK_SAMPLES = MODEL_SAMPLE_RATE  # 1 s per chunk: VAD work between awaits stays small

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -13,10 +12,8 @@ from captioncast.core.events import Error
 from captioncast.core.params import parse_viewer_params
 from captioncast.errors import CaptioncastError, SessionTimeout
 from captioncast.transport.channels import Viewer
-from captioncast.transport.stream import query_of, reject
-
-if TYPE_CHECKING:
-    from captioncast.transport.server import ServerContext
+from captioncast.transport.context import ServerContext
+from captioncast.transport.websocket import close_or_abort, query_of, reject
 
 log = logging.getLogger("captioncast.viewer")
 
@@ -54,7 +51,7 @@ async def handle_viewer(connection: ServerConnection, ctx: ServerContext) -> Non
     except CaptioncastError as error:
         await reject(connection, error)
         return
-    ctx.on_viewers_changed()
+    ctx.viewers_changed()
     log.info("event=viewer_join channel=%s since=%s viewers=%d", params.channel, params.since,
              len(viewer.channel.viewers))
     try:
@@ -70,11 +67,5 @@ async def handle_viewer(connection: ServerConnection, ctx: ServerContext) -> Non
         connection.transport.abort()  # it reads nothing: not even a close frame would pass
     finally:
         ctx.channels.unsubscribe(viewer)
-        ctx.on_viewers_changed()
-    try:
-        async with asyncio.timeout(ctx.options.shutdown.close_timeout_s):
-            await connection.close()
-    except TimeoutError:
-        connection.transport.abort()
-    except ConnectionClosed:
-        pass
+        ctx.viewers_changed()
+    await close_or_abort(connection, ctx.options.shutdown.close_timeout_s)

@@ -1,0 +1,138 @@
+"""Every route on the port in one table: WebSocket, GET and POST, and how each is answered.
+
+GETs and WebSocket upgrades come through websockets (`answer_get` is its
+`process_request`, `serve_websocket` its handler); POSTs come through h11
+(transport/http_front.py), which asks `answer_get` for the GETs that follow them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request
+
+from captioncast.errors import CaptioncastError
+from captioncast.transport.context import ServerContext
+from captioncast.transport.http_front import HttpFront, PostHandler
+from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from captioncast.transport.pages import CAPTION_FILE, caption_file, channel_list, overlay
+from captioncast.transport.responses import HttpResponse, error_response, json_response
+from captioncast.transport.security import http_refusal, peer_host, redact
+from captioncast.transport.stream import handle_stream
+from captioncast.transport.transcribe import TranscribeRoutes
+from captioncast.transport.viewer import handle_viewer
+from captioncast.transport.websocket import reject
+
+log = logging.getLogger("captioncast.server")
+
+WsHandler = Callable[[ServerConnection, ServerContext], Awaitable[None]]
+GetHandler = Callable[[ServerContext, Request], HttpResponse]
+
+
+def health(ctx: ServerContext, request: Request) -> HttpResponse:
+    """GET /healthz: load balancers' probe; the figures only with a token."""
+    status = http.HTTPStatus.OK if ctx.ready else http.HTTPStatus.SERVICE_UNAVAILABLE
+    body = ctx.health()
+    if not ctx.gate.trusted(request.path, request.headers):
+        body = {"status": body["status"]}  # a probe without a token: the state only
+    return json_response(status, body)
+
+
+def metrics(ctx: ServerContext, request: Request) -> HttpResponse:
+    """GET /metrics: Prometheus."""
+    return HttpResponse(200, ctx.telemetry.metrics.render(), METRICS_CONTENT_TYPE)
+
+
+# Answered before any token or origin check.
+OPEN_GETS: dict[str, GetHandler] = {"/healthz": health}
+GETS: dict[str, GetHandler] = {
+    "/metrics": metrics,
+    "/overlay": overlay,
+    "/v1/channels": channel_list,
+}
+GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = ((CAPTION_FILE, caption_file),)
+# A bad token on these is answered after the upgrade: an error event, then close 4001.
+WEBSOCKETS: dict[str, WsHandler] = {"/v1/stream": handle_stream, "/v1/captions": handle_viewer}
+POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
+NOT_FOUND = ("no route {path}; see /healthz, /v1/stream, /v1/captions, /overlay, "
+             "POST /v1/transcribe")
+
+
+class Routes:
+    """The table above, bound to one server's context."""
+
+    def __init__(self, ctx: ServerContext, transcribe: TranscribeRoutes) -> None:
+        self.ctx = ctx
+        self.posts: dict[str, PostHandler] = transcribe.routes()
+        assert tuple(self.posts) == POSTS
+
+    def install(self, front: HttpFront) -> None:
+        for path, handler in self.posts.items():
+            front.route(path, handler)
+
+    def answer_get(self, request: Request) -> HttpResponse | None:
+        """Answer a GET; None to let a WebSocket upgrade go on."""
+        ctx = self.ctx
+        path = urlsplit(request.path).path
+        if path in OPEN_GETS:
+            return OPEN_GETS[path](ctx, request)
+        try:
+            ctx.gate.check_origin(request.headers)
+            if path not in WEBSOCKETS:
+                ctx.gate.authorize(request.path, request.headers)
+        except CaptioncastError as error:
+            return _refusal(error, path)
+        if path in WEBSOCKETS:
+            if "upgrade" not in request.headers.get("Connection", "").lower():
+                return json_response(
+                    http.HTTPStatus.UPGRADE_REQUIRED,
+                    {"error": "bad_request", "message": f"{path} is a WebSocket endpoint"},
+                )
+            return None
+        handler = GETS.get(path) or next(
+            (h for pattern, h in GET_PATTERNS if pattern.fullmatch(path)), None)
+        if handler is not None:
+            return handler(ctx, request)
+        if path in self.posts:
+            refused = json_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                    {"error": "bad_request", "message": f"{path} takes POST"})
+            refused.headers.append(("Allow", "POST"))
+            return refused
+        return json_response(http.HTTPStatus.NOT_FOUND,
+                             {"error": "not_found", "message": NOT_FOUND.format(path=path)})
+
+    async def serve_websocket(self, connection: ServerConnection) -> None:
+        """websockets' handler: a token check, a connection slot, then the route."""
+        ctx = self.ctx
+        request = connection.request
+        assert request is not None
+        path = urlsplit(request.path).path
+        with contextlib.ExitStack() as held:
+            try:
+                ctx.gate.authorize(request.path, request.headers)
+                held.enter_context(ctx.gate.connection(peer_host(connection.remote_address)))
+            except CaptioncastError as error:
+                log.info("event=session_refused peer=%s path=%s code=%s message=%r",
+                         connection.remote_address, redact(request.path), error.code,
+                         error.message)
+                await reject(connection, error)
+                return
+            handler = WEBSOCKETS.get(path)
+            if handler is not None:
+                await handler(connection, ctx)
+
+
+def _refusal(error: CaptioncastError, path: str) -> HttpResponse:
+    status, headers = http_refusal(error) or (http.HTTPStatus.BAD_REQUEST, [])
+    log.info("event=http_refused path=%s code=%s status=%d", path, error.code, status)
+    response = error_response(status, error.code, error.message)
+    response.headers.extend(headers)
+    return response
+
+
