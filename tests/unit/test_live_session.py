@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
-from captioncast.core.events import End, Error, Event, Final, Ready
 from captioncast.core.params import StreamParams
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest
+from captioncast.protocol.events import End, Error, Event, Final, Ready
 from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
 from captioncast.transport.server import ServerContext, ServerOptions
 from tests.conftest import read_wav

@@ -22,7 +22,6 @@ import numpy as np
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.buffer import AudioBuffer
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
-from captioncast.core.events import End, Error, Event, Final, Partial, Ready, Sequencer, Word
 from captioncast.core.repetition import LoopOptions, RepetitionGuard, collapse_loops
 from captioncast.core.segmenter import (
     Segmenter,
@@ -40,6 +39,7 @@ from captioncast.core.text import (
     revised_words,
 )
 from captioncast.errors import CaptioncastError
+from captioncast.protocol.events import End, Error, Event, Final, Partial, Ready, Sequencer, Word
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from websockets.http11 import Request, Response
 
 from captioncast.core.params import parse_channel_name, parse_viewer_params
 from captioncast.errors import BadRequest
+from captioncast.protocol.captions import render_srt, render_vtt
 from captioncast.transport.responses import body_response, error_response, json_response
-from captioncast_client.captions import render_srt, render_vtt
 
 if TYPE_CHECKING:
     from captioncast.transport.server import ServerContext

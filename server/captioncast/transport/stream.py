@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from captioncast.core.events import Error, Event
 from captioncast.core.params import StreamParams, parse_control, parse_stream_params
 from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
+from captioncast.protocol import codes
+from captioncast.protocol.events import Error, Event
 from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ async def reject(connection: ServerConnection, error: CaptioncastError) -> None:
     event = Error(1, code=error.code, message=error.message)
     with contextlib.suppress(ConnectionClosed):
         await connection.send(event.to_json())
-        await connection.close(error.close_code or 1011, error.message[:120])
+        await connection.close(error.close_code or codes.INTERNAL, error.message[:120])
 
 
 class StreamHandler:
@@ -103,7 +104,7 @@ class StreamHandler:
         for event in first:
             self.send(event)
         if self.live.over:  # resumed after its end: replay, then close
-            self.finish(1000, "end of stream")
+            self.finish(codes.NORMAL, "end of stream")
         try:
             async with asyncio.TaskGroup() as group:
                 sender = group.create_task(self._send_loop())

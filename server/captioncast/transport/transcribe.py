@@ -21,7 +21,6 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
-from captioncast.core.events import End, Error, Event, Final
 from captioncast.core.policy import Action, Cancel, CaptionSession, PolicyOptions, SessionConfig
 from captioncast.core.transcript import (
     CONTENT_TYPES,
@@ -32,6 +31,7 @@ from captioncast.core.transcript import (
     parse_transcribe_query,
 )
 from captioncast.errors import CaptioncastError, Overloaded
+from captioncast.protocol.events import End, Error, Event, Final
 from captioncast.transport.http_post import (
     HttpFront,
     HttpRequest,

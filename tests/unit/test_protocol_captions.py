@@ -1,4 +1,4 @@
-"""Cue splitting for caption files: short lines, two lines a cue, timed by words."""
+"""captioncast.protocol.captions: cues split for reading, SRT and WebVTT as their libraries read them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import srt
 import webvtt
 
-from captioncast_client.captions import (
+from captioncast.protocol.captions import (
     MAX_LINE_CHARS,
     MAX_LINES,
     render_srt,
