@@ -295,12 +295,12 @@ def _write_files(args: argparse.Namespace, finals: list[dict[str, Any]]) -> None
 def _printer(args: argparse.Namespace) -> Any:
     import json
 
+    from captioncast.protocol.events import Event
     from captioncast_client.terminal import CaptionPrinter
 
     if args.json:
-        def print_json(event: dict[str, Any]) -> None:
-            shown = {k: v for k, v in event.items() if k != "received_at"}
-            print(json.dumps(shown, ensure_ascii=False), flush=True)
+        def print_json(event: Event) -> None:
+            print(json.dumps(event.to_dict(), ensure_ascii=False), flush=True)
         return print_json
     return CaptionPrinter()
 
