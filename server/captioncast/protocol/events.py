@@ -42,9 +42,6 @@ class Word:
         return cls(str(data["word"]), float(data["start"]), float(data["end"]),
                    float(data.get("p", 0.0)))
 
-    def shifted(self, offset: float) -> Word:
-        return dataclasses.replace(self, start=self.start + offset, end=self.end + offset)
-
 
 @dataclass(frozen=True)
 class Event:
