@@ -28,12 +28,12 @@ import numpy as np
 from stream_bench import CLEAN_PREFIXES, CONTINUOUS, norm_word, p95  # the same sets and rules
 
 from captioncast.core.decoding import DecodeRequest
-from captioncast.core.events import Final, Partial
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.text import revised_words
 from captioncast.engine.models import plan_device, resolve_model
 from captioncast.engine.whisper import DecodeOptions, WhisperDecoder
+from captioncast.protocol.events import Final, Partial
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
 VERBOSE = "--verbose" in sys.argv

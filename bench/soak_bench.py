@@ -58,6 +58,7 @@ from stream_bench import (  # bench/ is not a package
     write_results_md,
 )
 
+from captioncast.protocol.events import Event, Final
 from captioncast_client.streaming import StreamResult, stream, stream_url
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -356,12 +357,12 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             progress = {"finals": 0}
 
-            def on_event(event: dict[str, Any]) -> None:
-                if event["type"] == "final":
+            def on_event(event: Event) -> None:
+                if isinstance(event, Final):
                     progress["finals"] += 1
                     if progress["finals"] % 50 == 0:
                         log(f"  {(time.monotonic() - started) / 60:.1f} min: "
-                            f"{progress['finals']} finals, audio at {event['end'] / 60:.1f} min, "
+                            f"{progress['finals']} finals, audio at {event.end / 60:.1f} min, "
                             f"RSS {sampler.samples[-1][1]:.0f} MiB")
 
             result = asyncio.run(stream(stream_url(f"127.0.0.1:{port}"), chunks(placed_gaps),

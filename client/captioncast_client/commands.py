@@ -18,6 +18,7 @@ from typing import Any
 
 # Stdlib only: the CAPTIONCAST_* table and the argparse types that check its values.
 from captioncast import environment as env
+from captioncast.protocol.events import Event
 
 DEFAULT_SERVER = "ws://127.0.0.1:8765"
 
@@ -127,9 +128,8 @@ def _printer(args: argparse.Namespace) -> Any:
     from captioncast_client.terminal import CaptionPrinter
 
     if args.json:
-        def print_json(event: dict[str, Any]) -> None:
-            shown = {k: v for k, v in event.items() if k != "received_at"}
-            print(json.dumps(shown, ensure_ascii=False), flush=True)
+        def print_json(event: Event) -> None:
+            print(json.dumps(event.to_dict(), ensure_ascii=False), flush=True)
         return print_json
     return CaptionPrinter()
 

@@ -1,6 +1,6 @@
 """What a client keeps to survive a dropped connection: audio to resend, where events stand.
 
-No I/O. `streaming.stream` uses these when it reconnects: it resumes the session with
+No I/O. `session.CaptionStream` uses these when it reconnects: it resumes the session with
 `since=` the last seq it read, resends the audio after the server's `audio_received`,
 and, when the session is gone (expired, server restarted), starts a new one from the end
 of the last final it got, shifting the new session's clock and numbers so that its
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-Event = dict[str, Any]
+from captioncast.protocol.events import End, Event, Final, Partial, Ready
 
 
 class SentAudio:
@@ -124,31 +123,33 @@ class EventContinuity:
 
     def accept(self, event: Event) -> Event | None:
         """The event as handed on, or None for a repeat (or a ready)."""
-        seq = int(event.get("seq", 0))
-        if event.get("type") == "ready" or seq <= self.last_seq:
+        if isinstance(event, Ready) or event.seq <= self.last_seq:
             return None
-        self.last_seq = seq
-        out = dict(event)
-        out["seq"] = seq + self._seq_shift
+        self.last_seq = event.seq
+        out = event.with_seq(event.seq + self._seq_shift)
         if self._time_shift or self._utterance_shift:
             out = self._shifted(out)
-        self.out_seq = out["seq"]
-        if out.get("type") == "final":
-            self.next_utterance = int(out["utterance"]) + 1
-            self.last_final_end = max(self.last_final_end, float(out["end"]))
+        self.out_seq = out.seq
+        if isinstance(out, Final):
+            self.next_utterance = out.utterance + 1
+            self.last_final_end = max(self.last_final_end, out.end)
         return out
 
     def _shifted(self, event: Event) -> Event:
-        t = self._time_shift
-        if "utterance" in event:
-            event["utterance"] = int(event["utterance"]) + self._utterance_shift
-        for key in ("start", "end"):
-            if key in event:
-                event[key] = round(float(event[key]) + t, 3)
-        if event.get("words"):
-            event["words"] = [{**w, "start": round(w["start"] + t, 3),
-                               "end": round(w["end"] + t, 3)} for w in event["words"]]
-        if event.get("type") == "end":
-            event["duration"] = round(float(event["duration"]) + t, 3)
-            event["utterances"] = int(event["utterances"]) + self._utterance_shift
+        t, shift = self._time_shift, self._utterance_shift
+        if isinstance(event, Partial):
+            return replace(event, utterance=event.utterance + shift,
+                           start=_t(event.start + t), end=_t(event.end + t))
+        if isinstance(event, Final):
+            return replace(event, utterance=event.utterance + shift, start=_t(event.start + t),
+                           end=_t(event.end + t),
+                           words=tuple(replace(w, start=_t(w.start + t), end=_t(w.end + t))
+                                       for w in event.words))
+        if isinstance(event, End):
+            return replace(event, duration=_t(event.duration + t),
+                           utterances=event.utterances + shift)
         return event
+
+
+def _t(seconds: float) -> float:
+    return round(seconds, 3)

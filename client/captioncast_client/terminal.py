@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 import sys
-from typing import Any, TextIO
+from typing import TextIO
+
+from captioncast.protocol.events import End, Error, Event, Final, Partial
 
 
 def clock(seconds: float) -> str:
@@ -26,31 +28,27 @@ class CaptionPrinter:
             self.out.write("\r\x1b[2K")
             self._partial_shown = False
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "partial" and self.live:
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Partial) and self.live:
             width = shutil.get_terminal_size((100, 20)).columns - 4
-            text = event["text"]
+            text = event.text
             if len(text) > width:
                 text = "…" + text[-(width - 1):]
             self._clear()
-            stable = event.get("stable", "")
+            stable = event.stable
             rest = text[len(stable):] if text.startswith(stable) else text
             shown = stable if text.startswith(stable) else ""
             self.out.write(f"\x1b[2m{shown}\x1b[0m\x1b[3m{rest}\x1b[0m")
             self._partial_shown = True
             self.out.flush()
-        elif kind == "final":
+        elif isinstance(event, Final):
             self._clear()
-            if event["text"]:
-                self.out.write(
-                    f"[{clock(event['start'])} --> {clock(event['end'])}] {event['text']}\n"
-                )
+            if event.text:
+                self.out.write(f"[{clock(event.start)} --> {clock(event.end)}] {event.text}\n")
             self.out.flush()
-        elif kind == "error":
+        elif isinstance(event, Error):
             self._clear()
-            print(f"captioncast: server error {event['code']}: {event['message']}",
-                  file=sys.stderr)
-        elif kind == "end":
+            print(f"captioncast: server error {event.code}: {event.message}", file=sys.stderr)
+        elif isinstance(event, End):
             self._clear()
             self.out.flush()

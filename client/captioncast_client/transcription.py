@@ -17,6 +17,8 @@ from urllib.parse import urlencode, urlsplit
 
 import av
 
+from captioncast.protocol.codes import ErrorCode
+from captioncast.protocol.events import EVENT_TYPES, End, Error, Event, Final, event_from_dict
 from captioncast_client.access import (
     NO_ACCESS,
     TLS_HINT,
@@ -24,11 +26,10 @@ from captioncast_client.access import (
     Access,
     explain_refusal,
 )
-from captioncast_client.streaming import ClientError, ServerRefused, ServerUnreachable
+from captioncast_client.errors import ClientError, ServerRefused, ServerUnreachable
 
 UPLOAD_BLOCK = 256 * 1024
-BAD_AUDIO = "bad_audio"  # the server could not decode the file: the CLI's bad input, exit 1
-Event = dict[str, Any]
+Transcript = dict[str, Any]  # the answer's JSON: text, language, duration, segments
 
 
 def http_base(server: str) -> tuple[str, str, int]:
@@ -73,7 +74,7 @@ def transcribe_file(
     timeout: float = 600.0,
     access: Access = NO_ACCESS,
     **params: Any,
-) -> Event:
+) -> Transcript:
     """Upload `path`, return the transcript (`text`, `language`, `duration`, `segments`).
 
     `params` are the query parameters of /v1/transcribe (language, task, prompt, ...);
@@ -111,20 +112,20 @@ def transcribe_file(
     try:
         if response.status != 200:
             code, message = _error(response.read())
-            if code == BAD_AUDIO:
+            if code == ErrorCode.BAD_AUDIO:  # the server could not decode the file: exit 1
                 raise ClientError(f"{path}: {message}")
             raise ServerRefused(f"server refused the file: {explain_refusal(response.status)}: "
                                 f"{message}")
         while line := response.readline():
-            event: Event = json.loads(line)
-            if event["type"] == "transcript":
-                return event
-            if event["type"] == "error":
-                if event["code"] == BAD_AUDIO:  # the file, not the server: bad input
-                    raise ClientError(f"{path}: {event['message']}")
-                raise ServerRefused(f"transcription failed: {event['code']}: "
-                                    f"{event['message']}")
-            if on_event:
+            answer: Transcript = json.loads(line)
+            if answer.get("type") == "transcript":  # the answer itself, not an event
+                return answer
+            event = event_from_dict(answer) if answer.get("type") in EVENT_TYPES else None
+            if isinstance(event, Error):
+                if event.code == ErrorCode.BAD_AUDIO:  # the file, not the server: bad input
+                    raise ClientError(f"{path}: {event.message}")
+                raise ServerRefused(f"transcription failed: {event.code}: {event.message}")
+            if on_event and event is not None:
                 on_event(event)
         raise ClientError("the server ended the answer before the transcript")
     except (OSError, http.client.HTTPException) as exc:
@@ -148,7 +149,7 @@ def _error(body: bytes) -> tuple[str | None, str]:
 
 
 def transcribe_with_progress(server: str, path: Path, show: bool | None = None,
-                             **params: Any) -> Event:
+                             **params: Any) -> Transcript:
     """`transcribe_file` with progress bars on stderr: the upload, then the audio decoded.
 
     `show=None` shows them only on a terminal.
@@ -167,18 +168,18 @@ def transcribe_with_progress(server: str, path: Path, show: bool | None = None,
         as audio,
     ):
         def on_event(event: Event) -> None:
-            if event["type"] == "final":
-                audio.update(max(0.0, round(event["end"] - audio.n, 3)))
-            elif event["type"] == "end":
-                audio.update(max(0.0, round(event["duration"] - audio.n, 3)))
+            if isinstance(event, Final):
+                audio.update(max(0.0, round(event.end - audio.n, 3)))
+            elif isinstance(event, End):
+                audio.update(max(0.0, round(event.duration - audio.n, 3)))
 
         return transcribe_file(server, path, on_sent=upload.update, on_event=on_event,
                                **params)
 
 
-def render(transcript: Event, fmt: str) -> str:
+def render(transcript: Transcript, fmt: str) -> str:
     """The transcript as text, json, srt or vtt."""
-    from captioncast_client.captions import to_srt, to_vtt
+    from captioncast.protocol.captions import to_srt, to_vtt
 
     if fmt == "json":
         shown = {k: v for k, v in transcript.items() if k != "type"}

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import ssl
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from websockets.exceptions import ConnectionClosed
 
+from captioncast.protocol.codes import ErrorCode
+from captioncast.protocol.events import End, Error, Event, Final, Partial
 from captioncast_client.access import NO_ACCESS, Access, websocket_base
-from captioncast_client.streaming import (
-    Event,
-    ServerUnreachable,
-    open_connection,
-    refusal,
-)
+from captioncast_client.connection import decode, open_connection, refusal
+from captioncast_client.errors import ServerUnreachable
 
 
 def captions_url(server: str, channel: str, since: int | None = None,
@@ -48,25 +47,28 @@ def live_channels(server: str, access: Access = NO_ACCESS,
         return None  # an older server, a proxy in the way: say nothing rather than guess
 
 
-async def watch(
+async def follow(
     server: str,
     channel: str,
-    on_event: Callable[[Event], None],
     *,
     since: int | None = None,
-    follow: bool = False,
+    partials: bool = False,
+    until_end: bool = False,
     retries: int = 8,
     token: str | None = None,
     access: Access = NO_ACCESS,
     on_no_speaker: Callable[[list[str]], None] | None = None,
-) -> int | None:
-    """Print a channel until its `end` (or forever with `follow`); return the last seq seen.
+) -> AsyncGenerator[Final | Partial | End | Error, None]:
+    """A channel's captions as typed events: every `final` once and in order, and `end`s.
 
-    A dropped connection is retried with backoff and `since`, so finals sent while we
-    were away are replayed; partials in between are simply skipped. A server that cannot
-    be reached at the first try is an error at once: there is nothing to catch up on.
-    Once connected, `on_no_speaker` is called with the live channels if this one has no
-    speaker, so that a caller can say why nothing shows.
+    Follows the channel across its speakers (every `end`) unless `until_end`; with
+    `partials`, partials too. A dropped connection is retried with backoff and `since`,
+    so finals sent while we were away are replayed; partials in between are skipped. A
+    server that cannot be reached at the first try is an error at once (there is nothing
+    to catch up on), and so is one lost for `retries` tries in a row. A server's `error`
+    is yielded, then the connection is retried (an `unauthorized` one raises
+    ServerRefused instead). Once connected, `on_no_speaker` is called with the live
+    channels if this one has no speaker, so that a caller can say why nothing shows.
     """
     last = since
     failures = 0
@@ -84,19 +86,22 @@ async def watch(
                 async for message in connection:
                     if not isinstance(message, str):
                         continue
-                    event: Event = json.loads(message)
-                    if event["type"] == "error":
-                        if event.get("code") == "unauthorized":
+                    event = decode(message)
+                    if isinstance(event, Error):
+                        if event.code == ErrorCode.UNAUTHORIZED:
                             raise refusal(event)  # reconnecting would not help
-                        on_event(event)
+                        yield event
                         break  # the server closes after a fatal one; reconnect catches up
-                    if last is not None and event["seq"] <= last:
+                    if not isinstance(event, Final | Partial | End):
+                        continue
+                    if last is not None and event.seq <= last:
                         continue  # already shown before a reconnect
-                    if event["type"] != "partial":
-                        last = event["seq"]
-                    on_event(event)
-                    if event["type"] == "end" and not follow:
-                        return last
+                    if not isinstance(event, Partial):
+                        last = event.seq
+                    if partials or not isinstance(event, Partial):
+                        yield event
+                    if isinstance(event, End) and until_end:
+                        return
         except ServerUnreachable as exc:
             failures += 1
             # A certificate that does not verify will not verify on the next try either.
@@ -107,3 +112,33 @@ async def watch(
             if failures > retries:
                 raise ServerUnreachable(f"lost captioncast at {server}: {exc}") from exc
         await asyncio.sleep(min(10.0, 0.25 * 2 ** failures) * random.uniform(0.8, 1.2))
+
+
+async def watch(
+    server: str,
+    channel: str,
+    on_event: Callable[[Event], None],
+    *,
+    since: int | None = None,
+    follow: bool = False,
+    retries: int = 8,
+    token: str | None = None,
+    access: Access = NO_ACCESS,
+    on_no_speaker: Callable[[list[str]], None] | None = None,
+) -> int | None:
+    """Hand a channel's events to `on_event` until its `end` (or forever with `follow`).
+
+    Returns the last seq seen. `follow()` with partials, as the watch command shows them.
+    """
+    last = since
+    events = _follow(server, channel, since=since, partials=True, until_end=not follow,
+                     retries=retries, token=token, access=access, on_no_speaker=on_no_speaker)
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if not isinstance(event, Partial | Error):
+                last = event.seq
+            on_event(event)
+    return last
+
+
+_follow = follow  # watch() takes a `follow` flag, as the command's --follow

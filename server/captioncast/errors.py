@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from captioncast.protocol import codes
+from captioncast.protocol.codes import ErrorCode
+
 
 class CaptioncastError(Exception):
     """Base of every error that can be reported to a client as an `error` event."""
 
-    code = "internal"
-    close_code: int | None = 1011  # None: report and carry on
+    code = ErrorCode.INTERNAL
+    close_code: int | None = codes.INTERNAL  # None: report and carry on
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -17,8 +20,8 @@ class CaptioncastError(Exception):
 class BadRequest(CaptioncastError):
     """A query parameter or control message the server cannot accept."""
 
-    code = "bad_request"
-    close_code: int | None = 1008
+    code = ErrorCode.BAD_REQUEST
+    close_code: int | None = codes.POLICY
 
 
 class BadControlMessage(BadRequest):
@@ -30,32 +33,32 @@ class BadControlMessage(BadRequest):
 class BadAudio(CaptioncastError):
     """Audio bytes that do not match the declared format; the frame is dropped."""
 
-    code = "bad_audio"
+    code = ErrorCode.BAD_AUDIO
     close_code = None
 
 
 class TooLarge(CaptioncastError):
-    code = "too_large"
-    close_code = 1009
+    code = ErrorCode.TOO_LARGE
+    close_code = codes.TOO_BIG
 
 
 class Overloaded(CaptioncastError):
-    code = "overloaded"
-    close_code = 1013
+    code = ErrorCode.OVERLOADED
+    close_code = codes.OVERLOADED
 
 
 class Unauthorized(CaptioncastError):
-    code = "unauthorized"
-    close_code = 4001
+    code = ErrorCode.UNAUTHORIZED
+    close_code = codes.UNAUTHORIZED
 
 
 class SessionTimeout(CaptioncastError):
-    code = "timeout"
-    close_code = 1008
+    code = ErrorCode.TIMEOUT
+    close_code = codes.POLICY
 
 
 class ModelError(CaptioncastError):
     """The model could not be found, assembled or loaded."""
 
-    code = "internal"
-    close_code = 1011
+    code = ErrorCode.INTERNAL
+    close_code = codes.INTERNAL

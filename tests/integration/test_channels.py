@@ -16,8 +16,8 @@ import srt
 import webvtt
 from websockets.asyncio.client import connect
 
+from captioncast.protocol.captions import MAX_LINE_CHARS, MAX_LINES
 from captioncast_client.audio_files import decode_pcm, rechunk, silence
-from captioncast_client.captions import MAX_LINE_CHARS, MAX_LINES
 from captioncast_client.streaming import stream, stream_url
 from captioncast_client.viewing import captions_url
 from tests.conftest import speech_path

@@ -15,6 +15,7 @@ import pytest
 import webvtt
 from websockets.asyncio.client import connect
 
+from captioncast.protocol.events import Event, Final
 from captioncast_client.audio_files import decode_pcm, rechunk, silence
 from captioncast_client.streaming import stream, stream_url
 from captioncast_client.viewing import captions_url
@@ -131,9 +132,9 @@ async def test_a_node_stopped_mid_stream_its_speaker_goes_on_through_nginx_on_th
     finals_seen = asyncio.Event()
     count = 0
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(event: Event) -> None:
         nonlocal count
-        if event["type"] == "final" and event["text"]:
+        if isinstance(event, Final) and event.text:
             count += 1
             if count >= 2:
                 finals_seen.set()

@@ -16,6 +16,7 @@ import aiomqtt
 import pytest
 from websockets.asyncio.client import connect
 
+from captioncast.protocol.events import Event, Final
 from captioncast_client.audio_files import decode_pcm, rechunk, silence
 from captioncast_client.streaming import stream, stream_url
 from tests.conftest import speech_path
@@ -110,9 +111,9 @@ async def test_every_final_reaches_the_broker_across_a_crash(broker: Mosquitto) 
         await asyncio.wait_for(subscriber.connected.wait(), 10)
         finals: list[dict[str, Any]] = []
 
-        def on_event(event: dict[str, Any]) -> None:
-            if event["type"] == "final" and event["text"]:
-                finals.append(event)
+        def on_event(event: Event) -> None:
+            if isinstance(event, Final) and event.text:
+                finals.append(event.to_dict())
 
         speaking = asyncio.create_task(stream(
             stream_url(server.url, channel=channel),

@@ -6,11 +6,11 @@ import asyncio
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.async_api import WebSocketRoute, async_playwright
 
+from captioncast.protocol.events import Event, Final
 from captioncast_client.audio_files import decode_pcm, rechunk, silence
 from captioncast_client.streaming import stream, stream_url
 from tests.conftest import speech_path
@@ -95,8 +95,8 @@ async def test_overlay_shows_the_captions_and_catches_up_after_a_drop(
                                          timeout=PAGE_DEADLINE_MS)
             decided = asyncio.Event()
 
-            def on_event(event: dict[str, Any]) -> None:
-                if event["type"] == "final" and event["text"]:
+            def on_event(event: Event) -> None:
+                if isinstance(event, Final) and event.text:
                     decided.set()
 
             second = asyncio.create_task(stream(stream_url(server.url, channel=channel),

@@ -15,6 +15,7 @@ import pytest
 import srt
 from websockets.asyncio.client import ClientConnection, connect
 
+from captioncast.protocol.events import Event, Final, Partial, Ready
 from captioncast_client.audio_files import decode_pcm, rechunk, silence
 from captioncast_client.streaming import StreamResult, stream, stream_url
 from tests.conftest import reference, speech_path, wer
@@ -60,10 +61,10 @@ async def test_a_connection_cut_mid_utterance_resumes_and_every_final_arrives_on
     async with CuttableProxy(server.port) as proxy:
         cut_in: list[dict[str, Any]] = []
 
-        def cut_mid_utterance(event: dict[str, Any]) -> None:
+        def cut_mid_utterance(event: Event) -> None:
             # A partial means an utterance is open: the audio it is made of is cut off.
-            if not proxy.cuts and event["type"] == "partial" and event["end"] > 30:
-                cut_in.append(event)
+            if not proxy.cuts and isinstance(event, Partial) and event.end > 30:
+                cut_in.append(event.to_dict())
                 proxy.cut()
 
         async def cut_anyway() -> None:
@@ -218,10 +219,10 @@ async def test_an_expired_session_is_continued_by_a_new_one(short_window: Runnin
             await _until_logged(short_window, f"event=session_expired session={session[0]}")
             proxy.accept()
 
-        def cut_and_stay_down(event: dict[str, Any]) -> None:
-            if event["type"] == "ready" and not session:
-                session.append(event["session"])
-            if not proxy.cuts and event["type"] == "final" and event["end"] > 8:
+        def cut_and_stay_down(event: Event) -> None:
+            if isinstance(event, Ready) and not session:
+                session.append(event.session)
+            if not proxy.cuts and isinstance(event, Final) and event.end > 8:
                 proxy.refuse()
                 proxy.cut()
                 lifted.append(asyncio.get_running_loop().create_task(stay_down_until_expired()))

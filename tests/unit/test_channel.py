@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from captioncast.core.channel import ChannelLog, ChannelOptions, ViewerBacklog
-from captioncast.core.events import End, Final, Partial, Ready, Word
+from captioncast.protocol.events import End, Final, Partial, Ready, Word
 
 
 def final(seq: int, utterance: int, start: float, end: float, text: str) -> Final:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from captioncast.core.decoding import DecodeRequest
-from captioncast.core.events import End, Event, Final
 from captioncast.core.policy import Cancel, CaptionSession, PolicyOptions, SessionConfig
+from captioncast.protocol.events import End, Event, Final
 from captioncast.transport.driver import Done, Outcome, SessionDriver
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import ScriptedDecoder

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
-from captioncast.core.events import End, Error, Event, Final, Ready
 from captioncast.core.params import StreamParams
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest
+from captioncast.options import ServerOptions
+from captioncast.protocol.events import End, Error, Event, Final, Ready
 from captioncast.transport.context import ServerContext
 from captioncast.transport.live_session import TAKEN_OVER, LiveSession, State, find_resumable
-from captioncast.transport.server import ServerOptions
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import ScriptedDecoder
 

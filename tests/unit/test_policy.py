@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
-from captioncast.core.events import End, Error, Final, Partial, Ready
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.policy import CaptionSession
 from captioncast.errors import BadAudio
+from captioncast.protocol.events import End, Error, Final, Partial, Ready
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import WORD_S, WORDS, Driver, ScriptedDecoder
 

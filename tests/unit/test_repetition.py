@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
-from captioncast.core.events import Final
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.policy import CaptionSession
 from captioncast.core.repetition import RepetitionGuard, collapse_loops
+from captioncast.protocol.events import Final
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import Driver, ScriptedDecoder
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from captioncast.core.events import Final, Partial, Ready
 from captioncast.core.replay import EventLog
 from captioncast.errors import BadRequest
+from captioncast.protocol.events import Final, Partial, Ready
 
 
 def _ready() -> Ready:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from captioncast.protocol.events import End, Final, Partial, Ready, Word
 from captioncast_client.resume import Backoff, EventContinuity, SentAudio
 
 
@@ -43,33 +44,34 @@ def test_sent_audio_past_max_held_is_dropped() -> None:
     assert audio.held <= 1200
 
 
+def _partial(seq: int) -> Partial:
+    return Partial(seq, utterance=0, start=0.0, end=1.0, text="hi", stable="")
+
+
 def test_replayed_events_are_handed_on_once() -> None:
     events = EventContinuity()
     events.last_seq = events.out_seq = 1
-    got = [events.accept({"type": "partial", "seq": s, "utterance": 0}) for s in (2, 3)]
-    assert [e["seq"] for e in got if e] == [2, 3]
+    got = [events.accept(_partial(s)) for s in (2, 3)]
+    assert [e.seq for e in got if e] == [2, 3]
     # resumed: a new ready, then a replay that overlaps what was read
-    assert events.accept({"type": "ready", "seq": 1}) is None
-    assert events.accept({"type": "partial", "seq": 3, "utterance": 0}) is None
-    final = events.accept({"type": "final", "seq": 4, "utterance": 0, "start": 1.0,
-                           "end": 2.5, "text": "hi"})
-    assert final is not None and final["seq"] == 4 and events.last_final_end == 2.5
+    assert events.accept(Ready(1, "s", "tiny.en", 16000, "en", 600, audio_received=1.0)) is None
+    assert events.accept(_partial(3)) is None
+    final = events.accept(Final(4, utterance=0, start=1.0, end=2.5, text="hi", language="en"))
+    assert final is not None and final.seq == 4 and events.last_final_end == 2.5
 
 
 def test_a_new_session_continues_the_numbers_and_the_clock() -> None:
     events = EventContinuity()
     events.last_seq = events.out_seq = 1
-    events.accept({"type": "final", "seq": 2, "utterance": 0, "start": 0.5, "end": 3.0,
-                   "text": "one"})
+    events.accept(Final(2, utterance=0, start=0.5, end=3.0, text="one", language="en"))
     events.new_session(restart_at=3.0)
-    final = events.accept({"type": "final", "seq": 2, "utterance": 0, "start": 0.25,
-                           "end": 1.5, "text": "two",
-                           "words": [{"word": "two", "start": 0.25, "end": 1.5, "p": 0.9}]})
-    end = events.accept({"type": "end", "seq": 3, "duration": 4.0, "utterances": 1})
-    assert final is not None and end is not None
-    assert (final["seq"], final["utterance"], final["start"], final["end"]) == (3, 1, 3.25, 4.5)
-    assert final["words"][0]["start"] == 3.25
-    assert (end["seq"], end["duration"], end["utterances"]) == (4, 7.0, 2)
+    final = events.accept(Final(2, utterance=0, start=0.25, end=1.5, text="two", language="en",
+                                words=(Word("two", 0.25, 1.5, 0.9),)))
+    end = events.accept(End(3, duration=4.0, utterances=1))
+    assert isinstance(final, Final) and isinstance(end, End)
+    assert (final.seq, final.utterance, final.start, final.end) == (3, 1, 3.25, 4.5)
+    assert final.words[0].start == 3.25
+    assert (end.seq, end.duration, end.utterances) == (4, 7.0, 2)
 
 
 def test_backoff_grows_to_its_cap() -> None:

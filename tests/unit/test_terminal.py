@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from captioncast.protocol.events import Final, Partial
 from captioncast_client.terminal import CaptionPrinter
 
 
@@ -29,12 +30,11 @@ def _screen(raw: str) -> list[str]:
 def test_a_final_that_corrects_stable_words_replaces_the_whole_partial() -> None:
     out = io.StringIO()
     show = CaptionPrinter(out, show_partials=True)
-    show({"type": "partial", "utterance": 0, "text": "Alfa bravo char", "stable": "Alfa bravo"})
+    show(Partial(1, utterance=0, start=0.5, end=1.5, text="Alfa bravo char", stable="Alfa bravo"))
     assert _screen(out.getvalue()) == ["Alfa bravo char"]
-    show({"type": "final", "utterance": 0, "start": 0.5, "end": 2.0,
-          "text": "Alpha, bravo, Charlie."})
+    show(Final(2, utterance=0, start=0.5, end=2.0, text="Alpha, bravo, Charlie.", language="en"))
     assert _screen(out.getvalue()) == ["[00:00:00.500 --> 00:00:02.000] Alpha, bravo, Charlie."]
-    show({"type": "partial", "utterance": 1, "text": "delta", "stable": ""})
-    show({"type": "final", "utterance": 1, "start": 2.5, "end": 3.0, "text": ""})
+    show(Partial(3, utterance=1, start=2.5, end=3.0, text="delta", stable=""))
+    show(Final(4, utterance=1, start=2.5, end=3.0, text="", language="en"))
     # an empty final (no speech after all) takes its partial away and prints nothing
     assert _screen(out.getvalue()) == ["[00:00:00.500 --> 00:00:02.000] Alpha, bravo, Charlie."]

@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from captioncast.core.events import End, Event, Final, Partial, Sequencer, Word
-from captioncast_client.captions import Cue, split_final
+from captioncast.protocol.captions import Cue, split_final
+from captioncast.protocol.events import End, Event, Final, Partial, Sequencer, Word
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class ChannelLog:
             self._session_end = max(self._session_end, event.end)
             self._session_utterances = max(self._session_utterances, event.utterance + 1)
             self._history.append(final)
-            self.cues.extend(split_final(final.to_dict()))
+            self.cues.extend(split_final(final))
             return final
         return None  # ready and error belong to the speaker's own connection
 
@@ -127,7 +127,7 @@ class ChannelLog:
             if self.partial is not None and self.partial.utterance <= event.utterance:
                 self.partial = None
             self._history.append(event)
-            self.cues.extend(split_final(event.to_dict()))
+            self.cues.extend(split_final(event))
             self._remote_end = max(self._remote_end, event.end)
             self._remote_utterances = max(self._remote_utterances, event.utterance + 1)
             self.remote_live = True

@@ -6,13 +6,13 @@ import numpy as np
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.decoding import DecodedWord, DecodeResult
-from captioncast.core.events import Final, Word
 from captioncast.core.hallucination import is_hallucination, voiced_words
 from captioncast.core.history import FinalHistory
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.repetition import RepetitionGuard
 from captioncast.core.text import agreed_prefix, clean, revised_words
 from captioncast.core.utterance import PendingFinal
+from captioncast.protocol.events import Final, Word
 
 
 class FinalJudge:

@@ -23,7 +23,6 @@ from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.buffer import AudioBuffer
 from captioncast.core.context import Context, choose_context, without_context
 from captioncast.core.decoding import DecodeRequest, DecodeResult
-from captioncast.core.events import End, Error, Event, Partial, Ready, Sequencer
 from captioncast.core.finals import FinalJudge
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.repetition import collapse_loops
@@ -37,6 +36,7 @@ from captioncast.core.segmenter import (
 from captioncast.core.text import agreed_prefix, clean
 from captioncast.core.utterance import OpenUtterance, PendingFinal, Speculation
 from captioncast.errors import CaptioncastError
+from captioncast.protocol.events import End, Error, Event, Partial, Ready, Sequencer
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from captioncast.core.events import Event, Ready
 from captioncast.errors import BadRequest
+from captioncast.protocol.events import Event, Ready
 
 # About 15 minutes of events of a talking speaker with partials (~2 a second); a client
 # that reconnects lost seconds, not minutes. Bounded so an hours-long session stays flat.

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import srt
-import webvtt
-
-from captioncast.core.events import Final
 from captioncast.core.params import StreamParams, parse_stream_params
 from captioncast.errors import BadRequest
+from captioncast.protocol.captions import Cue, render_srt, render_vtt
+from captioncast.protocol.events import Final
 
 Format = Literal["json", "text", "srt", "vtt", "verbose_json", "ndjson"]
 FORMATS: tuple[Format, ...] = ("json", "text", "srt", "vtt", "verbose_json", "ndjson")
@@ -153,19 +150,16 @@ class Transcript:
                             for s in self.spoken for w in s.final.words]
         return out
 
+    def _cues(self) -> list[Cue]:
+        # One cue a segment, its text as decoded: an answer mirrors the segments of its
+        # JSON form, where a live caption file splits finals for reading.
+        return [Cue(s.final.start, s.final.end, (s.final.text,)) for s in self.spoken]
+
     def to_srt(self) -> str:
-        return str(srt.compose([
-            srt.Subtitle(index=i, start=dt.timedelta(seconds=s.final.start),
-                         end=dt.timedelta(seconds=s.final.end), content=s.final.text)
-            for i, s in enumerate(self.spoken, start=1)
-        ]))
+        return render_srt(self._cues(), reindex=True)
 
     def to_vtt(self) -> str:
-        document = webvtt.WebVTT()
-        for s in self.spoken:
-            document.captions.append(
-                webvtt.Caption(_vtt_time(s.final.start), _vtt_time(s.final.end), s.final.text))
-        return str(document.content)
+        return render_vtt(self._cues())
 
     def render(self, params: TranscribeParams) -> str | dict[str, Any]:
         """The answer in the asked format: a JSON object, or text."""
@@ -178,11 +172,3 @@ class Transcript:
         if params.format == "vtt":
             return self.to_vtt()
         return self.text + "\n"
-
-
-def _vtt_time(seconds: float) -> str:
-    millis = round(seconds * 1000)
-    hours, rest = divmod(millis, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from captioncast.errors import CaptioncastError
+from captioncast.protocol.codes import ErrorCode
 
 
 class StoreError(CaptioncastError):
@@ -20,7 +21,7 @@ class StoreError(CaptioncastError):
     the others (a value the engine refuses) are not.
     """
 
-    code = "internal"
+    code = ErrorCode.INTERNAL
     close_code = None
 
     def __init__(self, message: str, transient: bool = True) -> None:

@@ -8,8 +8,8 @@ from collections import OrderedDict
 from typing import Protocol
 
 from captioncast.core.channel import ChannelLog, ChannelOptions, ViewerBacklog
-from captioncast.core.events import Event
 from captioncast.errors import BadRequest, Overloaded
+from captioncast.protocol.events import Event
 
 log = logging.getLogger("captioncast.channels")
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
-from captioncast.core.events import Event
 from captioncast.core.policy import Action, Cancel, CaptionSession
 from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.protocol.events import Event
 
 # What a decode came to: a result, the exception it raised, or None when it was cancelled.
 Outcome = DecodeResult | BaseException | None

@@ -22,12 +22,13 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
-from captioncast.core.events import Event, Ready
 from captioncast.core.options import SessionConfig
 from captioncast.core.params import StreamParams
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.replay import EventLog
 from captioncast.errors import BadRequest, CaptioncastError, Overloaded, SessionTimeout
+from captioncast.protocol import codes
+from captioncast.protocol.events import Event, Ready
 from captioncast.transport.coalesce import FrameCoalescer
 from captioncast.transport.driver import ScheduledDecodes, SessionDriver
 from captioncast.transport.telemetry import StreamLatency
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("captioncast.stream")
 
-TAKEN_OVER = (1008, "this session was resumed on another connection")
+TAKEN_OVER = (codes.POLICY, "this session was resumed on another connection")
 
 
 class State(enum.Enum):
@@ -112,7 +113,7 @@ class LiveSession:
         self.detached_at = 0.0
         self._limit = Timer()
         self._eos = False
-        self._close_reason = (1000, "end of stream")
+        self._close_reason = (codes.NORMAL, "end of stream")
         self.started = time.monotonic()
 
     # -- state --------------------------------------------------------------------------
@@ -247,14 +248,14 @@ class LiveSession:
         if not self.taking_audio:
             return
         limit = self.ctx.options.max_session_s or 0
-        self._close_reason = (1000, f"session reached the server's limit of {limit:.0f} s")
+        self._close_reason = (codes.NORMAL, f"session reached the server's limit of {limit:.0f} s")
         self.reason = "max_session"
         self.report(SessionTimeout(
             f"this session reached the server's limit of {limit:.0f} s: finalizing; "
             "start a new stream to go on"))
         self._finalize()
 
-    def finalize(self, code: int = 1000, reason: str = "end of stream") -> None:
+    def finalize(self, code: int = codes.NORMAL, reason: str = "end of stream") -> None:
         """Finish now as if `eos` had arrived: every final, then `end`, then close."""
         if self.over:
             return
@@ -268,7 +269,7 @@ class LiveSession:
         elsewhere from the end of its last final.
         """
         self.reason = self.reason or "shutdown"
-        self.finalize(1001, "server shutting down")
+        self.finalize(codes.GOING_AWAY, "server shutting down")
 
     async def wait_closed(self) -> None:
         """Until the session is over and its last connection closed."""
@@ -299,7 +300,7 @@ class LiveSession:
         link = self.link
         self._end(error.code)
         if link is not None:
-            link.finish(error.close_code or 1011, error.message[:120])
+            link.finish(error.close_code or codes.INTERNAL, error.message[:120])
 
     def _finished(self) -> None:
         """The core said `end`: release, and close the connection with its reason."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
 import socket
@@ -28,8 +27,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from captioncast.core.events import End, Event, Final, Partial, event_from_dict
 from captioncast.errors import BadRequest, CaptioncastError
+from captioncast.protocol.events import End, Event, Final, Partial, ProtocolError, parse_event
 from captioncast.transport.backoff import Backoff
 from captioncast.transport.channels import ChannelHub
 
@@ -236,11 +235,11 @@ class ChannelFollower:
         if kind not in ("final", "partial", "end"):
             return
         try:
-            event = event_from_dict(json.loads(text))
-        except (ValueError, KeyError, TypeError):
+            event = parse_event(text)
+        except ProtocolError:
             log.warning("event=mqtt_bad_message topic=%s", topic)
             return
-        if event is not None:
+        if isinstance(event, Partial | Final | End):  # ready and error never go to a channel
             try:
                 self.hub.relay(name, event)
             except CaptioncastError as error:  # a malformed name or too many channels

@@ -11,6 +11,7 @@ from websockets.http11 import Request
 
 from captioncast.core.params import parse_channel_name, parse_viewer_params
 from captioncast.errors import BadRequest
+from captioncast.protocol.captions import render_srt, render_vtt
 from captioncast.transport.context import ServerContext
 from captioncast.transport.responses import (
     HttpResponse,
@@ -18,7 +19,6 @@ from captioncast.transport.responses import (
     error_response,
     json_response,
 )
-from captioncast_client.captions import render_srt, render_vtt
 
 CAPTION_FILE = re.compile(r"/v1/channels/([^/]+)/captions\.(vtt|srt)")
 OVERLAY_OPTIONS = frozenset({"channel", "since", "token", "size", "lines", "chars", "position",

@@ -9,9 +9,10 @@ import secrets
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from captioncast.core.events import Event
 from captioncast.core.params import parse_control, parse_stream_params
 from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
+from captioncast.protocol import codes
+from captioncast.protocol.events import Event
 from captioncast.transport.context import ServerContext
 from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
 from captioncast.transport.websocket import close_or_abort, peer_of, query_of, reject
@@ -65,7 +66,7 @@ class StreamHandler:
         for event in first:
             self.send(event)
         if self.live.over:  # resumed after its end: replay, then close
-            self.finish(1000, "end of stream")
+            self.finish(codes.NORMAL, "end of stream")
         try:
             async with asyncio.TaskGroup() as group:
                 sender = group.create_task(self._send_loop())

@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.decoding import DecodeRequest
-from captioncast.core.events import Error, Event, Final, Partial
 from captioncast.engine.capacity import CapacityMeter, CapacityOptions
 from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.protocol.events import Error, Event, Final, Partial
 from captioncast.transport.metrics import Metrics
 
 LATENCY_SAMPLES = 1000  # percentiles over the recent finals suffice

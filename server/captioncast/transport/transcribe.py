@@ -20,7 +20,6 @@ from typing import IO
 import numpy as np
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
-from captioncast.core.events import End, Error, Event, Final
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.policy import CaptionSession
 from captioncast.core.transcript import (
@@ -33,6 +32,7 @@ from captioncast.core.transcript import (
 )
 from captioncast.errors import CaptioncastError, Overloaded
 from captioncast.options import TranscribeOptions
+from captioncast.protocol.events import End, Error, Event, Final
 from captioncast.transport.context import ServerContext
 from captioncast.transport.driver import ScheduledDecodes, SessionDriver
 from captioncast.transport.http_exchange import HttpRequest

@@ -8,9 +8,10 @@ import logging
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from captioncast.core.events import Error
 from captioncast.core.params import parse_viewer_params
 from captioncast.errors import CaptioncastError, SessionTimeout
+from captioncast.protocol import codes
+from captioncast.protocol.events import Error
 from captioncast.transport.channels import Viewer
 from captioncast.transport.context import ServerContext
 from captioncast.transport.websocket import close_or_abort, query_of, reject
@@ -28,7 +29,7 @@ async def _send(connection: ServerConnection, viewer: Viewer, send_timeout_s: fl
             )
             await connection.send(Error(viewer.channel.log.last_seq, code=behind.code,
                                         message=behind.message).to_json())
-            await connection.close(behind.close_code or 1008, "viewer too slow")
+            await connection.close(behind.close_code or codes.POLICY, "viewer too slow")
             return
         for event in events:
             # A viewer that stops reading entirely is dropped; its backlog rules bound

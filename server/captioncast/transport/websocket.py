@@ -9,8 +9,9 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from captioncast.core.events import Error
 from captioncast.errors import BadRequest, CaptioncastError
+from captioncast.protocol import codes
+from captioncast.protocol.events import Error
 
 
 def query_of(connection: ServerConnection) -> dict[str, str]:
@@ -35,10 +36,10 @@ async def reject(connection: ServerConnection, error: CaptioncastError) -> None:
     event = Error(1, code=error.code, message=error.message)
     with contextlib.suppress(ConnectionClosed):
         await connection.send(event.to_json())
-        await connection.close(error.close_code or 1011, error.message[:120])
+        await connection.close(error.close_code or codes.INTERNAL, error.message[:120])
 
 
-async def close_or_abort(connection: ServerConnection, timeout_s: float, code: int = 1000,
+async def close_or_abort(connection: ServerConnection, timeout_s: float, code: int = codes.NORMAL,
                          reason: str = "") -> None:
     """Close; a peer that reads nothing, not even our close frame, is cut off."""
     try:

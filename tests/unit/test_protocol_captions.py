@@ -1,4 +1,4 @@
-"""Cue splitting for caption files: short lines, two lines a cue, timed by words."""
+"""captioncast.protocol.captions: cues split for reading, SRT and WebVTT their libraries read."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import srt
 import webvtt
 
-from captioncast_client.captions import (
+from captioncast.protocol.captions import (
     MAX_LINE_CHARS,
     MAX_LINES,
     render_srt,
@@ -60,3 +60,31 @@ def test_files_parse_with_their_libraries() -> None:
     vtt = webvtt.from_string(render_vtt(cues))
     assert [c.text for c in vtt] == [c.text for c in cues]
     assert vtt.captions[-1].start == "00:00:40.000"
+
+
+def test_a_transcript_answer_is_one_cue_per_segment_as_decoded() -> None:
+    from captioncast.core.transcript import Segment, Transcript
+    from captioncast.protocol.events import Final
+
+    finals = [Final(1, utterance=0, start=0.5, end=2.25, text=" Hello there.", language="en"),
+              Final(2, utterance=1, start=3.0, end=3.5, text="", language="en"),
+              Final(3, utterance=2, start=4.0, end=70.0, text=LONG, language="en")]
+    transcript = Transcript(tuple(Segment(f) for f in finals), duration=70.0)
+    assert transcript.to_srt() == (
+        "1\n00:00:00,500 --> 00:00:02,250\n Hello there.\n\n"
+        f"2\n00:00:04,000 --> 00:01:10,000\n{LONG}\n\n")
+    vtt = webvtt.from_string(transcript.to_vtt())
+    assert [(c.start, c.end, c.text) for c in vtt] == [
+        ("00:00:00.500", "00:00:02.250", " Hello there."),
+        ("00:00:04.000", "00:01:10.000", LONG)]
+
+
+def test_finals_and_their_json_split_alike() -> None:
+    from captioncast.protocol.events import Final, Word
+
+    data = timed(LONG)
+    final = Final(1, utterance=0, start=float(data["start"]), end=float(data["end"]),  # type: ignore[arg-type]
+                  text=LONG, language="en",
+                  words=tuple(Word(str(w["word"]), w["start"], w["end"], 0.9)  # type: ignore[index]
+                              for w in data["words"]))  # type: ignore[attr-defined]
+    assert split_final(final) == split_final(data)
