@@ -1,7 +1,8 @@
 """Caption outputs: a channel's finals to OBS, YouTube Live, Zoom, Teams and signed webhooks.
 
-Nothing here imports the rest of captioncast, so the clients can use it (`obs.ObsCaptions`,
-`obs.ObsOutput`) without the server; the HTTP kinds need `httpx` (the `server` extra).
+Nothing here imports the server (only `captioncast_client.captions`, the shared caption split),
+so a client can use `obs.ObsCaptions` and `obs.ObsOutput` on its own; the HTTP kinds need
+`httpx` (the `server` extra).
 """
 
 from captioncast.outputs.base import Delivery, Output, OutputState, RetryPolicy

@@ -176,10 +176,11 @@ class Output(abc.ABC, Generic[P]):
         if self._task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
+        left = self.queued  # before the cancel, which ends the one in flight
+        if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        left = len(self._queue) + (1 if self._in_flight else 0)
         if left:
             self.stats.dropped += left
             log.warning("output=%s kind=%s closed dropped=%d", self.id, self.kind, left)
