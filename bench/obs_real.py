@@ -201,6 +201,7 @@ async def run(root: Path) -> dict[str, object]:
              "-probesize", "20M", "-i",
              f"rtmp://127.0.0.1:{rtmp_port}/live/bench", "-c", "copy", "-t", "40", str(flv)],
             stdout=subprocess.DEVNULL, stderr=open(root / "ffmpeg.log", "wb"))  # noqa: SIM115
+        procs.append(reader)
         deadline = time.monotonic() + 30
         while not (flv.exists() and flv.stat().st_size > 100_000):  # video is arriving
             if time.monotonic() > deadline:
@@ -227,7 +228,10 @@ async def run(root: Path) -> dict[str, object]:
     finally:
         for p in reversed(procs):
             try:
-                os.killpg(p.pid, signal.SIGTERM) if p.args[0] == "xvfb-run" else p.terminate()
+                if p.args[0] == "xvfb-run":  # its session holds Xvfb and OBS
+                    os.killpg(p.pid, signal.SIGTERM)
+                else:
+                    p.terminate()
                 p.wait(10)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 p.kill()

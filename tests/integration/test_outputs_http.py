@@ -221,7 +221,7 @@ async def test_webhook_404_shows_in_status_and_recovers_without_losing_finals() 
 
 async def test_a_slow_endpoint_never_slows_the_caller() -> None:
     async def slow(_: Recorded) -> Answer:
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)
         return 200, b""
 
     async with HttpRecorder(slow) as server:

@@ -112,7 +112,7 @@ async def test_a_caption_in_flight_when_obs_drops_resumes_after_what_was_shown()
     obs = FakeObs()
     await obs.start()
     out = ObsOutput(obs.url, obs.password, min_gap_s=0.0, retry=FAST)
-    out.offer(final(1, LONG, step=0.1))  # several captions, 0.1 s a word apart
+    out.offer(final(1, LONG, step=0.05))  # several captions, paced 0.05 s a word
     await obs.wait_captions(1)
     await obs.stop()
     await asyncio.sleep(0.2)

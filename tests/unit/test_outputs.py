@@ -187,7 +187,7 @@ async def test_registry_adds_lists_and_removes_outputs_by_id() -> None:
                               "id": "notes"})
     statuses = registry.statuses("show")
     assert [s["id"] for s in statuses] == ["notes", b.id]
-    assert statuses[0]["url"] == "http://127.0.0.1:9/h" and "secret" not in statuses[0]
+    assert statuses[0]["url"] == "http://127.0.0.1:9" and "secret" not in statuses[0]
     assert statuses[1]["url"] == "ws://127.0.0.1:4455" and "password" not in statuses[1]
     assert registry.statuses("other") == []
     registry.offer("nobody", final(1))  # a channel without outputs costs a dict lookup

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,11 @@ class WebhookOutput(HttpOutput[WebhookPost]):
                           separators=(",", ":")).encode()
         seq = delivery.event.get("seq", self._count)
         return WebhookPost(body, f"{self.id}-{seq}")
+
+    def describe(self) -> dict[str, Any]:
+        # Hook URLs often carry their token in the path (/services/T0/B0/XXXX): origin only.
+        parts = urllib.parse.urlsplit(self.url)
+        return {"url": f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"}
 
     async def send(self, payload: WebhookPost) -> None:
         await self.request("POST", self.url, content=payload.body, headers={
