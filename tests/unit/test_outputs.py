@@ -242,6 +242,21 @@ def test_query_parameters_are_appended_without_touching_the_signed_ones() -> Non
     assert redact("ws://user:pw@host:4455/x?y=1") == "ws://host:4455/x"
 
 
+def test_retry_after_in_seconds_or_as_an_http_date() -> None:
+    import email.utils
+
+    import httpx
+
+    from captioncast.outputs.http import retry_after
+
+    assert retry_after(httpx.Response(503, headers={"Retry-After": "7"})) == 7.0
+    assert retry_after(httpx.Response(503)) is None
+    later = email.utils.formatdate(time.time() + 60, usegmt=True)
+    wait = retry_after(httpx.Response(429, headers={"Retry-After": later}))
+    assert wait is not None and 55 <= wait <= 61
+    assert retry_after(httpx.Response(429, headers={"Retry-After": "soon"})) is None
+
+
 def test_obs_identify_answers_the_challenge() -> None:
     # The protocol's rule, step by step, against the module's one-liner.
     import base64

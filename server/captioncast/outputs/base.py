@@ -17,7 +17,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -83,7 +83,6 @@ class OutputStats:
     last_error: str | None = None
     last_error_at: float | None = None
     last_success_at: float | None = None
-    counters: dict[str, int] = field(default_factory=dict)
 
 
 class Output(abc.ABC, Generic[P]):

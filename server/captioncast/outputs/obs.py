@@ -88,7 +88,10 @@ class ObsCaptions:
             op, _ = proto.decode(await asyncio.wait_for(ws.recv(), self._timeout))
             if op != proto.OpCode.IDENTIFIED:
                 raise proto.ProtocolError(f"expected Identified, got op {op}")
-        except BaseException as e:
+        except asyncio.CancelledError:
+            await ws.close()
+            raise
+        except Exception as e:
             await ws.close()
             raise _connection_error(e) from e
         return ws
@@ -104,10 +107,13 @@ class ObsCaptions:
             try:
                 await ws.send(proto.request(request_type, request_id, data))
                 response = await asyncio.wait_for(self._response(ws, request_id), self._timeout)
-            except BaseException as e:
-                # Whatever broke, the next request starts on a fresh connection.
+            except (Exception, asyncio.CancelledError) as e:
+                # Whatever broke (a cancel mid-request too), the next request starts on a
+                # fresh connection: a late answer must not be read as the next one's.
                 self._ws = None
                 await ws.close()
+                if isinstance(e, asyncio.CancelledError):
+                    raise
                 raise _connection_error(e) from e
         status = response.get("requestStatus") or {}
         if status.get("result"):
@@ -130,8 +136,9 @@ class ObsCaptions:
         await self.request("SendStreamCaption", {"captionText": text})
 
 
-def _connection_error(e: BaseException) -> BaseException:
-    if isinstance(e, DeliveryError | asyncio.CancelledError):
+def _connection_error(e: Exception) -> Exception:
+    """The DeliveryError (retried) that a failure of the connection means."""
+    if isinstance(e, DeliveryError):
         return e
     if isinstance(e, ConnectionClosed):
         code = e.rcvd.code if e.rcvd is not None else None
@@ -145,7 +152,7 @@ def _connection_error(e: BaseException) -> BaseException:
         return DeliveryError(f"OBS protocol: {e}")
     if isinstance(e, OSError):
         return DeliveryError(f"OBS connection: {e}")
-    return e
+    return e  # a bug: the output counts it as internal and moves on after a few tries
 
 
 @dataclass
