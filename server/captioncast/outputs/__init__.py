@@ -1,6 +1,6 @@
 """Caption outputs: a channel's finals to OBS, YouTube Live, Zoom, Teams and signed webhooks.
 
-Nothing here imports the server (only `captioncast_client.captions`, the shared caption split),
+Nothing here imports the server (only `captioncast.protocol`, the shared caption split),
 so a client can use `obs.ObsCaptions` and `obs.ObsOutput` on its own; the HTTP kinds need
 `httpx` (the `server` extra).
 """

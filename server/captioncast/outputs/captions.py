@@ -7,7 +7,7 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from captioncast_client.captions import Cue, split_final
+from captioncast.protocol.captions import Cue, split_final
 
 LINE_CHARS_608 = 32  # CEA-608 shows at most 32 characters on a row
 ROWS_608 = 2  # two rows: the usual roll-up depth, enough to read without covering the picture

@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
-from captioncast.outputs import obs_protocol as proto
+import captioncast.outputs.obs_protocol as proto
 from captioncast.outputs.base import Delivery, Output
 from captioncast.outputs.captions import Chunk, caption_chunks
 from captioncast.outputs.errors import DeliveryError
