@@ -1,8 +1,8 @@
 """The captioning page `/`, the reader page `/watch` and their files under `/static/`.
 
-Plain files from `captioncast/web`, no build step. The pages are answered after the
-server's origin and token checks, as the overlay is; they hold no data themselves and
-reach the server through relative URLs, so they work behind a proxy's path prefix too.
+Plain files from `captioncast/web`, no build step. They pass the server's origin check
+but need no token: they hold no data, and every request they make carries the token the
+user gives them. Their URLs are relative, so they work behind a proxy's path prefix too.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ export class Transcript {
         this.changed("partial", null);
       }
       if (!event.text) return;
-      const item = {start: event.start + shift, end: event.end + shift, text: event.text,
+      const item = {utterance: event.utterance, start: event.start + shift,
+                    end: event.end + shift, text: event.text,
                     language: event.language, seq: event.seq};
       this.finals.push(item);
       this.changed("final", item);
