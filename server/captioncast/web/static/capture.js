@@ -144,16 +144,15 @@ async function start() {
     return;
   }
   listDevices();
-  let context = new AudioContext();
-  if (context.sampleRate > MAX_RATE) {
-    await context.close();
-    context = new AudioContext({sampleRate: MAX_RATE});
+  let context, node;
+  try {
+    ({context, node} = await audioGraph(media));
+  } catch (error) {
+    for (const track of media.getTracks()) track.stop();
+    setState("idle");
+    showMessage(`This browser could not process the audio: ${error.message || error.name}`);
+    return;
   }
-  await context.audioWorklet.addModule("static/capture-worklet.js");
-  const node = new AudioWorkletNode(context, "captioncast-capture");
-  const mute = context.createGain();
-  mute.gain.value = 0;  // pulled by the destination, so the worklet runs; heard by nobody
-  context.createMediaStreamSource(media).connect(node).connect(mute).connect(context.destination);
   const stream = new Stream({
     params: streamParams(), sampleRate: context.sampleRate,
     onEvent: (event, shift) => {
@@ -170,10 +169,26 @@ async function start() {
     },
   });
   node.port.onmessage = (msg) => stream.add(msg.data);
+  // on a phone the captions are below the options: bring them up
+  if (matchMedia("(max-width: 720px)").matches) $("captions").scrollIntoView({block: "start"});
   capture = {stream, context, media, node};
   // the user stopped sharing, or the device went away
   for (const track of media.getAudioTracks()) track.addEventListener("ended", stop);
   window.captioncast = {stream, transcript};  // for the curious, and for the browser tests
+}
+
+async function audioGraph(media) {
+  let context = new AudioContext();
+  if (context.sampleRate > MAX_RATE) {
+    await context.close();
+    context = new AudioContext({sampleRate: MAX_RATE});
+  }
+  await context.audioWorklet.addModule("static/capture-worklet.js");
+  const node = new AudioWorkletNode(context, "captioncast-capture");
+  const mute = context.createGain();
+  mute.gain.value = 0;  // pulled by the destination, so the worklet runs; heard by nobody
+  context.createMediaStreamSource(media).connect(node).connect(mute).connect(context.destination);
+  return {context, node};
 }
 
 function release() {
