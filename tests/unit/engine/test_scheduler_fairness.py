@@ -11,7 +11,7 @@ import itertools
 import pytest
 
 from captioncast.engine.scheduler import Budgets, DecodeScheduler
-from tests.unit.scheduler_sim import Simulation, SteppedDecoder, install_clock, request
+from tests.support.scheduler_sim import Simulation, SteppedDecoder, install_clock, request
 
 
 async def test_partials_are_shared_fairly_between_sessions(

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from captioncast.engine.scheduler import DecodeScheduler
-from tests.unit.scheduler_sim import SteppedDecoder, install_clock, request, settle
+from tests.support.scheduler_sim import SteppedDecoder, install_clock, request, settle
 
 
 @pytest.fixture(autouse=True)

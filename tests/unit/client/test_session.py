@@ -20,7 +20,7 @@ from captioncast.transport.server import ServerOptions, run_server
 from captioncast_client import CaptionStream, End, Final, Partial, Ready, follow, stream_url
 from captioncast_client.streaming import stream
 from tests.conftest import SPEECH
-from tests.unit.fake_decoder import WORDS, ScriptedDecoder
+from tests.support.fake_decoder import WORDS, ScriptedDecoder
 
 RECORDING = SPEECH / "wav" / "whisper_jfk.wav"
 CHUNK = 3200  # 100 ms of 16 kHz s16le

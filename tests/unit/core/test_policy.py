@@ -9,7 +9,7 @@ from captioncast.core.policy import CaptionSession
 from captioncast.errors import BadAudio
 from captioncast.protocol.events import End, Error, Final, Partial, Ready
 from tests.conftest import read_wav
-from tests.unit.fake_decoder import WORD_S, WORDS, Driver, ScriptedDecoder
+from tests.support.fake_decoder import WORD_S, WORDS, Driver, ScriptedDecoder
 
 
 def _session(**config: object) -> CaptionSession:

@@ -6,7 +6,7 @@ import pytest
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.engine.scheduler import DecodeScheduler
-from tests.unit.scheduler_sim import SteppedDecoder, install_clock, request, settle
+from tests.support.scheduler_sim import SteppedDecoder, install_clock, request, settle
 
 
 @pytest.fixture(autouse=True)
