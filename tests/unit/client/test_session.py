@@ -19,7 +19,7 @@ from captioncast.engine.capacity import CapacityOptions
 from captioncast.transport.server import ServerOptions, run_server
 from captioncast_client import CaptionStream, End, Final, Partial, Ready, follow, stream_url
 from captioncast_client.streaming import stream
-from tests.conftest import SPEECH
+from tests.conftest import MISSING, SPEECH
 from tests.support.fake_decoder import WORDS, ScriptedDecoder
 
 RECORDING = SPEECH / "wav" / "whisper_jfk.wav"
@@ -27,8 +27,7 @@ CHUNK = 3200  # 100 ms of 16 kHz s16le
 DEADLINE_S = 60.0  # a failure, not a wait: the scripted decoder answers at once
 SERVER = "ws://127.0.0.1:8765"  # the README's address, replaced by the test server's
 
-pytestmark = pytest.mark.skipif(not RECORDING.is_file(),
-                                reason=f"needs real speech for the VAD: {RECORDING} is missing")
+pytestmark = pytest.mark.skipif(not RECORDING.is_file(), reason=MISSING.format(path=RECORDING))
 
 
 async def caption(chunks):  # type: ignore[no-untyped-def]  # the README's snippet
