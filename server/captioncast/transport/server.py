@@ -131,7 +131,8 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             model = decoder
         async with (
             DecodeScheduler(model, options.decode_workers or workers,
-                            on_decoded=ctx.telemetry.decoded) as scheduler,
+                            on_decoded=ctx.telemetry.decoded,
+                            budgets=options.scheduler) as scheduler,
             contextlib.AsyncExitStack() as bridges,
         ):
             if options.mqtt is not None:
