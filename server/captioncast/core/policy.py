@@ -263,6 +263,8 @@ class CaptionSession:
             return []  # a looping or copied hypothesis: its words must never become `stable`
         new_words = text[len(open_.stable):].split()
         agreed = self._agreed(open_, new_words)
+        if result.avg_logprob < self.options.stable_min_logprob:
+            agreed = 0  # an unsure decode agreeing with its own prefix is no evidence
         if agreed:
             open_.stable = " ".join([*open_.stable.split(), *new_words[:agreed]])
             new_words = new_words[agreed:]
