@@ -23,12 +23,13 @@ from captioncast.core.params import StreamParams
 from captioncast.core.policy import CaptionSession
 from captioncast.engine.capacity import CapacityMeter, CapacityOptions, SpeechGrace
 from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.errors import Overloaded
 from captioncast.options import ServerOptions, ShutdownOptions
 from captioncast.protocol.events import Final
 from captioncast.transport.context import ServerContext
 from captioncast.transport.live_session import LiveSession
 from captioncast.transport.registry import SessionRegistry
-from captioncast.transport.security import SecurityOptions
+from captioncast.transport.security import SecurityOptions, TooManyConnections, http_refusal
 from captioncast.transport.server import run_server
 from tests.conftest import read_wav
 from tests.unit.fake_decoder import Driver, ScriptedDecoder
@@ -79,6 +80,14 @@ def test_the_soft_and_hard_capacity_follow_the_measured_final_cost() -> None:
     # a hard load under the soft one never refuses speakers that would only be shed
     assert CapacityMeter(1, CapacityOptions(max_load=0.5, hard_load=0.1)).hard_capacity() == 3
     assert meter.retry_after(lag_s=0.0) == 10 and meter.retry_after(lag_s=12.2) == 13
+
+
+def test_http_refusals_of_an_overloaded_server_say_when_to_retry() -> None:
+    meter = CapacityMeter(1, CapacityOptions(retry_after_s=7.0))
+    assert http_refusal(meter.refusal(3, lag_s=0.0)) == (503, [("Retry-After", "7")])
+    assert http_refusal(TooManyConnections("idle", retry_after_s=9)) == (
+        429, [("Retry-After", "9")])
+    assert http_refusal(Overloaded("no figure")) is None  # the plain 503
 
 
 @dataclass
