@@ -294,12 +294,13 @@ class LiveSession:
     def _finalize(self) -> None:
         if not self.taking_audio:
             return
+        # Ending first: speech in the last audio asks no admission (it could end us twice).
+        self._set_state(State.ENDING)
         self._feed_pending()
         tail = self.converter.drain()
         if len(tail):
             self.dispatch(self.core.feed(tail))
         self.latency.arrived(self.core.position)
-        self._set_state(State.ENDING)
         self.dispatch(self.core.eos())
 
     def report(self, error: CaptioncastError) -> None:
