@@ -68,6 +68,7 @@ class CaptionSession:
         self._ending = False
         self.finished = False
         self.partials_sent = 0
+        self.shedding = False  # a saturated server: finals only (shed_partials)
 
     # -- inputs -----------------------------------------------------------------
 
@@ -90,6 +91,21 @@ class CaptionSession:
     def ending(self) -> bool:
         """eos was received: no more audio is taken."""
         return self._ending
+
+    @property
+    def speaking(self) -> bool:
+        """An utterance is open or its finals are pending: this session costs decoding."""
+        return self._open is not None or bool(self._finals)
+
+    def shed_partials(self, shed: bool = True) -> list[Action]:
+        """Ask no partial decodes (finals go on as ever), or ask them again; a partial in
+        flight is cancelled, since a busy server would answer it late."""
+        self.shedding = shed
+        open_ = self._open
+        if not shed or open_ is None or open_.partial_request is None:
+            return []
+        request, open_.partial_request = open_.partial_request, None
+        return [Cancel(request)]
 
     @property
     def loops_caught(self) -> int:
@@ -230,6 +246,7 @@ class CaptionSession:
         if (
             open_ is None
             or not self.config.interim
+            or self.shedding
             or open_.partial_request is not None
             or open_.speculation is not None
             or self._ending
