@@ -32,7 +32,7 @@ from captioncast.transport.registry import SessionRegistry
 from captioncast.transport.security import SecurityOptions, TooManyConnections, http_refusal
 from captioncast.transport.server import run_server
 from tests.conftest import read_wav
-from tests.unit.fake_decoder import Driver, ScriptedDecoder
+from tests.support.fake_decoder import Driver, ScriptedDecoder
 
 DEADLINE_S = 60.0
 CHUNK_S = 0.1
