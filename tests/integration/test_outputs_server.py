@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from captioncast_client.access import Access
 from captioncast_client.audio_files import decode_pcm, rechunk, silence
 from captioncast_client.streaming import stream, stream_url
 from tests.conftest import speech_path
+from tests.integration.conftest import start_server, stop_server
 from tests.integration.http_recorder import Answer, HttpRecorder, Recorded
 from tests.integration.inprocess import InProcessServer, held_server
 from tests.integration.obs_server import FakeObs
@@ -201,3 +204,35 @@ async def test_watch_and_stream_send_their_finals_to_obs(server: InProcessServer
             for word in ("reader", "excuse", "antecedents"):
                 assert word in words, words
             assert all(len(row) <= 32 for c in obs.captions for row in c.text.split("\n"))
+
+
+async def test_serve_output_and_config_outputs_are_drained_at_shutdown(tmp_path: Path) -> None:
+    """`captioncast serve --output` and `[[outputs]]` in --config: SIGTERM right after the
+    stream still delivers every final a slow receiver had not taken yet."""
+    channel = "shutdown-show"
+
+    async def slow(request: Recorded) -> Answer:
+        await asyncio.sleep(0.2)
+        signed = verify(request.body, SECRET, request.headers[SIGNATURE_HEADER.lower()])
+        return (200, b"") if signed else (401, b"bad signature")
+
+    async with HttpRecorder(slow) as flag_hook, HttpRecorder(slow) as file_hook:
+        toml = tmp_path / "captioncast.toml"
+        toml.write_text(f'[[outputs]]\nchannel = "{channel}"\nkind = "webhook"\n'
+                        f'url = "{file_hook.url("/file")}"\nsecret = "{SECRET}"\n')
+        running = await asyncio.to_thread(
+            start_server, "--config", str(toml), "--output",
+            f"{channel}=webhook:url={flag_hook.url('/flag')},secret={SECRET}",
+            name="outputs")
+        try:
+            result = await stream(stream_url(running.url, channel=channel), _audio(),
+                                  realtime=False)
+            running.process.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(running.process.wait, 30) == 0
+        finally:
+            if running.process.poll() is None:
+                await asyncio.to_thread(stop_server, running)
+        texts = [f["text"] for f in result.finals]
+        assert len(texts) >= 2
+        for hook in (flag_hook, file_hook):
+            assert [json.loads(r.body)["text"] for r in hook.accepted] == texts
