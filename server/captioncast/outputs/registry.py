@@ -123,6 +123,10 @@ class OutputRegistry:
     def add(self, channel: str, spec: Mapping[str, Any] | Output[Any]) -> Output[Any]:
         return self.channel(channel).add(spec)
 
+    def names(self) -> list[str]:
+        """The channels that have outputs."""
+        return list(self._channels)
+
     def statuses(self, channel: str) -> list[dict[str, Any]]:
         outputs = self._channels.get(channel)
         return outputs.statuses() if outputs else []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -98,3 +100,40 @@ def with_query(url: str, **params: str | int) -> str:
     kept = [p for p in parts.query.split("&") if p and p.split("=", 1)[0] not in params]
     added = [urllib.parse.urlencode({k: str(v)}) for k, v in params.items()]
     return urllib.parse.urlunsplit(parts._replace(query="&".join([*kept, *added])))
+
+
+# `kind:key=value,key=value`: a comma starts a new setting only before `key=`, so that a
+# value (a URL's query) may hold commas of its own.
+_SETTING_START = re.compile(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*=)")
+
+
+def spec_from_text(text: str) -> dict[str, Any]:
+    """A spec from the command line: a JSON object, or `kind:key=value,...` where a value that
+    reads as a JSON number is a number (write JSON for a password of digits)."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise OutputSpecError(f"output spec is not valid JSON: {e}") from None
+        if not isinstance(spec, dict):
+            raise OutputSpecError("an output spec is a JSON object")
+        return spec
+    kind, _, rest = text.partition(":")
+    if not kind.strip().isidentifier():
+        raise OutputSpecError(f"output spec {text!r} is neither JSON nor kind:key=value,...")
+    spec = {"kind": kind.strip()}
+    for item in _SETTING_START.split(rest) if rest.strip() else []:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise OutputSpecError(f"output setting {item!r} is not key=value")
+        spec[key.strip()] = _number_or_text(value.strip())
+    return spec
+
+
+def _number_or_text(value: str) -> Any:
+    try:
+        number = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    return number if isinstance(number, int | float) and not isinstance(number, bool) else value

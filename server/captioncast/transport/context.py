@@ -18,8 +18,10 @@ from captioncast.engine.capacity import Decision
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest, Overloaded
 from captioncast.options import ServerOptions
+from captioncast.outputs import OutputRegistry
 from captioncast.transport.channels import ChannelHub
 from captioncast.transport.metrics import Metrics
+from captioncast.transport.output_sink import OutputCollector, OutputSink
 from captioncast.transport.registry import Registered, SessionRegistry
 from captioncast.transport.security import Gatekeeper, TooManyConnections
 from captioncast.transport.telemetry import Telemetry
@@ -43,6 +45,9 @@ class ServerContext:
         self.gate = Gatekeeper(options.security)
         self.telemetry = Telemetry(options.capacity)
         self.telemetry.on_scrape(self._gauges)
+        self.outputs = OutputRegistry()  # channels' caption outputs (transport/output_sink.py)
+        self.channels.sinks.append(OutputSink(self.outputs))
+        self.telemetry.metrics.registry.register(OutputCollector(self.outputs))
         self.draining = False
 
     @property

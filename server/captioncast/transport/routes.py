@@ -21,6 +21,12 @@ from captioncast.errors import CaptioncastError
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_front import HttpFront, PostHandler
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from captioncast.transport.output_routes import (
+    OUTPUT_PATH,
+    OUTPUTS_PATH,
+    OutputRoutes,
+    list_outputs,
+)
 from captioncast.transport.pages import CAPTION_FILE, caption_file, channel_list, overlay
 from captioncast.transport.responses import HttpResponse, error_response, json_response
 from captioncast.transport.security import http_refusal, peer_host, redact
@@ -57,7 +63,10 @@ GETS: dict[str, GetHandler] = {
     "/overlay": overlay,
     "/v1/channels": channel_list,
 }
-GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = ((CAPTION_FILE, caption_file),)
+GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = (
+    (CAPTION_FILE, caption_file),
+    (OUTPUTS_PATH, list_outputs),
+)
 # A bad token on these is answered after the upgrade: an error event, then close 4001.
 WEBSOCKETS: dict[str, WsHandler] = {"/v1/stream": handle_stream, "/v1/captions": handle_viewer}
 POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
@@ -72,10 +81,18 @@ class Routes:
         self.ctx = ctx
         self.posts: dict[str, PostHandler] = transcribe.routes()
         assert tuple(self.posts) == POSTS
+        outputs = OutputRoutes(ctx)
+        # Paths with names in them, other methods than GET: (pattern, method, handler).
+        self.pattern_routes: tuple[tuple[re.Pattern[str], str, PostHandler], ...] = (
+            (OUTPUTS_PATH, "POST", outputs.add),
+            (OUTPUT_PATH, "DELETE", outputs.remove),
+        )
 
     def install(self, front: HttpFront) -> None:
         for path, handler in self.posts.items():
             front.route(path, handler)
+        for pattern, method, handler in self.pattern_routes:
+            front.route_pattern(pattern, method, handler)
 
     def answer_get(self, request: Request) -> HttpResponse | None:
         """Answer a GET; None to let a WebSocket upgrade go on."""
