@@ -10,6 +10,7 @@ import pytest
 from captioncast.outputs import DeliveryError, RetryPolicy, build_output
 from captioncast.outputs.obs import ObsAuthError, ObsCaptions, ObsOutput
 from tests.integration.obs_server import FakeObs
+from tests.support.waiting import until
 
 FAST = RetryPolicy(initial_s=0.02, max_s=0.05)
 LONG = ("so we went down to the river early in the morning and the fog was still lying on the "
@@ -45,9 +46,9 @@ async def test_wrong_password_is_visible_in_status_and_nothing_is_sent() -> None
     async with FakeObs(password="right") as obs:
         out = ObsOutput(obs.url, "wrong", retry=FAST)
         out.offer(final(1))
-        await asyncio.sleep(0.3)
+        await until(lambda: out.status()["state"] == "retrying")  # after its first refusal
         status = out.status()
-        assert status["state"] == "retrying" and status["sent"] == 0
+        assert status["sent"] == 0
         assert "refused the password" in status["last_error"] and obs.auth_failures >= 1
         await out.close(timeout=0.1)
         with pytest.raises(ObsAuthError):

@@ -6,7 +6,6 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,18 +24,9 @@ from captioncast.outputs import (
 from captioncast.outputs.captions import caption_chunks, utc_millis, wall_time, wrap
 from captioncast.outputs.obs_protocol import authentication, decode, identify
 from captioncast.outputs.spec import redact, with_query
+from tests.support.waiting import until
 
 FAST = RetryPolicy(initial_s=0.001, max_s=0.005)
-DEADLINE_S = 10.0  # a condition that never comes true: a failure, never a wait
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Yield to the loop until `condition` holds: on behaviour, not on how fast it comes."""
-    async with asyncio.timeout(DEADLINE_S):
-        while not condition():
-            await asyncio.sleep(0.001)
-
-
 def final(seq: int, text: str = "", start: float = 0.0, step: float = 0.3) -> dict[str, Any]:
     text = text or f"final number {seq}"
     words = [{"word": w, "start": start + i * step, "end": start + i * step + 0.25}
