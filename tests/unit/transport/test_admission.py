@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
@@ -360,3 +361,26 @@ async def test_speakers_past_capacity_are_shed_then_refused_before_finals_get_la
         assert "retry after" in str(errors[0]["message"])
         assert heard.of("end")  # what it said was finalized before the close
     assert metrics["speak"] >= 1 and metrics["shed"] == 1 and metrics["refuse"] == 2
+
+
+async def test_the_client_library_reports_a_refusal_past_capacity_and_keeps_its_finals() -> None:
+    # A refused speaker must not resume into the same refusal: the library raises, with
+    # what was captioned before it, and says when to retry.
+    from captioncast_client.errors import ServerRefused
+    from captioncast_client.streaming import stream
+
+    capacity = CapacityOptions(max_load=0.2, hard_load=0.4, speech_grace_s=5.0)
+    async with serving(CostlyDecoder(), capacity=capacity) as url:
+        first = asyncio.create_task(_speak(url, _pcm(LONG_SPEECH)))
+        await asyncio.sleep(1.0)
+        second = asyncio.create_task(_speak(url, _pcm(SPEECH)))
+        await asyncio.sleep(1.0)
+        pcm = _pcm(SPEECH)
+        chunks = [pcm[i:i + 3200] for i in range(0, len(pcm), 3200)]
+        with pytest.raises(ServerRefused, match=r"overloaded.*retry after") as refused:
+            await asyncio.wait_for(stream(url, chunks, speed=2.0), DEADLINE_S)
+        await asyncio.wait_for(asyncio.gather(first, second), DEADLINE_S)
+    result = refused.value.result
+    assert result is not None and result.resumes == []  # no attempt to resume it
+    kinds = [e["type"] for e in result.events]
+    assert "error" in kinds and kinds[-1] == "end"
