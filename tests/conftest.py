@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 import wave
 from pathlib import Path
 
@@ -11,6 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "speech"
+
+# A server started without --data-dir keeps transcripts in the per-user data dir: never
+# the real one from the tests (the servers they start inherit this).
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="captioncast-test-data-")
 
 
 def speech_path(name: str) -> Path:

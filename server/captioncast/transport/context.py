@@ -12,6 +12,7 @@ from captioncast.core.params import StreamParams
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest, Overloaded
 from captioncast.options import ServerOptions
+from captioncast.transport.archive import Archive
 from captioncast.transport.channels import ChannelHub
 from captioncast.transport.metrics import Metrics
 from captioncast.transport.registry import SessionRegistry
@@ -34,6 +35,7 @@ class ServerContext:
         self.telemetry = Telemetry(options.capacity)
         self.telemetry.on_scrape(self._gauges)
         self.draining = False
+        self.archive: Archive | None = None  # the transcript store; None: memory only
 
     @property
     def ready(self) -> bool:
@@ -78,6 +80,12 @@ class ServerContext:
                 "multilingual model"
             )
 
+    def attach_store(self, archive: Archive) -> None:
+        """Finals are stored from now on, and channels continue from the store."""
+        self.archive = archive
+        self.channels.store = archive
+        archive.register(self.telemetry.metrics.registry)
+
     def viewers_changed(self) -> None:
         self.telemetry.viewers(self.channels.viewer_count)
 
@@ -101,4 +109,5 @@ class ServerContext:
             "viewers": self.channels.viewer_count,
             "max_sessions": self.options.max_sessions,
             **self.telemetry.load(),
+            "store": self.archive.health() if self.archive is not None else {"status": "off"},
         }

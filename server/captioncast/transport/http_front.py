@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlsplit
@@ -34,7 +35,8 @@ from captioncast.transport.sniff import sniffing
 log = logging.getLogger("captioncast.http")
 
 PostHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
-GetRoute = Callable[[Request], HttpResponse | None]
+GetRoute = Callable[[Request], HttpResponse | Awaitable[HttpResponse] | None]
+DeleteRoute = Callable[[HttpRequest], Awaitable[HttpResponse | None]]
 
 
 class HttpFront:
@@ -46,6 +48,7 @@ class HttpFront:
         self.get_route = get_route
         self.gate = gate  # tokens, origins and connections per address, as for WebSockets
         self.post_routes: dict[str, PostHandler] = {}
+        self.delete_route: DeleteRoute | None = None  # None where it does not answer
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
 
@@ -160,11 +163,17 @@ class HttpFront:
     async def _dispatch(self, request: HttpRequest) -> HttpResponse:
         if request.method in ("GET", "HEAD"):
             answer = self.get_route(Request(request.target, request.headers))
+            if inspect.isawaitable(answer):
+                answer = await answer
             if answer is None:
                 raise BadRequest("a WebSocket upgrade must be the first request on its connection")
             return answer
         if self.gate is not None:
             self.gate.check(request.target, request.headers)
+        if request.method == "DELETE" and self.delete_route is not None:
+            deleted = await self.delete_route(request)
+            if deleted is not None:
+                return deleted
         handler = self.post_routes.get(request.path)
         if handler is None:
             if self._is_get_route(request):
@@ -185,7 +194,10 @@ class HttpFront:
     def _is_get_route(self, request: HttpRequest) -> bool:
         """Whether a GET of this path would be answered (a page, a WebSocket route)."""
         answer = self.get_route(Request(request.target, request.headers))
-        return answer is None or answer.status != 404
+        if inspect.iscoroutine(answer):
+            answer.close()  # a route that reads the store: it is one, whatever it would say
+            return True
+        return answer is None or not isinstance(answer, HttpResponse) or answer.status != 404
 
     async def _send(self, exchange: Exchange, response: HttpResponse,
                     head_only: bool = False) -> None:
