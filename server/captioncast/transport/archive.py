@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("captioncast.archive")
 
+T = TypeVar("T")
 POSITION_WAIT_S = 2.0  # a new channel waits this long to learn where it stood
 
 
@@ -114,21 +115,23 @@ class Archive:
         """Where the channel stood, or None (unknown, or the store did not answer in time:
         the channel then numbers from where memory has it, and that is logged)."""
         try:
-            return await asyncio.wait_for(self.store.position(channel), POSITION_WAIT_S)
+            return await asyncio.wait_for(_again(lambda: self.store.position(channel)),
+                                          POSITION_WAIT_S)
         except (StoreError, TimeoutError) as error:
             log.warning("event=store_position_failed channel=%s error=%r", channel, error)
             return None
 
     async def finals(self, channel: str, *, since: int = 0, before: int | None = None,
                      start: float | None = None, end: float | None = None) -> list[StoredFinal]:
-        finals = await self.store.finals(channel, since=since, start=start, end=end)
+        finals = await _again(lambda: self.store.finals(channel, since=since, start=start,
+                                                        end=end))
         return [f for f in finals if before is None or f.seq < before]
 
     async def channel(self, name: str) -> ChannelInfo | None:
-        return await self.store.channel(name)
+        return await _again(lambda: self.store.channel(name))
 
     async def channels(self, limit: int, after: str | None) -> ChannelPage:
-        return await self.store.channels(limit=limit, after=after)
+        return await _again(lambda: self.store.channels(limit=limit, after=after))
 
     async def delete(self, name: str) -> bool:
         return await self.store.delete(name)
@@ -184,6 +187,17 @@ class _StoreCollector(Collector):
                                      "1 while writes to the store fail")
         degraded.add_metric([], 1 if health.status != "ok" else 0)
         yield degraded
+
+
+async def _again(read: Callable[[], Awaitable[T]]) -> T:
+    """A read, tried twice: the first after an outage fails on the connection that the
+    outage broke (and that the failure drops)."""
+    try:
+        return await read()
+    except StoreError as error:
+        if not error.transient:
+            raise
+    return await read()
 
 
 def _redact(where: str | None) -> str:
