@@ -192,7 +192,8 @@ def _announce(ready: Ready) -> None:
     where = " (listening on every interface)" if ready.every_interface else ""
     base = ready.http_url
     print(f"captioncast: ready on {base}{where}, model {ready.model}: "
-          f"overlay {base}/overlay?channel=NAME, stream {ready.ws_url}/v1/stream, "
+          f"captions page {base}/, overlay {base}/overlay?channel=NAME, "
+          f"stream {ready.ws_url}/v1/stream, "
           f"files POST {base}/v1/transcribe; Ctrl-C to stop", file=sys.stderr, flush=True)
 
 

@@ -36,6 +36,7 @@ from captioncast.transport.transcripts import (
     transcript,
 )
 from captioncast.transport.viewer import handle_viewer
+from captioncast.transport.web_pages import web_page
 from captioncast.transport.websocket import reject
 
 log = logging.getLogger("captioncast.server")
@@ -77,7 +78,7 @@ DELETES: tuple[DeleteHandler, ...] = (delete_channel,)
 # A bad token on these is answered after the upgrade: an error event, then close 4001.
 WEBSOCKETS: dict[str, WsHandler] = {"/v1/stream": handle_stream, "/v1/captions": handle_viewer}
 POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
-NOT_FOUND = ("no route {path}; see /healthz, /v1/stream, /v1/captions, /overlay, "
+NOT_FOUND = ("no route {path}; see /, /watch, /healthz, /v1/stream, /v1/captions, /overlay, "
              "POST /v1/transcribe")
 
 
@@ -122,6 +123,9 @@ class Routes:
             return OPEN_GETS[path](ctx, request)
         try:
             ctx.gate.check_origin(request.headers)
+            page = web_page(request)  # no data in them: no token (transport/web_pages.py)
+            if page is not None:
+                return page
             if path not in WEBSOCKETS:
                 ctx.gate.authorize(request.path, request.headers)
         except CaptioncastError as error:
