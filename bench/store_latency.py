@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import secrets
 import statistics
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -64,6 +67,7 @@ def main() -> int:
                               CHUNK_BYTES))
         audio.append(chunks + [bytes(CHUNK_BYTES)] * 10)
     got: dict[str, list[float]] = {"on": [], "off": []}
+    paired: list[float] = []  # per recording and round: median on minus median off
     with (tempfile.TemporaryDirectory(prefix="store-latency-") as tmp,
           open(Path(tmp) / "on.log", "wb") as on_log,
           open(Path(tmp) / "off.log", "wb") as off_log):
@@ -75,14 +79,21 @@ def main() -> int:
         }
         try:
             for n in range(args.rounds):
-                order = ("on", "off") if n % 2 == 0 else ("off", "on")
-                for chunks in audio:
+                for i, chunks in enumerate(audio):
+                    # ABBA: each server goes first as often as the other
+                    order = ("on", "off") if (n + i) % 2 == 0 else ("off", "on")
+                    medians = {}
                     for kind in order:
                         url = f"ws://127.0.0.1:{ports[kind]}"
-                        got[kind] += asyncio.run(latencies(url, chunks, args.streams))
+                        values = asyncio.run(latencies(url, chunks, args.streams))
+                        got[kind] += values
+                        medians[kind] = statistics.median(values) if values else math.nan
+                    paired.append(medians["on"] - medians["off"])
                 print(f"round {n + 1}/{args.rounds}: median on "
                       f"{statistics.median(got['on']):.3f} s, off "
                       f"{statistics.median(got['off']):.3f} s", file=sys.stderr)
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports['on']}/healthz") as r:
+                store = json.loads(r.read())["store"]
         finally:
             for proc in servers.values():
                 stop_server(proc)
@@ -96,7 +107,12 @@ def main() -> int:
         print(f"| {name} | {len(values)} | {statistics.median(values):.3f} s | "
               f"{p95(values):.3f} s | {statistics.mean(values):.3f} s |")
     print(f"ratio on/off: p50 {statistics.median(on) / statistics.median(off):.3f}, "
-          f"p95 {p95(on) / p95(off):.3f}")
+          f"p95 {p95(on) / p95(off):.3f}; paired (same recording, same round) median of "
+          f"on - off: {statistics.median(paired) * 1000:+.0f} ms over {len(paired)} pairs")
+    wait_p50, wait_p95 = store["commit_wait_p50_s"] * 1000, store["commit_wait_p95_s"] * 1000
+    print(f"store's own wait, final to commit (server side): p50 {wait_p50:.1f} ms, p95 "
+          f"{wait_p95:.1f} ms; late (sent before commit) {store['late']}, "
+          f"dropped {store['dropped']}")
     return 0
 
 

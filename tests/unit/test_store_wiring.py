@@ -236,6 +236,7 @@ async def test_health_and_metrics_report_the_store(tmp_path: Path) -> None:
         assert isinstance(health, dict)
         assert health["status"] == "ok" and health["backend"] == "sqlite"
         assert health["queued"] == 0 and health["written"] >= 1 and health["dropped"] == 0
+        assert isinstance(health["commit_wait_p50_s"], float) and health["late"] == 0
         _, metrics = await server.get("/metrics")
         assert b"captioncast_store_written_total" in metrics
         assert b"captioncast_store_degraded 0.0" in metrics

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
@@ -65,6 +66,8 @@ class Archive:
         self.store = AsyncStore(store, WriterOptions(max_queued=options.max_queued,
                                                      durable_wait_s=options.durable_wait_s))
         self.late = 0  # finals sent on before their commit (the store was slow or away)
+        # What storing adds to a final's latency: from the final to its commit, recent ones.
+        self.waits: deque[float] = deque(maxlen=1000)
         self._tasks: set[asyncio.Task[bool]] = set()
         self._retention: asyncio.Task[None] | None = None
 
@@ -98,15 +101,20 @@ class Archive:
         if isinstance(event, Final):
             task = asyncio.ensure_future(self.store.write(stored_final(channel, event, session)))
             self._tasks.add(task)
-            task.add_done_callback(self._written)
+            started = time.monotonic()
+            task.add_done_callback(lambda done: self._written(done, started))
             return task
         if isinstance(event, Partial | End):
             self.store.put(Mark(channel, time.time(), event.seq, session))
         return None
 
-    def _written(self, task: asyncio.Task[bool]) -> None:
+    def _written(self, task: asyncio.Task[bool], started: float) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and not task.result():
+        if task.cancelled():
+            return
+        if task.result():
+            self.waits.append(time.monotonic() - started)
+        else:
             self.late += 1
 
     # -- reads --------------------------------------------------------------------------
@@ -156,7 +164,10 @@ class Archive:
     # -- health -------------------------------------------------------------------------
 
     def health(self) -> dict[str, object]:
-        return {**self.store.health().to_dict(), "late": self.late}
+        waits = sorted(self.waits)
+        return {**self.store.health().to_dict(), "late": self.late,
+                "commit_wait_p50_s": round(waits[len(waits) // 2], 4) if waits else None,
+                "commit_wait_p95_s": round(waits[int(len(waits) * 0.95)], 4) if waits else None}
 
     def register(self, registry: CollectorRegistry) -> None:
         registry.register(_StoreCollector(self))
