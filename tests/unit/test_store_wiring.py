@@ -19,7 +19,7 @@ from captioncast.cli import build_parser
 from captioncast.options import ServerOptions, StoreOptions
 from captioncast.protocol.captions import split_final
 from captioncast.protocol.events import Event, Final, Partial, Word
-from captioncast.store import Mark, SqliteStore, StoredFinal
+from captioncast.store import Mark, SqliteStore, StoredFinal, StoreError
 from captioncast.transport.archive import Archive
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_exchange import Body, HttpRequest
@@ -242,3 +242,18 @@ async def test_health_and_metrics_report_the_store(tmp_path: Path) -> None:
         assert b"captioncast_store_degraded 0.0" in metrics
     assert ServerContext(ServerOptions()).health()["store"] == {"status": "off"}
 
+
+
+async def test_a_channel_first_seen_while_the_store_is_away_never_reuses_a_seq(
+        tmp_path: Path) -> None:
+    async with _Server(tmp_path) as server:
+        await server.speak("talk", "s1", [_final(1, 0, 0.0, "one")])
+    async with _Server(tmp_path) as server:
+        async def away(channel: str) -> None:
+            raise StoreError("the store is away")
+
+        server.archive.position = away  # type: ignore[assignment,method-assign]
+        await server.speak("talk", "s2", [_final(1, 0, 0.0, "two")])
+        stored = await server.archive.finals("talk")
+        assert [f.text for f in stored] == ["one", "two"]  # not refused as a repeat of seq 1
+        assert stored[1].seq > stored[0].seq

@@ -120,14 +120,13 @@ class Archive:
     # -- reads --------------------------------------------------------------------------
 
     async def position(self, channel: str) -> Position | None:
-        """Where the channel stood, or None (unknown, or the store did not answer in time:
-        the channel then numbers from where memory has it, and that is logged)."""
+        """Where the channel stood, None if it is new; StoreError if the store did not
+        answer in time."""
         try:
             return await asyncio.wait_for(_again(lambda: self.store.position(channel)),
                                           POSITION_WAIT_S)
-        except (StoreError, TimeoutError) as error:
-            log.warning("event=store_position_failed channel=%s error=%r", channel, error)
-            return None
+        except TimeoutError:
+            raise StoreError(f"no answer within {POSITION_WAIT_S:g} s") from None
 
     async def finals(self, channel: str, *, since: int = 0, before: int | None = None,
                      start: float | None = None, end: float | None = None) -> list[StoredFinal]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable
 from typing import Protocol
@@ -15,7 +16,7 @@ from typing import Protocol
 from captioncast.core.channel import ChannelLog, ChannelOptions, ViewerBacklog
 from captioncast.errors import BadRequest, Overloaded
 from captioncast.protocol.events import Event
-from captioncast.store.model import Position
+from captioncast.store.model import Position, StoreError
 
 log = logging.getLogger("captioncast.channels")
 
@@ -105,7 +106,13 @@ class ChannelHub:
         """Before a channel is first used here: continue its numbering from the store."""
         if self.store is None or name in self._channels:
             return
-        position = await self.store.position(name)
+        try:
+            position = await self.store.position(name)
+        except StoreError as error:
+            # Its seq cannot restart at 1: a final stored later under a seq used before
+            # would be refused as a repeat. A floor from the clock is above any seq used.
+            log.warning("event=store_position_failed channel=%s error=%r", name, error.message)
+            position = Position(seq=int(time.time() * 1000))
         channel = self._channel(name)
         if position is not None and not channel.log.live:
             channel.log.continue_from(position.seq, position.utterances, position.end)
