@@ -118,6 +118,11 @@ class CaptionSession:
     def duration(self) -> float:
         return self._buffer.end / MODEL_SAMPLE_RATE
 
+    @property
+    def samples_held(self) -> int:
+        """Samples still kept for decodes to come: what a long stream costs in memory."""
+        return self._buffer.held
+
     def feed(self, audio: np.ndarray) -> list[Action]:
         """16 kHz mono float32 audio, in order."""
         if self._ending:

@@ -113,45 +113,46 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
     # Opened before listening: a store that cannot be opened (a corrupt file) is an
     # error at start, never an empty store in its place.
     archive = None if options.store.where is None else Archive.open(options.store)
-    async with contextlib.AsyncExitStack() as stored:
-        if archive is not None:
-            ctx.attach_store(await stored.enter_async_context(archive))
-        async with serve(
-            routes.serve_websocket, options.host, options.port,
-            process_request=process_request,
-            create_connection=front.connection_class(),
-            max_size=TRANSPORT_MAX_MESSAGE,
-            ping_interval=options.ping_interval_s, ping_timeout=options.ping_timeout_s,
-            write_limit=options.write_limit,
-            close_timeout=options.shutdown.close_timeout_s,
-            server_header=f"captioncast/{__version__}",
-            **tls_options,
-        ) as server:
-            ports = [s.getsockname()[1] for s in server.sockets]
-            port = ports[0] if ports else options.port
-            # /healthz answers from here on ("loading"); sessions wait for the model.
-            log.info("event=listening host=%s port=%s tls=%s auth=%s sessions=after_model_load",
-                     options.host, port, tls is not None, ctx.gate.requires_token)
-            if decoder is None:
-                model, workers = await asyncio.to_thread(load_decoder, options)
-            else:
-                model = decoder
-            async with (
-                DecodeScheduler(model, options.decode_workers or workers,
-                                on_decoded=ctx.telemetry.decoded) as scheduler,
-                contextlib.AsyncExitStack() as bridges,
-            ):
-                if options.mqtt is not None:
-                    ctx.channels.sinks.append(await bridges.enter_async_context(
-                        MqttBridge(options.mqtt, ctx.channels, options.port)))
-                ctx.attach(model, scheduler)
-                ready = Ready(options.host, port, tls is not None, ctx.model_name)
-                log.info("event=ready url=%s/v1/stream model=%s", ready.ws_url, ready.model)
-                if started is not None:
-                    started.set()
-                if on_ready is not None:
-                    on_ready(ready)
-                await stop.wait()
-                # The MQTT bridges flush their last messages after the drain: leave them time.
-                await drain(ctx, server, front, options.shutdown, hurry,
-                            after_s=FLUSH_ON_EXIT_S if options.mqtt is not None else 0.0)
+
+    async with serve(
+        routes.serve_websocket, options.host, options.port,
+        process_request=process_request,
+        create_connection=front.connection_class(),
+        max_size=TRANSPORT_MAX_MESSAGE,
+        ping_interval=options.ping_interval_s, ping_timeout=options.ping_timeout_s,
+        write_limit=options.write_limit,
+        close_timeout=options.shutdown.close_timeout_s,
+        server_header=f"captioncast/{__version__}",
+        **tls_options,
+    ) as server:
+        ports = [s.getsockname()[1] for s in server.sockets]
+        port = ports[0] if ports else options.port
+        # /healthz answers from here on ("loading"); sessions wait for the model.
+        log.info("event=listening host=%s port=%s tls=%s auth=%s sessions=after_model_load",
+                 options.host, port, tls is not None, ctx.gate.requires_token)
+        if decoder is None:
+            model, workers = await asyncio.to_thread(load_decoder, options)
+        else:
+            model = decoder
+        async with (
+            DecodeScheduler(model, options.decode_workers or workers,
+                            on_decoded=ctx.telemetry.decoded,
+                            budgets=options.scheduler) as scheduler,
+            contextlib.AsyncExitStack() as bridges,
+        ):
+            if archive is not None:  # closed after the drain: the last finals are written
+                ctx.attach_store(await bridges.enter_async_context(archive))
+            if options.mqtt is not None:
+                ctx.channels.sinks.append(await bridges.enter_async_context(
+                    MqttBridge(options.mqtt, ctx.channels, options.port)))
+            ctx.attach(model, scheduler)
+            ready = Ready(options.host, port, tls is not None, ctx.model_name)
+            log.info("event=ready url=%s/v1/stream model=%s", ready.ws_url, ready.model)
+            if started is not None:
+                started.set()
+            if on_ready is not None:
+                on_ready(ready)
+            await stop.wait()
+            # The MQTT bridges flush their last messages after the drain: leave them time.
+            await drain(ctx, server, front, options.shutdown, hurry,
+                        after_s=FLUSH_ON_EXIT_S if options.mqtt is not None else 0.0)
