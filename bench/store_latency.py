@@ -8,7 +8,7 @@ machine's noise falls on both alike. A final's latency is when it reached the sp
 minus when the audio at its end was sent (PROTOCOL.md "Latency"); with a store the
 speaker, like every viewer, gets a final once it is committed.
 
-    python bench/store_latency.py [--rounds 3] [--streams 1] [--store postgresql://...]
+    python bench/store_latency.py [--rounds 3] [--streams 1] [--postgres | --store URL]
 """
 
 from __future__ import annotations
@@ -60,7 +60,23 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=1, help="streams at once per server")
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--store", help="a store URL or path instead of a temporary SQLite")
+    parser.add_argument("--postgres", action="store_true",
+                        help="a throwaway local PostgreSQL (fsync on) as the store")
     args = parser.parse_args()
+    if args.postgres:
+        sys.path.insert(0, str(BENCH_DIR.parent))
+        from tests.integration.postgres import Postgres
+
+        cluster = Postgres(fsync=True)  # commit latency is what is measured
+        cluster.start()
+        try:
+            return run(args, cluster.url())
+        finally:
+            cluster.remove()
+    return run(args, args.store)
+
+
+def run(args: argparse.Namespace, store_url: str | None) -> int:
     audio = []
     for name in RECORDINGS:
         chunks = list(rechunk(decode_pcm(str(DEFAULT_SPEECH_DIR / "wav" / f"{name}.wav")),
@@ -71,7 +87,7 @@ def main() -> int:
     with (tempfile.TemporaryDirectory(prefix="store-latency-") as tmp,
           open(Path(tmp) / "on.log", "wb") as on_log,
           open(Path(tmp) / "off.log", "wb") as off_log):
-        where = args.store or str(Path(tmp) / "data")
+        where = store_url or str(Path(tmp) / "data")
         ports = {"on": free_port(), "off": free_port()}
         servers = {
             "on": start_server(ports["on"], args.model, on_log, ["--store", where]),
@@ -100,7 +116,7 @@ def main() -> int:
     on, off = got["on"], got["off"]
     print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; model {args.model}; "
           f"{args.rounds} rounds x {len(RECORDINGS)} recordings x {args.streams} stream(s); "
-          f"store {'(given)' if args.store else 'SQLite, temporary data dir'}")
+          f"store {store_url.split('@')[-1] if store_url else 'SQLite, temporary data dir'}")
     print("| store | finals | final latency p50 | p95 | mean |")
     print("|---|---|---|---|---|")
     for name, values in (("on", on), ("off", off)):
