@@ -135,7 +135,9 @@ class ChannelHub:
         if channel is None or channel.speaker is not None:
             return False
         if channel.viewers:  # they stay, and see the channel start afresh
-            channel.log = ChannelLog(name, self.options)
+            fresh = ChannelLog(name, self.options)
+            fresh.continue_from(channel.log.last_seq, 0, 0.0)  # their `since` stays valid
+            channel.log = fresh
         else:
             del self._channels[name]
         return True

@@ -257,3 +257,18 @@ async def test_a_channel_first_seen_while_the_store_is_away_never_reuses_a_seq(
         stored = await server.archive.finals("talk")
         assert [f.text for f in stored] == ["one", "two"]  # not refused as a repeat of seq 1
         assert stored[1].seq > stored[0].seq
+
+
+async def test_a_deleted_channel_starts_afresh_for_the_viewers_still_on_it(
+        tmp_path: Path) -> None:
+    async with _Server(tmp_path) as server:
+        await server.speak("talk", "s1", [_final(1, 0, 0.0, "old")])
+        viewer = server.ctx.channels.subscribe("talk", None)
+        deleted = await server.delete("/v1/channels/talk")
+        assert deleted is not None and deleted.status == 200
+        await server.speak("talk", "s2", [_final(1, 0, 0.0, "new")])
+        events: list[Event] = []
+        while not any(isinstance(e, Final) for e in events):
+            events += await asyncio.wait_for(viewer.next_events(), 2)
+        assert [e.text for e in events if isinstance(e, Final)] == ["new"]
+        assert [f.text for f in await server.archive.finals("talk")] == ["new"]
