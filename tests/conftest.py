@@ -7,6 +7,8 @@ needs it and cannot find it is skipped, with the path it looked for, rather than
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 import wave
 from pathlib import Path
 
@@ -15,6 +17,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "speech"
+
+# A server started without --data-dir keeps transcripts in the per-user data dir: never
+# the real one from the tests (the servers they start inherit this).
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="captioncast-test-data-")
 
 
 MISSING = "../shared/speech is missing: {path} not found (tests read real speech from there)"

@@ -83,6 +83,18 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     channels.add_argument("--viewer-backlog", **environment.option("VIEWER_BACKLOG", "256"),
                           help="finals a slow viewer may fall behind before it is cut off")
     _security_options(serve, environment)
+    store = serve.add_argument_group("transcript store (see README: Transcripts)")
+    data_dir = str(env.default_data_dir(environ))
+    store.add_argument("--data-dir", **environment.option("DATA_DIR", data_dir),
+                       metavar="DIR", help="where the channels' transcripts are kept "
+                       "(default: $XDG_DATA_HOME/captioncast or ~/.local/share/captioncast)")
+    store.add_argument("--store", **environment.option("STORE"), metavar="URL|PATH",
+                       help="the transcript store instead of the data dir: a SQLite file, "
+                            ":memory:, or postgresql://... shared by every node")
+    store.add_argument("--no-store", action=env.Flag, **environment.option("NO_STORE", False),
+                       help="keep transcripts in memory only (lost at restart)")
+    store.add_argument("--retention-days", **environment.option("RETENTION_DAYS", "0"),
+                       metavar="N", help="delete channels not live for N days (0: keep all)")
     mqtt = serve.add_argument_group("MQTT")
     mqtt.add_argument("--mqtt", **environment.option("MQTT"), metavar="URL",
                       help="publish channels to a broker: mqtt://host:1883 or mqtts://host:8883")

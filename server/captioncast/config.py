@@ -47,6 +47,7 @@ FLAGGED: Mapping[str, str] = {
     "security.tokens": "--token", "security.allowed_origins": "--allowed-origin",
     "security.max_connections_per_ip": "--max-connections-per-ip",
     "security.certfile": "--certfile", "security.keyfile": "--keyfile",
+    "store.where": "--store, --data-dir or --no-store", "store.retention_days": "--retention-days",
     "decode.no_speech_threshold": "--set policy.no_speech_threshold",
     "decode.log_prob_threshold": "--set policy.log_prob_threshold",
     "decode.compression_ratio_threshold": "--set policy.compression_ratio_threshold",
@@ -126,7 +127,12 @@ def from_arguments(args: argparse.Namespace) -> ServerOptions:
     """The serve command's options: its flags (and their variables), then every setting."""
     from captioncast.core.channel import ChannelOptions
     from captioncast.engine.capacity import CapacityOptions
-    from captioncast.options import ServerOptions, ShutdownOptions, TranscribeOptions
+    from captioncast.options import (
+        ServerOptions,
+        ShutdownOptions,
+        StoreOptions,
+        TranscribeOptions,
+    )
     from captioncast.transport.mqtt import MqttOptions
     from captioncast.transport.security import SecurityOptions, tokens_from
 
@@ -164,6 +170,7 @@ def from_arguments(args: argparse.Namespace) -> ServerOptions:
         ping_timeout_s=args.ping_interval_s or None,
         shutdown=ShutdownOptions(timeout_s=max(0.0, args.shutdown_timeout_s)),
         outputs=tuple(output_option(text) for text in args.outputs),
+        store=StoreOptions(where=store_location(args), retention_days=args.retention_days),
     )
     return load(base, args.set, args.setting_variables, args.config)
 
@@ -222,6 +229,13 @@ def _unique_ids(outputs: tuple[OutputOptions, ...]) -> None:
         if key[1] is not None and key in seen:
             raise ConfigError(f"channel {output.channel} has two outputs with id {key[1]}")
         seen.add(key)
+
+
+def store_location(args: argparse.Namespace) -> str | None:
+    """`--no-store`: None; else `--store`, else the data dir (per user unless given)."""
+    if args.no_store:
+        return None
+    return str(args.store or args.data_dir)
 
 
 def load(base: ServerOptions, given: list[str], environ: Mapping[str, str],

@@ -104,6 +104,7 @@ non_negative_int = integer(0)
 seconds = checked(_non_negative, "a number of seconds, 0 or more")
 share = checked(_non_negative, "a number, 0 or more")
 flag = checked(_flag, "a yes/no value (1, true, yes, on or 0, false, no, off)")
+days = checked(_non_negative, "a number of days, 0 or more")
 log_level = one_of(LOG_LEVELS, str.upper)
 device = one_of(DEVICES)
 
@@ -123,11 +124,20 @@ VARIABLES: Mapping[str, Callable[[str], Any] | None] = {
     "CERTFILE": str, "KEYFILE": str, "MAX_CONNECTIONS_PER_IP": non_negative_int,
     "SEND_TIMEOUT_S": seconds, "IDLE_TIMEOUT_S": seconds, "PING_INTERVAL_S": seconds,
     "SHUTDOWN_TIMEOUT_S": seconds, "CONFIG": Path,
+    "DATA_DIR": Path, "STORE": str, "NO_STORE": flag, "RETENTION_DAYS": days,
     "TOKEN_FILE": None, "ALLOWED_ORIGINS": None,
     "SERVER": str, "TOKEN": str, "CAFILE": str,  # the clients' too
     "OBS_PASSWORD": str,  # the clients' --obs-password
 }
 SETTING_SEPARATOR = "__"
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the transcript store lives unless told: the XDG data home, per user."""
+    source = os.environ if environ is None else environ
+    base = source.get("XDG_DATA_HOME") or str(Path(source.get("HOME") or Path.home())
+                                              / ".local" / "share")
+    return Path(base) / "captioncast"
 
 
 class Environment:

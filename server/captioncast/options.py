@@ -53,6 +53,18 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
+class StoreOptions:
+    """Where finals are kept (transport/archive.py): None keeps them in memory only."""
+
+    where: str | None = None  # a SQLite file or data dir, ":memory:", or postgresql://...
+    retention_days: float = 0.0  # channels last live longer ago are deleted; 0: kept
+    # A final reaches its clients once stored, or after this long (it is written later).
+    durable_wait_s: float = 0.25
+    max_queued: int = 50_000  # finals held while the store is away; more are dropped
+    retention_every_s: float = 3600.0
+
+
+@dataclass(frozen=True)
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8765
@@ -83,6 +95,7 @@ class ServerOptions:
     capacity: CapacityOptions = field(default_factory=CapacityOptions)
     security: SecurityOptions = field(default_factory=SecurityOptions)
     shutdown: ShutdownOptions = field(default_factory=ShutdownOptions)
+    store: StoreOptions = field(default_factory=StoreOptions)
     # A peer that answers no ping within ping_timeout_s is dropped; None: no pings.
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0

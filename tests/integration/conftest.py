@@ -50,13 +50,20 @@ def admission_off(args: tuple[str, ...]) -> tuple[str, ...]:
     return args if "--max-load" in args else ("--max-load", "0", *args)
 
 
+def store_off(args: tuple[str, ...]) -> tuple[str, ...]:
+    """Test servers keep no transcripts unless a test gives them a store (--store or
+    --data-dir: tests/integration/test_store_server.py)."""
+    given = {"--store", "--data-dir", "--no-store"} & {a.split("=")[0] for a in args}
+    return args if given else ("--no-store", *args)
+
+
 def start_server(*args: str, name: str = "server") -> RunningServer:
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     log = ARTIFACTS / f"{name}-{port}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port),
-         *admission_off(args)],
+         *store_off(admission_off(args))],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ},
     )
     server = RunningServer(port, process, log)

@@ -19,7 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.conftest import ARTIFACTS, admission_off, free_port, wait_healthy
+from tests.integration.conftest import (
+    ARTIFACTS,
+    admission_off,
+    free_port,
+    store_off,
+    wait_healthy,
+)
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def start_secure_server(*args: str, certificate: Certificate | None = None,
         if certificate else []
     process = subprocess.Popen(
         [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port), *tls,
-         *admission_off(args)],
+         *store_off(admission_off(args))],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     server = SecureServer(port, process, log, certificate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from captioncast import config
 from captioncast.cli import build_parser
-from captioncast.options import ServerOptions
+from captioncast.options import ServerOptions, StoreOptions
 from captioncast.transport.channels import ChannelHub
 
 
@@ -18,7 +19,11 @@ def _options(argv: list[str], environ: dict[str, str] | None = None) -> ServerOp
 
 
 def test_the_defaults_are_the_dataclasses_defaults() -> None:
-    assert _options([]) == ServerOptions()
+    # The one exception: the command keeps transcripts in the per-user data dir, while
+    # an embedded server (ServerOptions()) keeps none unless told.
+    options = _options([], {"XDG_DATA_HOME": "/data"})
+    assert options.store.where == str(Path("/data/captioncast"))
+    assert dataclasses.replace(options, store=StoreOptions()) == ServerOptions()
 
 
 def test_a_setting_from_the_file_the_environment_and_the_command_line(tmp_path: Path) -> None:

@@ -65,6 +65,18 @@ class ChannelLog:
     def duration(self) -> float:
         return self._time_offset + self._session_end
 
+    @property
+    def first_held(self) -> int:
+        """The lowest seq that `replay` still holds; anything before it is in the store."""
+        return self._history[0].seq if self._history else self._seq.last + 1
+
+    def continue_from(self, seq: int, utterances: int, end: float) -> None:
+        """A channel known before this process (the store says where it stood): its
+        numbering and clock go on from there, so a viewer's `since` keeps its meaning."""
+        self._seq.last = max(self._seq.last, seq)
+        self._utterance_offset = max(self._utterance_offset, utterances)
+        self._time_offset = max(self._time_offset, end)
+
     def begin(self) -> None:
         # A speaker here after one on another node continues that node's clock and numbers.
         self._time_offset = max(self._time_offset, self._remote_end)

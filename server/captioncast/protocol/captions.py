@@ -67,8 +67,37 @@ def split_final(final: Timed, width: int = MAX_LINE_CHARS,
     words = [w for w in all_words if w.word.strip()]
     joined = "".join("".join(w.word.split()) for w in words)
     if words and " " in text and joined == text.replace(" ", ""):
-        return _split_timed(words, start, end, width, max_lines)
+        return _split_timed(_text_words(text, words), start, end, width, max_lines)
     return _split_untimed(text, start, end, width, max_lines)
+
+
+def _text_words(text: str, tokens: Sequence[Word]) -> list[Word]:
+    """The final's own words (cut at its spaces), timed by the tokens they are made of.
+
+    Whisper's tokens are not words: "flower-fattened" comes as "flower" and "-fattened".
+    Cue text is cut from the final's text, never rebuilt by joining tokens with spaces.
+    `text` has single spaces and the tokens spell it out (split_final checked).
+    """
+    words: list[Word] = []
+    at = 0
+    for token in tokens:
+        spelled = "".join(token.word.split())
+        spaced = at < len(text) and text[at] == " "
+        at += spaced
+        piece = []
+        for _ in spelled:
+            if text[at] == " ":  # a token that spans a space: the text's own spacing wins
+                piece.append(" ")
+                at += 1
+            piece.append(text[at])
+            at += 1
+        if words and not spaced:
+            last = words[-1]
+            words[-1] = Word(last.word + "".join(piece), last.start, token.end,
+                             min(last.p, token.p))
+        else:
+            words.append(Word("".join(piece), token.start, token.end, token.p))
+    return words
 
 
 def _split_timed(words: Sequence[Word], start: float, end: float, width: int,

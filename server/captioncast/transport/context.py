@@ -19,6 +19,7 @@ from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest, Overloaded
 from captioncast.options import ServerOptions
 from captioncast.outputs import OutputRegistry
+from captioncast.transport.archive import Archive
 from captioncast.transport.channels import ChannelHub
 from captioncast.transport.metrics import Metrics
 from captioncast.transport.output_sink import OutputCollector, OutputSink
@@ -49,6 +50,7 @@ class ServerContext:
         self.channels.sinks.append(OutputSink(self.outputs))
         self.telemetry.metrics.registry.register(OutputCollector(self.outputs))
         self.draining = False
+        self.archive: Archive | None = None  # the transcript store; None: memory only
 
     @property
     def ready(self) -> bool:
@@ -135,6 +137,12 @@ class ServerContext:
                 "multilingual model"
             )
 
+    def attach_store(self, archive: Archive) -> None:
+        """Finals are stored from now on, and channels continue from the store."""
+        self.archive = archive
+        self.channels.store = archive
+        archive.register(self.telemetry.metrics.registry)
+
     def viewers_changed(self) -> None:
         self.telemetry.viewers(self.channels.viewer_count)
 
@@ -160,4 +168,5 @@ class ServerContext:
             "viewers": self.channels.viewer_count,
             "max_sessions": self.options.max_sessions,
             **self.telemetry.load(),
+            "store": self.archive.health() if self.archive is not None else {"status": "off"},
         }

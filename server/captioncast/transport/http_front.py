@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -35,7 +36,8 @@ from captioncast.transport.sniff import sniffing
 log = logging.getLogger("captioncast.http")
 
 PostHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
-GetRoute = Callable[[Request], HttpResponse | None]
+GetRoute = Callable[[Request], HttpResponse | Awaitable[HttpResponse] | None]
+DeleteRoute = Callable[[HttpRequest], Awaitable[HttpResponse | None]]
 
 
 class HttpFront:
@@ -49,6 +51,7 @@ class HttpFront:
         self.post_routes: dict[str, PostHandler] = {}
         # Paths with a name in them (/v1/channels/NAME/outputs): pattern, method, handler.
         self.pattern_routes: list[tuple[re.Pattern[str], str, PostHandler]] = []
+        self.delete_route: DeleteRoute | None = None  # None where it does not answer
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
 
@@ -166,6 +169,8 @@ class HttpFront:
     async def _dispatch(self, request: HttpRequest) -> HttpResponse:
         if request.method in ("GET", "HEAD"):
             answer = self.get_route(Request(request.target, request.headers))
+            if inspect.isawaitable(answer):
+                answer = await answer
             if answer is None:
                 raise BadRequest("a WebSocket upgrade must be the first request on its connection")
             return answer
@@ -174,6 +179,10 @@ class HttpFront:
         matched = [(m, h) for p, m, h in self.pattern_routes if p.fullmatch(request.path)]
         if matched:
             return await self._dispatch_pattern(request, matched)
+        if request.method == "DELETE" and self.delete_route is not None:
+            deleted = await self.delete_route(request)
+            if deleted is not None:
+                return deleted
         handler = self.post_routes.get(request.path)
         if handler is None:
             if self._is_get_route(request):
@@ -206,7 +215,10 @@ class HttpFront:
     def _is_get_route(self, request: HttpRequest) -> bool:
         """Whether a GET of this path would be answered (a page, a WebSocket route)."""
         answer = self.get_route(Request(request.target, request.headers))
-        return answer is None or answer.status != 404
+        if inspect.iscoroutine(answer):
+            answer.close()  # a route that reads the store: it is one, whatever it would say
+            return True
+        return answer is None or not isinstance(answer, HttpResponse) or answer.status != 404
 
     async def _send(self, exchange: Exchange, response: HttpResponse,
                     head_only: bool = False) -> None:

@@ -23,6 +23,7 @@ import dataclasses
 import enum
 import logging
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
@@ -56,7 +57,8 @@ class State(enum.Enum):
 class Link(Protocol):
     """The connection attached to a session (transport/stream.py's StreamHandler)."""
 
-    def send(self, event: Event) -> None: ...
+    def send(self, event: Event, after: Awaitable[bool] | None = None) -> None:
+        """Queue `event`; with `after`, it is sent once that is done (its commit)."""
 
     def finish(self, code: int, reason: str) -> None:
         """Send what is queued, then close with this code."""
@@ -414,10 +416,11 @@ class LiveSession:
     def _publish(self, event: Event) -> None:
         self.events.add(event)
         self.latency.sent(event, self.core.stable_words_shown, self.core.stable_words_revised)
-        if self.link is not None and not isinstance(event, Ready):
-            self.link.send(event)
+        committed = None
         if self.params.channel is not None:
-            self.ctx.channels.publish(self.params.channel, event)
+            committed = self.ctx.channels.publish(self.params.channel, event)
+        if self.link is not None and not isinstance(event, Ready):
+            self.link.send(event, committed)
 
     def _log_end(self) -> None:
         finals = self.latency.finals

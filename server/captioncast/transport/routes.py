@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http
+import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from websockets.http11 import Request
 
 from captioncast.errors import CaptioncastError
 from captioncast.transport.context import ServerContext
+from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.http_front import HttpFront, PostHandler
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.output_routes import (
@@ -27,11 +29,18 @@ from captioncast.transport.output_routes import (
     OutputRoutes,
     list_outputs,
 )
-from captioncast.transport.pages import CAPTION_FILE, caption_file, channel_list, overlay
+from captioncast.transport.pages import CAPTION_FILE, overlay
 from captioncast.transport.responses import HttpResponse, error_response, json_response
 from captioncast.transport.security import http_refusal, peer_host, redact
 from captioncast.transport.stream import handle_stream
 from captioncast.transport.transcribe import TranscribeRoutes
+from captioncast.transport.transcripts import (
+    TRANSCRIPT,
+    caption_file,
+    channel_list,
+    delete_channel,
+    transcript,
+)
 from captioncast.transport.viewer import handle_viewer
 from captioncast.transport.web_pages import web_page
 from captioncast.transport.websocket import reject
@@ -39,7 +48,10 @@ from captioncast.transport.websocket import reject
 log = logging.getLogger("captioncast.server")
 
 WsHandler = Callable[[ServerConnection, ServerContext], Awaitable[None]]
-GetHandler = Callable[[ServerContext, Request], HttpResponse]
+# A store's reads are awaited: a handler may answer later.
+GetHandler = Callable[[ServerContext, Request], HttpResponse | Awaitable[HttpResponse]]
+GetAnswer = HttpResponse | Awaitable[HttpResponse] | None
+DeleteHandler = Callable[[ServerContext, HttpRequest], Awaitable[HttpResponse | None]]
 
 
 def health(ctx: ServerContext, request: Request) -> HttpResponse:
@@ -66,7 +78,10 @@ GETS: dict[str, GetHandler] = {
 GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = (
     (CAPTION_FILE, caption_file),
     (OUTPUTS_PATH, list_outputs),
+    (TRANSCRIPT, transcript),
 )
+# Through h11 (transport/http_front.py), after its origin and token checks.
+DELETES: tuple[DeleteHandler, ...] = (delete_channel,)
 # A bad token on these is answered after the upgrade: an error event, then close 4001.
 WEBSOCKETS: dict[str, WsHandler] = {"/v1/stream": handle_stream, "/v1/captions": handle_viewer}
 POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
@@ -93,8 +108,29 @@ class Routes:
             front.route(path, handler)
         for pattern, method, handler in self.pattern_routes:
             front.route_pattern(pattern, method, handler)
+        front.delete_route = self.answer_delete
 
-    def answer_get(self, request: Request) -> HttpResponse | None:
+    async def answer_delete(self, request: HttpRequest) -> HttpResponse | None:
+        for handler in DELETES:
+            try:
+                answer = await handler(self.ctx, request)
+            except CaptioncastError as error:
+                return _refusal(error, request.path)
+            if answer is not None:
+                return answer
+        return None
+
+    async def answer(self, request: Request) -> HttpResponse | None:
+        """`answer_get`, awaited when its route reads the store."""
+        answer = self.answer_get(request)
+        if not inspect.isawaitable(answer):
+            return answer
+        try:
+            return await answer
+        except CaptioncastError as error:
+            return _refusal(error, urlsplit(request.path).path)
+
+    def answer_get(self, request: Request) -> GetAnswer:
         """Answer a GET; None to let a WebSocket upgrade go on."""
         ctx = self.ctx
         path = urlsplit(request.path).path

@@ -18,6 +18,7 @@ from captioncast import __version__
 from captioncast.core.decoding import Decoder
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.options import ServerOptions
+from captioncast.transport.archive import Archive
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_front import HttpFront
 from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge
@@ -106,9 +107,13 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
     front = HttpFront(f"captioncast/{__version__}", routes.answer_get, gate=ctx.gate)
     routes.install(front)
 
-    def process_request(connection: object, request: Request) -> Response | None:
-        answer = routes.answer_get(request)
+    async def process_request(connection: object, request: Request) -> Response | None:
+        answer = await routes.answer(request)
         return None if answer is None else to_websockets(answer)
+
+    # Opened before listening: a store that cannot be opened (a corrupt file) is an
+    # error at start, never an empty store in its place.
+    archive = None if options.store.where is None else Archive.open(options.store)
 
     async with serve(
         routes.serve_websocket, options.host, options.port,
@@ -136,6 +141,8 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
                             budgets=options.scheduler) as scheduler,
             contextlib.AsyncExitStack() as bridges,
         ):
+            if archive is not None:  # closed after the drain: the last finals are written
+                ctx.attach_store(await bridges.enter_async_context(archive))
             if options.mqtt is not None:
                 ctx.channels.sinks.append(await bridges.enter_async_context(
                     MqttBridge(options.mqtt, ctx.channels, options.port)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
@@ -36,7 +37,8 @@ class StreamHandler:
         self.connection = connection
         self.live = live
         self.ctx = live.ctx
-        self._outbox: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[Event, Awaitable[bool] | None] | None] = (
+            asyncio.Queue())
         self._done = asyncio.Event()
         self._room = asyncio.Event()  # clear while MAX_UNSENT_EVENTS wait to be sent
         self._room.set()
@@ -45,8 +47,8 @@ class StreamHandler:
 
     # -- Link: what the session asks of its connection ------------------------------------
 
-    def send(self, event: Event) -> None:
-        self._outbox.put_nowait(event)
+    def send(self, event: Event, after: Awaitable[bool] | None = None) -> None:
+        self._outbox.put_nowait((event, after))
         if self._outbox.qsize() >= MAX_UNSENT_EVENTS:
             self._room.clear()
 
@@ -84,7 +86,10 @@ class StreamHandler:
 
     async def _send_loop(self) -> None:
         try:
-            while (event := await self._outbox.get()) is not None:
+            while (item := await self._outbox.get()) is not None:
+                event, after = item
+                if after is not None:
+                    await after  # its commit, bounded by the store (transport/archive.py)
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
                 # that arrives as its awaitable completes.
                 async with asyncio.timeout(self.ctx.options.send_timeout_s):
@@ -167,6 +172,8 @@ async def handle_stream(connection: ServerConnection, ctx: ServerContext) -> Non
             request = connection.request
             token = None if request is None else token_key(request.path, request.headers)
             ctx.admit(address, token)
+            if params.channel is not None:
+                await ctx.channels.prepare(params.channel)  # its seq goes on from the store
             live = LiveSession(secrets.token_urlsafe(12), params, ctx, address, token)
             live.open()
     except CaptioncastError as error:

@@ -11,7 +11,9 @@ from websockets.exceptions import ConnectionClosed
 from captioncast.core.params import parse_viewer_params
 from captioncast.errors import CaptioncastError, SessionTimeout
 from captioncast.protocol import codes
-from captioncast.protocol.events import Error
+from captioncast.protocol.events import Error, Event
+from captioncast.store import StoreError
+from captioncast.transport.archive import as_event
 from captioncast.transport.channels import Viewer
 from captioncast.transport.context import ServerContext
 from captioncast.transport.websocket import close_or_abort, query_of, reject
@@ -45,10 +47,28 @@ async def _drain(connection: ServerConnection) -> None:
         pass
 
 
+async def _older(ctx: ServerContext, name: str, since: int | None) -> list[Event]:
+    """The stored finals after `since` that the channel's memory no longer holds."""
+    await ctx.channels.prepare(name)
+    channel = ctx.channels.get(name)
+    if since is None or ctx.archive is None or channel is None:
+        return []
+    before = channel.log.first_held
+    if since + 1 >= before:
+        return []
+    try:
+        finals = await ctx.archive.finals(name, since=since, before=before)
+    except StoreError as error:  # captions go on: the viewer gets what memory holds
+        log.warning("event=viewer_replay_failed channel=%s error=%r", name, error.message)
+        return []
+    return [as_event(f) for f in finals]
+
+
 async def handle_viewer(connection: ServerConnection, ctx: ServerContext) -> None:
     try:
         params = parse_viewer_params(query_of(connection))
-        viewer = ctx.channels.subscribe(params.channel, params.since)
+        older = await _older(ctx, params.channel, params.since)
+        viewer = ctx.channels.subscribe(params.channel, params.since, older)
     except CaptioncastError as error:
         await reject(connection, error)
         return

@@ -26,7 +26,7 @@ class FakeLink:
         self.events: list[Event] = []
         self.closed: tuple[int, str] | None = None
 
-    def send(self, event: Event) -> None:
+    def send(self, event: Event, after: object = None) -> None:
         self.events.append(event)
 
     def finish(self, code: int, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from websockets.datastructures import Headers
@@ -17,7 +18,7 @@ from captioncast.transport.transcribe import TranscribeRoutes
 def _get(path: str, **headers: str) -> HttpResponse | None:
     ctx = ServerContext(ServerOptions())
     routes = Routes(ctx, TranscribeRoutes(ctx, ctx.options.transcribe))
-    return routes.answer_get(Request(path, Headers(headers)))
+    return asyncio.run(routes.answer(Request(path, Headers(headers))))
 
 
 def _json(response: HttpResponse | None) -> tuple[int, dict[str, object]]:
