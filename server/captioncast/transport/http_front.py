@@ -46,11 +46,15 @@ class HttpFront:
         self.get_route = get_route
         self.gate = gate  # tokens, origins and connections per address, as for WebSockets
         self.post_routes: dict[str, PostHandler] = {}
+        self.post_prefixes: dict[str, PostHandler] = {}  # a path under one (/models/...)
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
 
     def route(self, path: str, handler: PostHandler) -> None:
         self.post_routes[path] = handler
+
+    def route_prefix(self, prefix: str, handler: PostHandler) -> None:
+        self.post_prefixes[prefix] = handler
 
     def connection_class(self) -> type[ServerConnection]:
         """The `create_connection` for websockets' `serve`, bound to this front."""
@@ -165,7 +169,9 @@ class HttpFront:
             return answer
         if self.gate is not None:
             self.gate.check(request.target, request.headers)
-        handler = self.post_routes.get(request.path)
+        handler = self.post_routes.get(request.path) or next(
+            (h for prefix, h in self.post_prefixes.items() if request.path.startswith(prefix)),
+            None)
         if handler is None:
             if self._is_get_route(request):
                 response = json_response(405, {"error": "bad_request",

@@ -18,8 +18,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request
 
 from captioncast.errors import CaptioncastError
+from captioncast.transport import deepgram, openai_realtime
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_front import HttpFront, PostHandler
+from captioncast.transport.huggingface import PREFIX as HF_PREFIX
+from captioncast.transport.huggingface import HuggingFaceRoute
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.pages import CAPTION_FILE, caption_file, channel_list, overlay
 from captioncast.transport.responses import HttpResponse, error_response, json_response
@@ -33,6 +36,7 @@ log = logging.getLogger("captioncast.server")
 
 WsHandler = Callable[[ServerConnection, ServerContext], Awaitable[None]]
 GetHandler = Callable[[ServerContext, Request], HttpResponse]
+UpgradeCheck = Callable[[ServerContext, Request], HttpResponse | None]  # None: upgrade
 
 
 def health(ctx: ServerContext, request: Request) -> HttpResponse:
@@ -58,8 +62,19 @@ GETS: dict[str, GetHandler] = {
 }
 GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = ((CAPTION_FILE, caption_file),)
 # A bad token on these is answered after the upgrade: an error event, then close 4001.
-WEBSOCKETS: dict[str, WsHandler] = {"/v1/stream": handle_stream, "/v1/captions": handle_viewer}
+WEBSOCKETS: dict[str, WsHandler] = {
+    "/v1/stream": handle_stream,
+    "/v1/captions": handle_viewer,
+    "/v1/listen": deepgram.handle_listen,  # Deepgram live
+    "/v1/realtime": openai_realtime.handle_realtime,  # OpenAI Realtime transcription
+}
+# Compatible APIs refuse a bad token or query before the upgrade, in their own shapes.
+UPGRADE_CHECKS: dict[str, UpgradeCheck] = {
+    "/v1/listen": deepgram.vet_upgrade,
+    "/v1/realtime": openai_realtime.vet_upgrade,
+}
 POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
+POST_PREFIXES = (HF_PREFIX,)  # /models/{model_id}: transport/huggingface.py
 NOT_FOUND = ("no route {path}; see /healthz, /v1/stream, /v1/captions, /overlay, "
              "POST /v1/transcribe")
 
@@ -71,10 +86,14 @@ class Routes:
         self.ctx = ctx
         self.posts: dict[str, PostHandler] = transcribe.routes()
         assert tuple(self.posts) == POSTS
+        self.post_prefixes: dict[str, PostHandler] = {HF_PREFIX: HuggingFaceRoute(transcribe)}
+        assert tuple(self.post_prefixes) == POST_PREFIXES
 
     def install(self, front: HttpFront) -> None:
         for path, handler in self.posts.items():
             front.route(path, handler)
+        for prefix, handler in self.post_prefixes.items():
+            front.route_prefix(prefix, handler)
 
     def answer_get(self, request: Request) -> HttpResponse | None:
         """Answer a GET; None to let a WebSocket upgrade go on."""
@@ -94,7 +113,8 @@ class Routes:
                     http.HTTPStatus.UPGRADE_REQUIRED,
                     {"error": "bad_request", "message": f"{path} is a WebSocket endpoint"},
                 )
-            return None
+            check = UPGRADE_CHECKS.get(path)
+            return check(ctx, request) if check is not None else None
         handler = GETS.get(path) or next(
             (h for pattern, h in GET_PATTERNS if pattern.fullmatch(path)), None)
         if handler is not None:

@@ -35,7 +35,7 @@ class StreamHandler:
         self.connection = connection
         self.live = live
         self.ctx = live.ctx
-        self._outbox: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Event | str | None] = asyncio.Queue()  # str: sent as is
         self._done = asyncio.Event()
         self._room = asyncio.Event()  # clear while MAX_UNSENT_EVENTS wait to be sent
         self._room.set()
@@ -44,7 +44,7 @@ class StreamHandler:
 
     # -- Link: what the session asks of its connection ------------------------------------
 
-    def send(self, event: Event) -> None:
+    def send(self, event: Event | str) -> None:
         self._outbox.put_nowait(event)
         if self._outbox.qsize() >= MAX_UNSENT_EVENTS:
             self._room.clear()
@@ -59,6 +59,12 @@ class StreamHandler:
 
     async def wait_closed(self) -> None:
         await self.connection.wait_closed()
+
+    # -- the wire format: a compatible API (transport/deepgram.py...) overrides these -----
+
+    def render(self, event: Event) -> list[str]:
+        """The messages that say `event` on this connection."""
+        return [event.to_json()]
 
     # -- the connection -------------------------------------------------------------------
 
@@ -86,8 +92,9 @@ class StreamHandler:
             while (event := await self._outbox.get()) is not None:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
                 # that arrives as its awaitable completes.
-                async with asyncio.timeout(self.ctx.options.send_timeout_s):
-                    await self.connection.send(event.to_json())
+                for message in [event] if isinstance(event, str) else self.render(event):
+                    async with asyncio.timeout(self.ctx.options.send_timeout_s):
+                        await self.connection.send(message)
                 if self._outbox.qsize() <= MAX_UNSENT_EVENTS // 2:
                     self._room.set()
         except ConnectionClosed:
