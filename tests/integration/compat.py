@@ -11,7 +11,7 @@ from tests.conftest import speech_path
 TOKEN = "compat-secret-token"
 CLIP = "whisper_jfk"  # 11 s, four utterances: "And so my fellow Americans, ask not..."
 CHUNK_S = 0.1
-PACE = 0.25  # a chunk every 25 ms: 4x real time, still partials on the way
+PACE_S = 0.025  # wall-clock seconds between CHUNK_S chunks: 4x real time, partials still come
 
 
 def pcm_chunks(name: str = CLIP, rate: int = 16000, trailing_silence_s: float = 1.0,

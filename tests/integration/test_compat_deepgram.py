@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import reference, wer
-from tests.integration.compat import CLIP, PACE, TOKEN, pcm_chunks
+from tests.integration.compat import CLIP, PACE_S, TOKEN, pcm_chunks
 from tests.integration.conftest import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.model
@@ -56,7 +56,7 @@ async def listen(server: RunningServer, chunks: list[bytes], **options: Any) -> 
         reader = asyncio.create_task(read())
         for chunk in chunks:
             await socket.send_media(chunk)
-            await asyncio.sleep(PACE * len(chunk) / 3200)
+            await asyncio.sleep(PACE_S)
         await socket.send_close_stream()
         await asyncio.wait_for(reader, 120)
     return messages

@@ -258,6 +258,7 @@ async def _settings(connection: ServerConnection, ctx: ServerContext, config: Re
             await connection.send(wire.error("send audio in input_audio_buffer.append events",
                                              "invalid_event"))
             continue
+        client_event: str | None = None
         try:
             message = parse_client_event(text)
             kind, client_event = message["type"], message.get("event_id")
@@ -281,5 +282,5 @@ async def _settings(connection: ServerConnection, ctx: ServerContext, config: Re
                     f"event type {kind} is not supported in a transcription session",
                     "invalid_event", client_event))
         except BadRequest as error:
-            await connection.send(wire.error(error.message, "invalid_value"))
+            await connection.send(wire.error(error.message, "invalid_value", client_event))
 
