@@ -1,4 +1,4 @@
-"""Deepgram's live API at /v1/listen, driven by the official deepgram-sdk; real model, real speech."""
+"""Deepgram's live API at /v1/listen, driven by the official deepgram-sdk; real model and speech."""
 
 from __future__ import annotations
 

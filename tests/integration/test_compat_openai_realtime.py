@@ -70,10 +70,8 @@ async def test_sdk_transcribes_a_recording_with_server_vad(compat_server: Runnin
         events.append(await connection.recv())
         await connection.session.update(session=SESSION)  # type: ignore[arg-type]
         events.append(await connection.recv())
-        sent = 0
-        for chunk in pcm_chunks(rate=24000):
+        for sent, chunk in enumerate(pcm_chunks(rate=24000), 1):
             await connection.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
-            sent += 1
             if sent % 4 == 0:  # read as we go, as a live client does
                 await drain(connection, events, timeout=PACE_S * 4)
             else:
