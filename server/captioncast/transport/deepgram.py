@@ -46,8 +46,10 @@ DATA_ERROR = (codes.POLICY, "DATA-0000")  # the payload cannot be decoded as aud
 NET_ERROR = (codes.INTERNAL, "NET-0001")  # no audio or message within the timeout
 ENCODINGS: dict[str, Callable[[bytes], bytes] | None] = {
     "linear16": None, "mulaw": g711_decoder(ULAW), "alaw": g711_decoder(ALAW)}
-# Accepted and without effect on the words: which Deepgram model, billing tags.
-IGNORED = frozenset({"model", "version", "tag", "extra", "mip_opt_out", "token"})
+# Accepted and without effect on the words: which Deepgram model, billing tags, and
+# no_delay (smart formatting here never waits for more audio).
+IGNORED = frozenset({"model", "version", "tag", "extra", "mip_opt_out", "token", "no_delay"})
+REPEATABLE = frozenset({"keyterm", "keywords", "tag", "extra"})
 # Features we do not have: refused when turned on (false is what we do anyway).
 UNSUPPORTED = frozenset({"diarize", "diarize_model", "multichannel", "redact", "search",
                          "replace", "callback", "callback_method", "detect_entities",
@@ -98,7 +100,7 @@ def parse_listen_query(target: str) -> ListenOptions:
     for key, value in pairs:
         if key in ("keyterm", "keywords"):
             terms.append(value.rsplit(":", 1)[0] if key == "keywords" else value)
-        elif key in query:
+        elif key in query and key not in REPEATABLE:
             raise BadRequest(f"query parameter {key} is given twice")
         else:
             query[key] = value
@@ -108,7 +110,7 @@ def parse_listen_query(target: str) -> ListenOptions:
     for name in sorted(UNSUPPORTED & set(query)):
         if query[name].lower() not in ("false", "0", ""):
             raise BadRequest(f"{name}={query[name]} is not supported by this server "
-                             "(captioncast transcribes; it does not do this feature)")
+                             f"(captioncast does not do this feature): set {name}=false")
     if "encoding" not in query or "sample_rate" not in query:
         raise BadRequest("this server takes raw audio only: set encoding (linear16, mulaw or "
                          "alaw) and sample_rate; containerized audio is not supported")

@@ -80,7 +80,8 @@ class RealtimeHandler(StreamHandler):
     """A transcription session once audio flows: our events as OpenAI's server events."""
 
     def __init__(self, connection: ServerConnection, live: LiveSession, config: RealtimeConfig,
-                 wire: RealtimeWire, decode: Callable[[bytes], bytes] | None) -> None:
+                 wire: RealtimeWire, decode: Callable[[bytes], bytes] | None,
+                 first_audio: bytes) -> None:
         super().__init__(connection, live)
         self.config = config
         self.wire = wire
@@ -89,6 +90,8 @@ class RealtimeHandler(StreamHandler):
         self._started: set[int] = set()  # utterances whose speech_started went out
         self._said: dict[int, str] = {}  # the deltas of each utterance so far
         self._dropped: set[int] = set()  # utterances cleared before their final
+        self._said_final: set[int] = set()  # utterances whose final went out
+        self._first: bytes | None = first_audio  # the append that opened the session
         self._last_item: str | None = None
         self._pending_audio = False  # audio appended since the last commit
 
@@ -126,6 +129,7 @@ class RealtimeHandler(StreamHandler):
         if text.startswith(said) and len(text) > len(said):
             out.append(self._delta(item, text[len(said):]))
         self._said.pop(event.utterance, None)
+        self._said_final.add(event.utterance)
         out.append(wire.event(
             "conversation.item.input_audio_transcription.completed", item_id=item,
             content_index=0, transcript=text,
@@ -185,10 +189,18 @@ class RealtimeHandler(StreamHandler):
     def _clear(self) -> None:
         """Drop what is not final yet: the open utterance ends, and nothing is said of it."""
         if self.live.core.segmenter.in_speech:
-            started = [u for u in self._started | set(self._said) if u not in self._dropped]
-            self._dropped.add(max(started, default=self.live.core.finals_sent))
+            seen = self._started | set(self._said)
+            following = max(self._said_final, default=-1) + 1  # open, nothing said of it yet
+            self._dropped.add(max(seen - self._said_final, default=following))
         self.live.control("flush")
         self._pending_audio = False
+
+    async def run(self, first: list[Event]) -> None:
+        # Attached now: what the first audio makes the session say reaches this connection.
+        if self._first is not None:
+            self.append(self._first)
+            self._first = None
+        await super().run(first)
 
 
 def parse_client_event(text: str) -> dict[str, Any]:
@@ -238,9 +250,7 @@ async def handle_realtime(connection: ServerConnection, ctx: ServerContext) -> N
         await close_or_abort(connection, ctx.options.shutdown.close_timeout_s,
                              error.close_code or codes.INTERNAL, error.message)
         return
-    handler = RealtimeHandler(connection, live, config, wire, decode)
-    handler.append(first)
-    await serve(handler)
+    await serve(RealtimeHandler(connection, live, config, wire, decode, first))
 
 
 async def _settings(connection: ServerConnection, ctx: ServerContext, config: RealtimeConfig,
