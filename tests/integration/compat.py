@@ -11,7 +11,8 @@ from tests.conftest import speech_path
 TOKEN = "compat-secret-token"
 CLIP = "whisper_jfk"  # 11 s, four utterances: "And so my fellow Americans, ask not..."
 CHUNK_S = 0.1
-PACE_S = 0.025  # wall-clock seconds between CHUNK_S chunks: 4x real time, partials still come
+PACE_S = 0.025  # wall-clock seconds between CHUNK_S chunks: 4x real time, for finals
+LIVE_S = CHUNK_S  # real time: what a test of interim results needs on a busy machine
 
 
 def pcm_chunks(name: str = CLIP, rate: int = 16000, trailing_silence_s: float = 1.0,

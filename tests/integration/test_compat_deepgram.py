@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import reference, wer
-from tests.integration.compat import CLIP, PACE_S, TOKEN, pcm_chunks
+from tests.integration.compat import CLIP, LIVE_S, PACE_S, TOKEN, pcm_chunks
 from tests.integration.conftest import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.model
@@ -43,7 +43,8 @@ def client_for(server: RunningServer, key: str = TOKEN) -> AsyncDeepgramClient:
     return AsyncDeepgramClient(api_key=key, environment=environment)
 
 
-async def listen(server: RunningServer, chunks: list[bytes], **options: Any) -> list[Any]:
+async def listen(server: RunningServer, chunks: list[bytes], pace_s: float = PACE_S,
+                 **options: Any) -> list[Any]:
     """Stream `chunks` through the SDK's live client; every message it parsed."""
     messages: list[Any] = []
     client = client_for(server)
@@ -56,14 +57,14 @@ async def listen(server: RunningServer, chunks: list[bytes], **options: Any) -> 
         reader = asyncio.create_task(read())
         for chunk in chunks:
             await socket.send_media(chunk)
-            await asyncio.sleep(PACE_S)
+            await asyncio.sleep(pace_s)
         await socket.send_close_stream()
         await asyncio.wait_for(reader, 120)
     return messages
 
 
 async def test_sdk_streams_a_recording(compat_server: RunningServer) -> None:
-    messages = await listen(compat_server, pcm_chunks(), interim_results="true",
+    messages = await listen(compat_server, pcm_chunks(), LIVE_S, interim_results="true",
                             punctuate="true", vad_events="true", utterance_end_ms="1000",
                             endpointing="300", keyterm="Americans")
     kinds = [type(m).__name__ for m in messages]
