@@ -157,19 +157,26 @@ def run_n(n: int, plans: list[StreamPlan], model: str, extra: list[str]) -> RunR
 
 
 async def admission_probe(url: str, plans: list[StreamPlan]) -> tuple[int, int, list[str]]:
-    """Open streams one by one, 1.5 s apart; count admitted and refused."""
-    admitted, refused, notes = 0, 0, []
+    """Open streams one by one, 1.5 s apart; count admitted and refused.
+
+    Idle sessions are admitted at connect (issue 19): a speaker past capacity is refused
+    when it starts speaking, with an `overloaded` error and close 1013.
+    """
     tasks: list[asyncio.Task[Any]] = []
-    for i, plan in enumerate(plans):
-        task = asyncio.create_task(stream(url, plan.chunks, realtime=True, end_timeout=300))
-        tasks.append(task)
+    for plan in plans:
+        tasks.append(asyncio.create_task(
+            stream(url, plan.chunks, realtime=True, end_timeout=300, reconnect=False)))
         await asyncio.sleep(1.5)
-        if task.done() and isinstance(task.exception(), ServerRefused):
-            refused += 1
-            notes.append(f"stream {i + 1}: {task.exception()}")
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    admitted = sum(1 for r in results if not isinstance(r, BaseException))
-    return admitted, len(plans) - admitted, notes
+    notes: list[str] = []
+    for i, result in enumerate(results):
+        if isinstance(result, BaseException):
+            notes.append(f"stream {i + 1}: {result}")
+        else:
+            notes.extend(f"stream {i + 1}: {e['message']}" for e in result.errors
+                         if e["code"] == "overloaded")
+    refused = len({note.split(":")[0] for note in notes})
+    return len(plans) - refused, refused, notes
 
 
 def offline_texts(model_spec: str, recordings: list[sb.Recording]) -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""Shared test helpers: where the speech is, and how to read it."""
+"""Shared test helpers: where the speech is, and how to read it.
+
+The speech set lives beside the checkout (../shared/speech/), not in it: a test that
+needs it and cannot find it is skipped, with the path it looked for, rather than failed.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,18 @@ REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "speech"
 
 
-def speech_path(name: str) -> Path:
-    path = SPEECH / "wav" / f"{name}.wav"
+MISSING = "../shared/speech is missing: {path} not found (tests read real speech from there)"
+
+
+def skip_without_speech(path: Path) -> Path:
+    """`path`, or the calling test skipped with the reason: the speech set is not here."""
     if not path.is_file():
-        pytest.fail(f"{path} is missing: tests read real speech from ../shared/speech/")
+        pytest.skip(MISSING.format(path=path))
     return path
+
+
+def speech_path(name: str) -> Path:
+    return skip_without_speech(SPEECH / "wav" / f"{name}.wav")
 
 
 def read_wav(name: str) -> np.ndarray:
@@ -29,7 +40,7 @@ def read_wav(name: str) -> np.ndarray:
 
 
 def reference(name: str) -> str:
-    with (SPEECH / "manifest.tsv").open(encoding="utf-8") as f:
+    with skip_without_speech(SPEECH / "manifest.tsv").open(encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t"):
             if row["id"] == name:
                 return row["transcript"]

@@ -44,6 +44,7 @@ def add_commands(commands: Any, environment: env.Environment) -> None:
                          help="ask for finals only (saves server CPU)")
         sub.add_argument("--json", action="store_true",
                          help="print every event as a JSON line instead of captions")
+        _obs_options(sub, environment)
 
     stream = commands.add_parser("stream", help="caption an audio file, or stdin with -")
     stream.add_argument("file", help="audio file in any format FFmpeg reads, or - for stdin")
@@ -64,6 +65,7 @@ def add_commands(commands: Any, environment: env.Environment) -> None:
     watch.add_argument("--follow", action="store_true",
                        help="keep watching after the speaker ends, until Ctrl-C")
     watch.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    _obs_options(watch, environment)
 
     transcribe = commands.add_parser(
         "transcribe", help="transcribe an audio file over HTTP (POST /v1/transcribe)")
@@ -96,6 +98,29 @@ def _access_options(sub: argparse.ArgumentParser, environment: env.Environment) 
                      help="the server's token (default: CAPTIONCAST_TOKEN)")
     sub.add_argument("--cafile", **environment.option("CAFILE"),
                      help="CA bundle to verify a wss:// or https:// server's certificate")
+
+
+def _obs_options(sub: argparse.ArgumentParser, environment: env.Environment) -> None:
+    from captioncast_client.obs_relay import obs_url
+
+    sub.add_argument("--obs", type=env.checked(obs_url, "a ws:// URL"), default=None,
+                     metavar="URL",
+                     help="also send the finals to OBS as stream captions (CEA-608), over "
+                          "obs-websocket: ws://127.0.0.1:4455 (OBS: Tools, WebSocket Server "
+                          "Settings)")
+    sub.add_argument("--obs-password", **environment.option("OBS_PASSWORD"),
+                     help="OBS WebSocket password (default: CAPTIONCAST_OBS_PASSWORD)")
+
+
+def _with_obs(args: argparse.Namespace, run: Callable[[Callable[[Event], None]], Any]) -> Any:
+    """`run(on_event)` in a new event loop, on_event also sending finals to `--obs`."""
+    from captioncast_client.obs_relay import obs_relay
+
+    async def relayed() -> Any:
+        async with obs_relay(args.obs, args.obs_password, _printer(args)) as on_event:
+            return await run(on_event)
+
+    return asyncio.run(relayed())
 
 
 def _access(args: argparse.Namespace) -> Any:
@@ -144,9 +169,10 @@ def _run_client(args: argparse.Namespace, source: Any, realtime: bool,
         print(f"captioncast: {message}", file=sys.stderr, flush=True)
 
     try:
-        result = asyncio.run(stream(url, source, realtime=realtime, on_event=_printer(args),
-                                    bytes_per_second=2 * sample_rate, access=_access(args),
-                                    on_reconnect=reconnecting, keep_partials=False))
+        result = _with_obs(args, lambda on_event: stream(
+            url, source, realtime=realtime, on_event=on_event,
+            bytes_per_second=2 * sample_rate, access=_access(args),
+            on_reconnect=reconnecting, keep_partials=False))
     except ClientError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
         if exc.result is not None and exc.result.finals:
@@ -232,8 +258,9 @@ def _watch(args: argparse.Namespace) -> int:
               f"({others}; Ctrl-C to stop)", file=sys.stderr, flush=True)
 
     try:
-        asyncio.run(watch(args.server, args.channel, _printer(args), since=args.since,
-                          follow=args.follow, access=_access(args), on_no_speaker=no_speaker))
+        _with_obs(args, lambda on_event: watch(
+            args.server, args.channel, on_event, since=args.since, follow=args.follow,
+            access=_access(args), on_no_speaker=no_speaker))
     except ClientError as exc:
         print(f"captioncast: {exc}", file=sys.stderr)
         return exc.exit_code

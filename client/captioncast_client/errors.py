@@ -18,6 +18,13 @@ class ClientError(Exception):
         self.event: Error | None = None
 
 
+class SourceFailed(ClientError):
+    """The audio source stopped mid-stream (a microphone unplugged, an unreadable file).
+
+    What it gave before stopping was still captioned: `result` holds those finals.
+    """
+
+
 class ServerUnreachable(ClientError):
     """The network, TLS, or a server that is restarting: trying again later may work."""
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 CHUNK_SECONDS = 0.1  # 100 ms: within the protocol's 20-200 ms, few frames per second
+STALL_S = 3.0  # no audio for this long from a device that is still open: it is gone
 
 
 class MicrophoneError(Exception):
@@ -78,10 +79,14 @@ async def microphone_chunks(
     stop: asyncio.Event | None = None,
     stream_factory: Callable[..., Any] | None = None,
     max_queued: int = 50,
+    stall_s: float = STALL_S,
 ) -> AsyncIterator[bytes]:
     """Yield mono s16le chunks from an input device until `stop` is set or the stream ends.
 
-    `stream_factory` defaults to `sounddevice.RawInputStream`; tests pass a fake one.
+    A device that stops delivering audio without ending its stream (unplugged, taken by
+    another program, a sleeping USB hub) raises MicrophoneError after `stall_s`, instead
+    of a client that waits forever. `stream_factory` defaults to
+    `sounddevice.RawInputStream`; tests pass a fake one.
     """
     factory = stream_factory or _sounddevice().RawInputStream
     loop = asyncio.get_running_loop()
@@ -108,11 +113,15 @@ async def microphone_chunks(
         try:
             while True:
                 getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, stopper},
+                done, _ = await asyncio.wait({getter, stopper}, timeout=stall_s,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()
-                    return
+                    if stopper in done:
+                        return
+                    raise MicrophoneError(
+                        f"the microphone sent no audio for {stall_s:g} s (unplugged, or "
+                        "taken by another program?)")
                 chunk = getter.result()
                 if chunk is None:
                     return

@@ -98,6 +98,9 @@ class CaptionStream:
         self._more = asyncio.Event()  # new audio, or end()
         self._source_done = False
         self._eos_sent = False
+        # The server's `overloaded` error for this session mid-stream: its `end` and close
+        # that follow are a refusal, not a server going away that another connection fixes.
+        self._refused: Error | None = None
         self._over = False  # `end` received, or the stream failed or was closed
         self._session: str | None = None
         self._resume_until = 0.0
@@ -324,7 +327,9 @@ class CaptionStream:
             event = self._continuity.accept(parsed) if parsed is not None else None
             if event is None:
                 continue
-            if isinstance(event, End) and not self._eos_sent:
+            if isinstance(event, Error) and event.code == ErrorCode.OVERLOADED:
+                self._refused = event
+            if isinstance(event, End) and not self._eos_sent and self._refused is None:
                 # The server ended a stream we had not ended: it is shutting down (close
                 # 1001 follows). Our audio goes on, on this server or another one.
                 return
@@ -334,6 +339,9 @@ class CaptionStream:
             self._emit(event)
             if isinstance(event, End):
                 self._over = True
+                if self._refused is not None:
+                    # past capacity: what was said is captioned, the rest is refused
+                    raise ServerRefused(f"{self._refused.code}: {self._refused.message}")
                 return
 
     async def _send(self, connection: ClientConnection) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from captioncast.protocol.events import Event, Partial
 from captioncast_client.access import NO_ACCESS, Access, websocket_base
 from captioncast_client.connection import open_connection, refusal
-from captioncast_client.errors import ClientError, ServerRefused, ServerUnreachable
+from captioncast_client.errors import ClientError, ServerRefused, ServerUnreachable, SourceFailed
 from captioncast_client.record import StreamResult
 from captioncast_client.session import BYTES_PER_SECOND, CaptionStream
 
@@ -53,10 +53,15 @@ async def _chunks(source: Iterable[bytes] | AsyncIterator[bytes]) -> AsyncIterat
 
 
 async def _feed(captions: CaptionStream, source: Iterable[bytes] | AsyncIterator[bytes],
-                realtime: bool, rate: float) -> None:
-    """The source into the stream, then `end()`; a failing source ends the stream."""
+                realtime: bool, rate: float) -> Exception | None:
+    """The source into the stream, then `end()`; returns the source's failure, if any.
+
+    A source that fails mid-stream still ends the stream with `end()`: the audio it gave
+    before failing gets its finals, and the caller reports the failure afterwards.
+    """
     started = time.monotonic()
     read = 0
+    failure: Exception | None = None
     try:
         async for chunk in _chunks(source):
             if realtime:
@@ -64,11 +69,17 @@ async def _feed(captions: CaptionStream, source: Iterable[bytes] | AsyncIterator
                 read += len(chunk)
                 await asyncio.sleep(max(0.0, started + read / rate - time.monotonic()))
             await captions.send(chunk)
+    except ClientError:
+        return None  # the stream is over: iterating it says why
+    except Exception as error:
+        failure = error
+    try:
         await captions.end()
     except ClientError:
-        pass  # the stream is over: iterating it says why
+        pass
     except Exception as error:
         captions.abort(error)
+    return failure
 
 
 async def stream(
@@ -123,9 +134,13 @@ async def stream(
                 async for event in captions:
                     record(event, captions.received_at)
             finally:
-                feeder.cancel()
+                if not feeder.done():
+                    feeder.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await feeder
+            failure = feeder.result() if not feeder.cancelled() else None
+            if failure is not None:
+                raise SourceFailed(f"the audio source stopped: {failure}") from failure
     except ClientError as error:
         if error.event is not None and not result.events:
             record(error.event, time.monotonic())  # the refusal that opened the stream

@@ -96,6 +96,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     mqtt.add_argument("--mqtt-partials", action=env.Flag,
                       **environment.option("MQTT_PARTIALS", False),
                       help="also publish partials (QoS 0)")
+    outputs = serve.add_argument_group("caption outputs (see docs/outputs.md)")
+    outputs.add_argument(
+        "--output", action="append", dest="outputs", default=[], metavar="CHANNEL=SPEC",
+        help="send CHANNEL's finals to an output (repeatable; or [[outputs]] tables with "
+             "channel = NAME in --config). SPEC is a JSON object, or kind:key=value,...: "
+             "show=obs:url=ws://127.0.0.1:4455,password=PW, "
+             "show=youtube:url=INGESTION_URL, show=zoom:url=API_TOKEN_URL, "
+             "show=teams:url=CART_URL, show=webhook:url=https://HOST/PATH,secret=SECRET "
+             "(a value that reads as a number is one: write JSON for a password of digits)")
     config.add_arguments(serve, environment)
 
     add_commands(commands, environment)
@@ -180,7 +189,8 @@ def _announce(ready: Ready) -> None:
     where = " (listening on every interface)" if ready.every_interface else ""
     base = ready.http_url
     print(f"captioncast: ready on {base}{where}, model {ready.model}: "
-          f"overlay {base}/overlay?channel=NAME, stream {ready.ws_url}/v1/stream, "
+          f"captions page {base}/, overlay {base}/overlay?channel=NAME, "
+          f"stream {ready.ws_url}/v1/stream, "
           f"files POST {base}/v1/transcribe; Ctrl-C to stop", file=sys.stderr, flush=True)
 
 

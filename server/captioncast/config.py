@@ -7,7 +7,9 @@ option dataclasses is a setting, named by its path: `policy.stable_agreement`,
 setting comes from `--set KEY=VALUE`, else `CAPTIONCAST_POLICY__STABLE_AGREEMENT`,
 else a TOML file (`--config`, tables for sections), else the dataclass default; its
 text is checked against the field's type. A bad one is a `ConfigError`: one line that
-the CLI prints as a usage error.
+the CLI prints as a usage error. Channels' outputs (`--output CHANNEL=SPEC`, `[[outputs]]`
+tables in the file) are checked here too, the way `POST /v1/channels/NAME/outputs` checks
+them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from captioncast import environment as env
 
 if TYPE_CHECKING:
-    from captioncast.options import ServerOptions
+    from captioncast.options import OutputOptions, ServerOptions
 
 # Fields that a flag of their own sets, and that flag. The decode thresholds are the
 # policy's (ServerOptions.decoder_options), so they are set as policy.*_threshold.
@@ -50,6 +52,7 @@ FLAGGED: Mapping[str, str] = {
     "decode.compression_ratio_threshold": "--set policy.compression_ratio_threshold",
 }
 TOP = "server"  # the section of ServerOptions' own fields
+OUTPUTS = "outputs"  # the config file's array of tables of channels' outputs
 
 
 class ConfigError(ValueError):
@@ -160,8 +163,65 @@ def from_arguments(args: argparse.Namespace) -> ServerOptions:
         ping_interval_s=args.ping_interval_s or None,  # 0: no pings
         ping_timeout_s=args.ping_interval_s or None,
         shutdown=ShutdownOptions(timeout_s=max(0.0, args.shutdown_timeout_s)),
+        outputs=tuple(output_option(text) for text in args.outputs),
     )
     return load(base, args.set, args.setting_variables, args.config)
+
+
+def output_option(text: str) -> OutputOptions:
+    """`--output CHANNEL=SPEC`, SPEC a JSON object or `kind:key=value,...`."""
+    from captioncast.outputs import OutputSpecError
+    from captioncast.outputs.spec import spec_from_text
+
+    where = f"argument --output {text!r}"
+    channel, equals, spec_text = text.partition("=")
+    if not equals:
+        raise ConfigError(f"{where} is not CHANNEL=SPEC, e.g. show=obs:password=PASSWORD")
+    try:
+        spec = spec_from_text(spec_text)
+    except OutputSpecError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return checked_output(channel.strip(), spec, where)
+
+
+def checked_output(channel: str, spec: Mapping[str, Any], where: str) -> OutputOptions:
+    """An output of `channel`, once its spec builds (it is built again at start)."""
+    from captioncast.core.params import parse_channel_name
+    from captioncast.errors import BadRequest
+    from captioncast.options import OutputOptions
+    from captioncast.outputs import OutputSpecError, build_output
+
+    try:
+        parse_channel_name(channel)
+        build_output(spec)
+    except BadRequest as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+    except OutputSpecError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return OutputOptions(channel, dict(spec))
+
+
+def _file_outputs(path: Path, tables: object) -> list[OutputOptions]:
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{path}: {OUTPUTS} is an array of tables ([[{OUTPUTS}]])")
+    found = []
+    for number, table in enumerate(tables, 1):
+        spec = dict(table)
+        channel = spec.pop("channel", None)
+        where = f"{path}: output {number}"
+        if not isinstance(channel, str):
+            raise ConfigError(f"{where} needs channel = \"NAME\"")
+        found.append(checked_output(channel, spec, where))
+    return found
+
+
+def _unique_ids(outputs: tuple[OutputOptions, ...]) -> None:
+    seen: set[tuple[str, object]] = set()
+    for output in outputs:
+        key = (output.channel, output.spec.get("id"))
+        if key[1] is not None and key in seen:
+            raise ConfigError(f"channel {output.channel} has two outputs with id {key[1]}")
+        seen.add(key)
 
 
 def load(base: ServerOptions, given: list[str], environ: Mapping[str, str],
@@ -170,8 +230,11 @@ def load(base: ServerOptions, given: list[str], environ: Mapping[str, str],
     `given` (`--set KEY=VALUE`), later ones winning."""
     table = settings()
     values: dict[str, object] = {}
+    outputs = base.outputs
     if config_file is not None:
-        for key, text in _read_toml(config_file).items():
+        data = _toml_file(config_file)
+        outputs = (*_file_outputs(config_file, data.pop(OUTPUTS, [])), *outputs)
+        for key, text in _read_toml(data).items():
             values[_setting(table, key, f"{config_file}: {key}").key] = _convert(
                 table[key], text, f"{config_file}: {key}={text!r}")
     by_variable = {s.variable: s for s in table.values()}
@@ -185,8 +248,9 @@ def load(base: ServerOptions, given: list[str], environ: Mapping[str, str],
         setting = _setting(table, key.strip(), f"argument --set: {key.strip()}")
         values[setting.key] = _convert(setting, text.strip(),
                                        f"argument --set: {setting.key}={text.strip()!r}")
+    _unique_ids(outputs)
     options: ServerOptions = _apply(base, {table[key].path: value for key, value in values.items()})
-    return options
+    return dataclasses.replace(options, outputs=outputs)
 
 
 def _setting(table: Mapping[str, Setting], key: str, where: str) -> Setting:
@@ -218,15 +282,18 @@ def _apply(options: Any, changes: Mapping[tuple[str, ...], object]) -> Any:
     return dataclasses.replace(options, **direct) if direct else options
 
 
-def _read_toml(path: Path) -> dict[str, str]:
-    """The file's settings as text, by key, so they are checked as the environment's are."""
+def _toml_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
-            data = tomllib.load(file)
+            return tomllib.load(file)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not TOML: {exc}") from None
+
+
+def _read_toml(data: Mapping[str, Any]) -> dict[str, str]:
+    """The file's settings as text, by key, so they are checked as the environment's are."""
     found: dict[str, str] = {}
 
     def walk(table: Mapping[str, Any], prefix: str) -> None:

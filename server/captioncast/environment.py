@@ -125,6 +125,7 @@ VARIABLES: Mapping[str, Callable[[str], Any] | None] = {
     "SHUTDOWN_TIMEOUT_S": seconds, "CONFIG": Path,
     "TOKEN_FILE": None, "ALLOWED_ORIGINS": None,
     "SERVER": str, "TOKEN": str, "CAFILE": str,  # the clients' too
+    "OBS_PASSWORD": str,  # the clients' --obs-password
 }
 SETTING_SEPARATOR = "__"
 

@@ -43,8 +43,14 @@ class TooLarge(CaptioncastError):
 
 
 class Overloaded(CaptioncastError):
+    """No room now; `retry_after_s`, when known, is when to try again (HTTP Retry-After)."""
+
     code = ErrorCode.OVERLOADED
     close_code = codes.OVERLOADED
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unauthorized(CaptioncastError):

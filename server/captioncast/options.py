@@ -8,8 +8,10 @@ use them also use the server context, which holds these options.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from captioncast.core.channel import ChannelOptions
 from captioncast.core.decoding import DecodeThresholds
@@ -42,6 +44,15 @@ class ShutdownOptions:
 
 
 @dataclass(frozen=True)
+class OutputOptions:
+    """One output of a channel started with the server (`--output`, `[[outputs]]` in the
+    config file); `spec` is what `POST /v1/channels/NAME/outputs` takes (docs/outputs.md)."""
+
+    channel: str
+    spec: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8765
@@ -67,6 +78,7 @@ class ServerOptions:
     scheduler: Budgets = field(default_factory=Budgets)
     channels: ChannelOptions = field(default_factory=ChannelOptions)
     mqtt: MqttOptions | None = None
+    outputs: tuple[OutputOptions, ...] = ()  # checked when built (captioncast.config)
     transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
     capacity: CapacityOptions = field(default_factory=CapacityOptions)
     security: SecurityOptions = field(default_factory=SecurityOptions)

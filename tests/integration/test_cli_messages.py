@@ -90,7 +90,7 @@ def test_the_server_says_ready_with_its_urls_once_it_takes_sessions(
     assert len(ready) == 1, lines
     base = f"127.0.0.1:{server.port}"
     line = lines[ready[0]]
-    for url in (f"http://{base}", f"http://{base}/overlay?channel=NAME",
+    for url in (f"http://{base}/,", f"http://{base}/overlay?channel=NAME",
                 f"ws://{base}/v1/stream"):
         assert url in line, line
     loaded = next(i for i, line in enumerate(lines) if "event=model_loaded" in line)

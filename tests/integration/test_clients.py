@@ -132,3 +132,45 @@ async def test_mic_stops_cleanly_when_asked() -> None:
         if len(got) == 3:
             stop.set()
     assert len(got) == 3 and all(len(c) == 3200 for c in got)
+
+
+class UnpluggedInputStream(FakeInputStream):
+    """A device pulled out mid-sentence: it stops calling back and never says it finished."""
+
+    def _run(self) -> None:
+        import time
+
+        cut = int(self.rate * 3.5)  # 3.5 s into the recording, then nothing
+        for i in range(0, cut, self.blocksize):
+            if self.closed:
+                return
+            self.callback(memoryview(self.audio[i : i + self.blocksize].tobytes()),
+                          self.blocksize, None, None)
+            time.sleep(self.blocksize / self.rate / 4)
+
+
+async def test_a_microphone_that_stops_mid_stream_ends_it_with_its_finals() -> None:
+    # no hang: the stalled device is reported, and what it captured is still captioned
+    from captioncast_client.microphone import MicrophoneError
+
+    chunks = microphone_chunks(48000, stream_factory=UnpluggedInputStream, stall_s=1.0)
+    with pytest.raises(MicrophoneError, match="no audio for 1 s"):
+        async with asyncio.timeout(30):
+            async for _ in chunks:
+                pass
+
+
+async def test_stream_of_a_failing_source_raises_with_the_finals_it_got(
+        server: RunningServer) -> None:
+    from captioncast_client.errors import SourceFailed
+
+    chunks = microphone_chunks(48000, stream_factory=UnpluggedInputStream, stall_s=1.0)
+    with pytest.raises(SourceFailed, match="no audio for 1 s") as raised:
+        async with asyncio.timeout(120):
+            await stream(stream_url(server.url, sample_rate=48000), chunks, realtime=False,
+                         bytes_per_second=96000)
+    result = raised.value.result
+    assert result is not None and result.events[-1]["type"] == "end"
+    # the 3.5 s it captured: "Mister Quilter is the apostle of the middle classes ..."
+    heard = result.text.lower()
+    assert "quilter" in heard or "apostle" in heard, heard

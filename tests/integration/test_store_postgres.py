@@ -11,7 +11,7 @@ import pytest
 
 from captioncast.store import AsyncStore, StoreError, TranscriptStore, WriterOptions, open_store
 from tests.integration.postgres import Postgres, why_not
-from tests.store_contract import MakeStore, StoreContract, final
+from tests.support.store_contract import MakeStore, StoreContract, final
 
 pytestmark = pytest.mark.skipif(why_not() is not None, reason=str(why_not()))
 _databases = itertools.count()

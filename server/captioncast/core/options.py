@@ -26,6 +26,11 @@ class PolicyOptions(DecodeThresholds):
     # inside them, and Whisper guesses most at the edge).
     stable_agreement: int = 3
     stable_holdback_words: int = 2
+    # ... and it must come from a decode whose average log-probability is at least this:
+    # consecutive greedy decodes forced onto the same prefix agree with each other easily,
+    # so an unsure one's agreement is no evidence (bench/policy_sim.py, continuous
+    # speech: stable words revised by the final 26 % -> 3 % at -0.5, clean read unchanged).
+    stable_min_logprob: float = -0.5
     # Context: a final is decoded with up to this much of the earlier finals' audio in
     # front of it, their text as the forced prefix, and only the new words kept. Whisper
     # hears a short utterance alone far worse than inside its sentence, and the encoder

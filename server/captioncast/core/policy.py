@@ -68,6 +68,7 @@ class CaptionSession:
         self._ending = False
         self.finished = False
         self.partials_sent = 0
+        self.shedding = False  # a saturated server: finals only (shed_partials)
 
     # -- inputs -----------------------------------------------------------------
 
@@ -90,6 +91,21 @@ class CaptionSession:
     def ending(self) -> bool:
         """eos was received: no more audio is taken."""
         return self._ending
+
+    @property
+    def speaking(self) -> bool:
+        """An utterance is open or its finals are pending: this session costs decoding."""
+        return self._open is not None or bool(self._finals)
+
+    def shed_partials(self, shed: bool = True) -> list[Action]:
+        """Ask no partial decodes (finals go on as ever), or ask them again; a partial in
+        flight is cancelled, since a busy server would answer it late."""
+        self.shedding = shed
+        open_ = self._open
+        if not shed or open_ is None or open_.partial_request is None:
+            return []
+        request, open_.partial_request = open_.partial_request, None
+        return [Cancel(request)]
 
     @property
     def loops_caught(self) -> int:
@@ -117,6 +133,11 @@ class CaptionSession:
     @property
     def duration(self) -> float:
         return self._buffer.end / MODEL_SAMPLE_RATE
+
+    @property
+    def samples_held(self) -> int:
+        """Samples still kept for decodes to come: what a long stream costs in memory."""
+        return self._buffer.held
 
     def feed(self, audio: np.ndarray) -> list[Action]:
         """16 kHz mono float32 audio, in order."""
@@ -225,6 +246,7 @@ class CaptionSession:
         if (
             open_ is None
             or not self.config.interim
+            or self.shedding
             or open_.partial_request is not None
             or open_.speculation is not None
             or self._ending
@@ -258,6 +280,8 @@ class CaptionSession:
             return []  # a looping or copied hypothesis: its words must never become `stable`
         new_words = text[len(open_.stable):].split()
         agreed = self._agreed(open_, new_words)
+        if result.avg_logprob < self.options.stable_min_logprob:
+            agreed = 0  # an unsure decode agreeing with its own prefix is no evidence
         if agreed:
             open_.stable = " ".join([*open_.stable.split(), *new_words[:agreed]])
             new_words = new_words[agreed:]

@@ -1,15 +1,21 @@
-"""How many live streams the decoder can keep in real time, from measured decode cost.
+"""Admission by measured decode load: who may connect, and what a session that starts speaking gets.
 
 Partials are elastic (the scheduler coalesces them when busy), finals are not: every
 second of speech must be decoded once more as a final. So the cost that decides
 admission is the final decode time per second of audio, measured on this machine
-with this model, times the streams that would be live. A stream is admitted while
-that load stays under `max_load` of the decode capacity (workers × wall time),
-which leaves the rest for partials, and while the live queue is not already late.
+with this model, times the streams that are speaking. A session that is connected but
+silent decodes nothing, so connecting is refused only when the decoders are already
+late (or by the transport's connection limits). When a session starts speaking it is
+asked again with the number now speaking: under the soft capacity (`max_load` of the
+decode capacity, workers × wall time, which leaves the rest for partials) it is
+admitted; past it its partials are shed; past the hard capacity (`hard_load`: finals
+alone would not keep up) it is refused, so that the others' finals stay on time.
 """
 
 from __future__ import annotations
 
+import enum
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,16 +32,40 @@ MAX_LAG_S = 2.0  # a live decode waiting this long means the machine is already 
 
 @dataclass(frozen=True)
 class CapacityOptions:
-    max_load: float = 0.7  # 0: admit by --max-sessions only
+    max_load: float = 0.7  # speakers past this share of decode time get no partials; 0: off
+    # Finals alone need this share: a speaker past it is refused. Below 1, so that the
+    # speakers admitted keep some room for the estimate's error.
+    hard_load: float = 0.9
     max_lag_s: float = MAX_LAG_S
+    # A pause between sentences keeps a session counted as speaking for this long, so
+    # that it is not asked again (and refused) at every breath.
+    speech_grace_s: float = 5.0
+    retry_after_s: float = 10.0  # what a refusal tells a client to wait, at least
+
+
+class Decision(enum.Enum):
+    """What a session that starts speaking gets."""
+
+    SPEAK = "speak"  # partials and finals
+    SHED = "shed"  # finals only
+    REFUSE = "refuse"  # an `overloaded` error, its last finals, close 1013
 
 
 @dataclass(frozen=True)
 class CapacityReport:
     cost_per_audio_s: float  # final decode seconds per audio second (EWMA)
-    capacity: int | None  # streams that fit; None when the estimate is off
+    capacity: int | None  # speakers that get partials; None when the estimate is off
+    hard_capacity: int | None  # speakers whose finals keep up
     load: float  # decode time used by live decodes over the window, per worker
     lag_s: float
+
+
+class Late(Overloaded):
+    """The decoders are behind: nobody new is taken until they catch up."""
+
+
+class AtCapacity(Overloaded):
+    """Another speaker would make the live finals late."""
 
 
 class CapacityMeter:
@@ -49,6 +79,10 @@ class CapacityMeter:
         self._cost = PRIOR_COST_PER_AUDIO_S
         self._measured = False
         self._busy: deque[tuple[float, float]] = deque()  # (finished at, decode seconds)
+
+    @property
+    def enabled(self) -> bool:
+        return self.options.max_load > 0
 
     def record(self, kind: str, audio_s: float, decode_s: float) -> None:
         now = self._clock()
@@ -66,28 +100,80 @@ class CapacityMeter:
         while self._busy and self._busy[0][0] < now - WINDOW_S:
             self._busy.popleft()
 
-    def capacity(self) -> int | None:
-        if self.options.max_load <= 0:
+    def _streams(self, load: float) -> int | None:
+        if not self.enabled:
             return None
-        return int(self.options.max_load * self.workers / self._cost + 1e-9)
+        return int(load * self.workers / self._cost + 1e-9)
+
+    def capacity(self) -> int | None:
+        """Speakers that fit with their partials (the soft capacity)."""
+        return self._streams(self.options.max_load)
+
+    def hard_capacity(self) -> int | None:
+        """Speakers whose finals alone keep up; never under the soft capacity."""
+        soft, hard = self.capacity(), self._streams(self.options.hard_load)
+        return None if soft is None or hard is None else max(soft, hard)
 
     def report(self, lag_s: float) -> CapacityReport:
         now = self._clock()
         self._trim(now)
         used = sum(seconds for _, seconds in self._busy)
-        return CapacityReport(round(self._cost, 4), self.capacity(),
+        return CapacityReport(round(self._cost, 4), self.capacity(), self.hard_capacity(),
                               round(used / (WINDOW_S * self.workers), 3), round(lag_s, 3))
 
-    def admit(self, live_streams: int, lag_s: float) -> None:
-        """Raise Overloaded when one more stream would make the live ones late."""
-        capacity = self.capacity()
-        if capacity is None:
-            return
-        if live_streams + 1 > capacity:
-            raise Overloaded(
-                f"the server is at capacity ({live_streams} live streams; each costs "
-                f"{self._cost:.2f} s of decoding per second of speech); try another server "
-                "or later")
-        if lag_s > self.options.max_lag_s:
-            raise Overloaded(
-                f"the server is behind by {lag_s:.1f} s; try another server or later")
+    def retry_after(self, lag_s: float = 0.0) -> int:
+        """Whole seconds a refused client should wait: the backlog, at least the option."""
+        return math.ceil(max(self.options.retry_after_s, lag_s))
+
+    def admit(self, lag_s: float) -> None:
+        """At connect: raise Late when the live finals already wait past `max_lag_s`.
+
+        A connection that has not spoken costs no decoding, so how many there are does
+        not matter here (the transport limits them).
+        """
+        if self.enabled and lag_s > self.options.max_lag_s:
+            retry = self.retry_after(lag_s)
+            raise Late(f"the server is behind by {lag_s:.1f} s; retry after {retry} s or "
+                       "try another server", retry_after_s=retry)
+
+    def speech_started(self, speaking: int, lag_s: float) -> Decision:
+        """A session starts speaking; `speaking` counts it and every other speaker."""
+        soft, hard = self.capacity(), self.hard_capacity()
+        if soft is None or hard is None:
+            return Decision.SPEAK
+        if speaking > hard or lag_s > self.options.max_lag_s:
+            return Decision.REFUSE
+        return Decision.SHED if speaking > soft else Decision.SPEAK
+
+    def refusal(self, speaking: int, lag_s: float) -> AtCapacity:
+        """The error a refused speaker is told, with when to try again."""
+        retry = self.retry_after(lag_s)
+        why = (f"the decoders are behind by {lag_s:.1f} s" if lag_s > self.options.max_lag_s
+               else f"{speaking - 1} sessions are speaking, the most whose finals keep up "
+                    f"is {self.hard_capacity()}")
+        return AtCapacity(f"the server is at capacity: {why}; retry after {retry} s or try "
+                          "another server", retry_after_s=retry)
+
+
+class SpeechGrace:
+    """Whether a session counts as speaking: it speaks now, or did within `grace_s`.
+
+    `update` is told after each piece of audio whether the session speaks now; it says
+    when the session starts speaking after being idle, the moment admission is asked.
+    """
+
+    def __init__(self, grace_s: float, clock: Callable[[], float] | None = None) -> None:
+        self.grace_s = grace_s
+        self._clock = clock or time.monotonic
+        self._last: float | None = None  # when it last spoke
+
+    def recent(self) -> bool:
+        return self._last is not None and self._clock() - self._last < self.grace_s
+
+    def update(self, speaking_now: bool) -> bool:
+        """Note the session's state; True when it starts speaking from idle."""
+        if not speaking_now:
+            return False
+        started = not self.recent()
+        self._last = self._clock()
+        return started

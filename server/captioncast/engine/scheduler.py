@@ -64,15 +64,18 @@ class DecodeScheduler:
     A session never has two partial decodes queued: a newer partial replaces the
     older one, whose future is cancelled. Finals are never dropped.
     `on_decoded(request, decode_seconds, waited_seconds, live)` reports each finished decode
-    (`live`: False for background work).
+    (`live`: False for background work). `clock` is where deadlines and waits are read
+    from: a test passes one it moves, so what is decided does not hang on machine speed.
     """
 
     def __init__(self, decoder: Decoder, workers: int = 1,
                  on_decoded: Callable[[DecodeRequest, float, float, bool], None] | None = None,
-                 budgets: Budgets | None = None) -> None:
+                 budgets: Budgets | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.decoder = decoder
         self.workers = workers
         self.budgets = budgets or Budgets()
+        self._clock = clock
         self._queue: list[_Job] = []
         self._wakeup = asyncio.Event()
         self._order = itertools.count()
@@ -105,7 +108,7 @@ class DecodeScheduler:
                background: bool = False) -> asyncio.Future[DecodeResult]:
         """Queue a decode; `background` ones run only when no live decode is waiting."""
         future: asyncio.Future[DecodeResult] = asyncio.get_running_loop().create_future()
-        now = time.monotonic()
+        now = self._clock()
         queued_at = now
         if request.kind == "partial":
             for job in self._queue:
@@ -130,7 +133,7 @@ class DecodeScheduler:
         """
         live = [job.queued_at for job in self._queue
                 if job.key[0] == _LIVE and job.request.kind == "final"]
-        return time.monotonic() - min(live) if live else 0.0
+        return self._clock() - min(live) if live else 0.0
 
     def cancel(self, owner: str, request_id: int) -> None:
         """Forget a queued request; one already decoding finishes and is ignored."""
@@ -160,7 +163,7 @@ class DecodeScheduler:
             job = await self._next()
             if job.future.done():
                 continue
-            started = time.monotonic()
+            started = self._clock()
             waited = self.stats.last_wait = started - job.queued_at
             self.running += 1
             try:
@@ -175,11 +178,11 @@ class DecodeScheduler:
                 continue
             finally:
                 self.running -= 1
-                elapsed = time.monotonic() - started
+                elapsed = self._clock() - started
                 self.stats.busy_seconds += elapsed
             self.stats.decodes[job.request.kind] += 1
             self.stats.audio_seconds += job.request.duration
-            if job.key[0] == _LIVE and time.monotonic() > job.key[1]:
+            if job.key[0] == _LIVE and self._clock() > job.key[1]:
                 self.stats.missed_deadlines[job.request.kind] += 1
             if self._on_decoded is not None:
                 self._on_decoded(job.request, elapsed, waited, job.key[0] == _LIVE)

@@ -14,11 +14,13 @@ import secrets
 from collections.abc import Callable
 
 import numpy as np
+from websockets.asyncio.server import ServerConnection
 
 from captioncast.core.options import PolicyOptions
 from captioncast.core.params import StreamParams
 from captioncast.transport.context import ServerContext
 from captioncast.transport.live_session import LiveSession
+from captioncast.transport.security import peer_host, token_key
 from captioncast.transport.stream import StreamHandler
 from captioncast.transport.websocket import peer_of
 
@@ -42,11 +44,15 @@ def endpointing_policy(policy: PolicyOptions, silence_ms: int | None) -> PolicyO
         speculate_after_s=min(segmenter.speculate_after_s, hangover * 0.4)))
 
 
-def open_session(ctx: ServerContext, params: StreamParams,
+def open_session(connection: ServerConnection, ctx: ServerContext, params: StreamParams,
                  policy: PolicyOptions | None = None) -> LiveSession:
-    """Admit and open a new live session (Overloaded when there is no room)."""
-    ctx.admit()
-    live = LiveSession(secrets.token_urlsafe(12), params, ctx, policy)
+    """Admit and open a new live session as /v1/stream does, by its address and token
+    (Overloaded when there is no room)."""
+    address = peer_host(connection.remote_address)
+    request = connection.request
+    token = None if request is None else token_key(request.path, request.headers)
+    ctx.admit(address, token)
+    live = LiveSession(secrets.token_urlsafe(12), params, ctx, address, token, policy=policy)
     live.open()
     return live
 

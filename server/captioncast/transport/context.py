@@ -1,29 +1,41 @@
 """What every connection shares: the options, the model, the scheduler, the sessions.
 
 It imports no handler module: the handlers (stream, viewer, transcribe, pages) take a
-`ServerContext`, and `transport/server.py` builds one and wires them to it.
+`ServerContext`, and `transport/server.py` builds one and wires them to it. Admission
+lives here: at connect (`admit`) and when a session starts speaking (`speech_started`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 from captioncast import __version__
 from captioncast.core.decoding import Decoder
 from captioncast.core.params import StreamParams
+from captioncast.engine.capacity import Decision
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest, Overloaded
 from captioncast.options import ServerOptions
+from captioncast.outputs import OutputRegistry
 from captioncast.transport.channels import ChannelHub
 from captioncast.transport.metrics import Metrics
-from captioncast.transport.registry import SessionRegistry
-from captioncast.transport.security import Gatekeeper
+from captioncast.transport.output_sink import OutputCollector, OutputSink
+from captioncast.transport.registry import Registered, SessionRegistry
+from captioncast.transport.security import Gatekeeper, TooManyConnections
 from captioncast.transport.telemetry import Telemetry
+
+log = logging.getLogger("captioncast.admission")
 
 
 class ServerContext:
     """The server's shared state; one per `run_server`."""
 
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options
+        self.clock = clock  # when sessions last spoke (tests set their own)
         self.decoder: Decoder | None = None
         self._scheduler: DecodeScheduler | None = None
         self.model_name = options.model
@@ -33,6 +45,9 @@ class ServerContext:
         self.gate = Gatekeeper(options.security)
         self.telemetry = Telemetry(options.capacity)
         self.telemetry.on_scrape(self._gauges)
+        self.outputs = OutputRegistry()  # channels' caption outputs (transport/output_sink.py)
+        self.channels.sinks.append(OutputSink(self.outputs))
+        self.telemetry.metrics.registry.register(OutputCollector(self.outputs))
         self.draining = False
 
     @property
@@ -52,16 +67,58 @@ class ServerContext:
         self.model_name = decoder.name
         self.multilingual = decoder.multilingual
 
-    def admit(self) -> None:
-        """Raise Overloaded unless a new live stream may start now."""
+    def admit(self, address: str | None = None, token_key: str | None = None) -> None:
+        """Raise Overloaded unless a new stream may connect now.
+
+        A connected session that does not speak costs no decoding: it is refused only
+        when the decoders are already late, at the session limit, or when its address or
+        token holds too many idle sessions.
+        """
         if self._scheduler is None:
-            raise Overloaded("the model is still loading; try again in a few seconds")
+            raise Overloaded("the model is still loading; try again in a few seconds",
+                             retry_after_s=5)
         if self.draining:
             raise Overloaded("the server is shutting down")
-        self.sessions.make_room()
-        # A session waiting for its client to resume decodes nothing: only connected ones
-        # cost decoding time.
-        self.telemetry.capacity.admit(self.sessions.connected, self._scheduler.lag())
+        try:
+            self.sessions.make_room()
+            self._idle_limits(address, token_key)
+            self.telemetry.capacity.admit(self._scheduler.lag())
+        except Overloaded as error:
+            self._decided("connect_refused", address or "-", error.message)
+            raise
+        self._decided("connect", address or "-")
+
+    def _idle_limits(self, address: str | None, token_key: str | None) -> None:
+        security, retry = self.options.security, self.telemetry.capacity.retry_after()
+        limit = security.max_idle_per_ip
+        if limit and self.sessions.idle_from(address) >= limit:
+            raise TooManyConnections(
+                f"too many idle sessions from {address}: the limit is {limit} per address "
+                f"(max_idle_per_ip); retry after {retry} s", retry_after_s=retry)
+        limit = security.max_idle_per_token
+        if limit and token_key is not None and self.sessions.idle_with(token_key) >= limit:
+            raise TooManyConnections(
+                f"too many idle sessions with this token: the limit is {limit} per token "
+                f"(max_idle_per_token); retry after {retry} s", retry_after_s=retry)
+
+    def speech_started(self, session: Registered) -> Decision:
+        """`session` starts speaking: SPEAK, SHED (finals only), or raise Overloaded."""
+        meter, lag = self.telemetry.capacity, self.scheduler.lag()
+        speaking = self.sessions.speaking
+        decision = meter.speech_started(speaking, lag)
+        self._decided(decision.value, session.session_id)
+        if decision is Decision.REFUSE:
+            raise meter.refusal(speaking, lag)
+        return decision
+
+    def _decided(self, decision: str, who: str, why: str = "") -> None:
+        meter = self.telemetry.capacity
+        lag = self._scheduler.lag() if self._scheduler is not None else 0.0
+        log.info("event=admission decision=%s who=%s speaking=%d connected=%d capacity=%s "
+                 "hard_capacity=%s lag_s=%.2f%s", decision, who, self.sessions.speaking,
+                 self.sessions.connected, meter.capacity(), meter.hard_capacity(), lag,
+                 f" message={why!r}" if why else "")
+        self.telemetry.admission(decision)
 
     def check_model_support(self, params: StreamParams) -> None:
         """BadRequest if the loaded model cannot do what `params` ask."""
@@ -87,6 +144,7 @@ class ServerContext:
 
     def _gauges(self, metrics: Metrics) -> None:
         metrics.sessions.set(len(self.sessions))
+        metrics.speaking.set(self.sessions.speaking)
         metrics.viewers.set(self.channels.viewer_count)
 
     def health(self) -> dict[str, object]:
@@ -98,6 +156,7 @@ class ServerContext:
             "multilingual": self.multilingual,
             "sessions": len(self.sessions),
             "connected_sessions": self.sessions.connected,
+            "speaking_sessions": self.sessions.speaking,
             "viewers": self.channels.viewer_count,
             "max_sessions": self.options.max_sessions,
             **self.telemetry.load(),

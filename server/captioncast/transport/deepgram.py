@@ -305,7 +305,7 @@ async def handle_listen(connection: ServerConnection, ctx: ServerContext) -> Non
     try:
         options = parse_listen_query(connection.request.path)
         policy = endpointing_policy(ctx.options.policy, options.endpointing_ms)
-        live = open_session(ctx, options.stream, policy)
+        live = open_session(connection, ctx, options.stream, policy)
     except CaptioncastError as error:
         # The handshake checked the query: what is left is no room (1013, try later).
         ctx.telemetry.refused(error.code)

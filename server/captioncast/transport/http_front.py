@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -46,15 +47,16 @@ class HttpFront:
         self.get_route = get_route
         self.gate = gate  # tokens, origins and connections per address, as for WebSockets
         self.post_routes: dict[str, PostHandler] = {}
-        self.post_prefixes: dict[str, PostHandler] = {}  # a path under one (/models/...)
+        # Paths with a name in them (/v1/channels/NAME/outputs): pattern, method, handler.
+        self.pattern_routes: list[tuple[re.Pattern[str], str, PostHandler]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
 
     def route(self, path: str, handler: PostHandler) -> None:
         self.post_routes[path] = handler
 
-    def route_prefix(self, prefix: str, handler: PostHandler) -> None:
-        self.post_prefixes[prefix] = handler
+    def route_pattern(self, pattern: re.Pattern[str], method: str, handler: PostHandler) -> None:
+        self.pattern_routes.append((pattern, method, handler))
 
     def connection_class(self) -> type[ServerConnection]:
         """The `create_connection` for websockets' `serve`, bound to this front."""
@@ -169,9 +171,10 @@ class HttpFront:
             return answer
         if self.gate is not None:
             self.gate.check(request.target, request.headers)
-        handler = self.post_routes.get(request.path) or next(
-            (h for prefix, h in self.post_prefixes.items() if request.path.startswith(prefix)),
-            None)
+        matched = [(m, h) for p, m, h in self.pattern_routes if p.fullmatch(request.path)]
+        if matched:
+            return await self._dispatch_pattern(request, matched)
+        handler = self.post_routes.get(request.path)
         if handler is None:
             if self._is_get_route(request):
                 response = json_response(405, {"error": "bad_request",
@@ -187,6 +190,18 @@ class HttpFront:
             response.headers.append(("Allow", "POST"))
             return response
         return await handler(request)
+
+    async def _dispatch_pattern(self, request: HttpRequest,
+                                matched: list[tuple[str, PostHandler]]) -> HttpResponse:
+        for method, handler in matched:
+            if request.method == method:
+                return await handler(request)
+        allowed = [m for m, _ in matched] + (["GET", "HEAD"] if self._is_get_route(request)
+                                             else [])
+        response = json_response(405, {"error": "bad_request", "message":
+                                       f"{request.path} takes {', '.join(allowed)}"})
+        response.headers.append(("Allow", ", ".join(allowed)))
+        return response
 
     def _is_get_route(self, request: HttpRequest) -> bool:
         """Whether a GET of this path would be answered (a page, a WebSocket route)."""

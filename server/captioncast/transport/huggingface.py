@@ -25,6 +25,7 @@ from captioncast.transport.transcribe import TranscribeRoutes
 from captioncast.transport.uploads import spool_body
 
 PREFIX = "/models/"
+PATH = re.compile(r"/models/.+")  # the route: any model id, checked by MODEL_ID
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 MAX_JSON_OVERHEAD = 64 * 1024  # base64 is 4/3 of the audio; the rest is a few fields
 PARAMETERS = frozenset({"return_timestamps", "generate_kwargs"})

@@ -10,6 +10,10 @@ already received and logs what it says, for `resume_window_s`; a reconnect with
 Its life is a `State`: STREAMING (audio taken), ENDING (eos, the session limit, an
 expired resume window or a shutdown: the last finals are decoded, no audio is taken),
 OVER (released: nothing more is said; the log may still be read by a resume).
+
+It costs decoding only while it is `speaking`; when it starts speaking from idle the
+server decides what it gets (engine/capacity.py): partials and finals, finals only, or
+an `overloaded` error, its last finals and close 1013.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.params import StreamParams
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.replay import EventLog
+from captioncast.engine.capacity import Decision, SpeechGrace
 from captioncast.errors import BadRequest, CaptioncastError, Overloaded, SessionTimeout
 from captioncast.protocol import codes
 from captioncast.protocol.events import Event, Ready
@@ -75,10 +80,13 @@ class LiveSession:
     """One audio stream from its first connection to its `end`, across reconnects."""
 
     def __init__(self, session_id: str, params: StreamParams, ctx: ServerContext,
+                 address: str | None = None, token_key: str | None = None,
                  policy: PolicyOptions | None = None) -> None:
         """`policy`: the server's, unless a compatible API's stream sets its own endpointing."""
         options = ctx.options
         self.session_id = session_id
+        self.address = address  # where its first connection came from
+        self.token_key = token_key
         self.params = params
         self.ctx = ctx
         language = params.language or options.language
@@ -117,6 +125,7 @@ class LiveSession:
         self._eos = False
         self._close_reason = (codes.NORMAL, "end of stream")
         self.started = time.monotonic()
+        self._speech = SpeechGrace(options.capacity.speech_grace_s, ctx.clock)
 
     # -- state --------------------------------------------------------------------------
 
@@ -137,6 +146,11 @@ class LiveSession:
     @property
     def connected(self) -> bool:
         return self.link is not None
+
+    @property
+    def speaking(self) -> bool:
+        """It has speech to decode, or had within the grace (a pause between sentences)."""
+        return not self.over and (self.core.speaking or self._speech.recent())
 
     @property
     def awaiting_resume(self) -> bool:
@@ -282,12 +296,13 @@ class LiveSession:
     def _finalize(self) -> None:
         if not self.taking_audio:
             return
+        # Ending first: speech in the last audio asks no admission (it could end us twice).
+        self._set_state(State.ENDING)
         self._feed_pending()
         tail = self.converter.drain()
         if len(tail):
             self.dispatch(self.core.feed(tail))
         self.latency.arrived(self.core.position)
-        self._set_state(State.ENDING)
         self.dispatch(self.core.eos())
 
     def report(self, error: CaptioncastError) -> None:
@@ -365,6 +380,20 @@ class LiveSession:
         self.dispatch(self.core.feed(audio))
         self.latency.arrived(self.core.position)
         self.ctx.telemetry.audio(len(audio) / MODEL_SAMPLE_RATE)
+        if self._speech.update(self.core.speaking) and self.taking_audio:
+            self._speech_started()
+
+    def _speech_started(self) -> None:
+        """Idle to speaking: ask admission what this session may cost now."""
+        try:
+            decision = self.ctx.speech_started(self)
+        except Overloaded as error:
+            # This session only: what it said is finalized, the others' finals stay on time.
+            self.reason = "overloaded"
+            self.report(error)
+            self.finalize(error.close_code or codes.OVERLOADED, error.message[:120])
+            return
+        self.dispatch(self.core.shed_partials(decision is Decision.SHED))
 
     def _feed_pending(self) -> None:
         pending = self._pending.take()

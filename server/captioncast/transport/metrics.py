@@ -29,6 +29,12 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.sessions = Gauge("captioncast_sessions", "Live audio sessions", registry=r)
+        self.speaking = Gauge("captioncast_speaking_sessions",
+                              "Audio sessions speaking now (or within the grace)", registry=r)
+        self.admission = Counter(
+            "captioncast_admission",
+            "Admission decisions: connect, connect_refused, speak, shed, refuse", ["decision"],
+            registry=r)
         self.viewers = Gauge("captioncast_viewers", "Connected caption viewers", registry=r)
         self.sessions_total = Counter("captioncast_sessions_started",
                                       "Audio sessions started", registry=r)

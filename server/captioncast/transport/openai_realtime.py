@@ -240,7 +240,7 @@ async def handle_realtime(connection: ServerConnection, ctx: ServerContext) -> N
                           prompt=config.prompt[:MAX_PROMPT_CHARS])
     try:
         ctx.check_model_support(params)
-        live = open_session(ctx, params, endpointing_policy(ctx.options.policy,
+        live = open_session(connection, ctx, params, endpointing_policy(ctx.options.policy,
                                                             config.silence_ms))
     except CaptioncastError as error:
         ctx.telemetry.refused(error.code)

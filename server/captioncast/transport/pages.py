@@ -79,7 +79,13 @@ def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
         {"channel": c.name, "live": c.speaker is not None,
          "live_elsewhere": c.log.remote_live,  # its speaker is on another node
          "viewers": len(c.viewers),
-         "utterances": c.log.utterances, "seq": c.log.last_seq}
+         "utterances": c.log.utterances, "seq": c.log.last_seq,
+         "outputs": ctx.outputs.statuses(c.name)}
         for c in ctx.channels.channels()
     ]
+    # A channel may have outputs before its speaker first comes (or after it was forgotten).
+    known = {c.name for c in ctx.channels.channels()}
+    channels += [{"channel": name, "live": False, "live_elsewhere": False, "viewers": 0,
+                  "utterances": 0, "seq": 0, "outputs": ctx.outputs.statuses(name)}
+                 for name in ctx.outputs.names() if name not in known]
     return json_response(200, {"channels": channels})

@@ -1,8 +1,10 @@
 """The live sessions by id: who is registered, who may be admitted, who is evicted.
 
 The registry owns the map: sessions register when they open and release themselves
-when they are forgotten, and admission asks them (`connected`, `awaiting_resume`,
-`expire_now`) rather than looking at their connections or timers.
+when they are forgotten, and admission asks them (`connected`, `speaking`,
+`awaiting_resume`, `expire_now`) rather than looking at their connections or timers.
+A session costs decoding only while it speaks: admission counts `speaking` sessions,
+and idle ones (connected, not speaking) per address and per token.
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ class Registered(Protocol):
     @property
     def connected(self) -> bool:
         """A connection is attached."""
+
+    @property
+    def speaking(self) -> bool:
+        """It has speech to decode now, or had a moment ago (a pause between sentences)."""
+
+    @property
+    def address(self) -> str | None:
+        """The host its connection came from."""
+
+    @property
+    def token_key(self) -> str | None:
+        """Which token it presented (security.token_key), None without one."""
 
     @property
     def awaiting_resume(self) -> bool:
@@ -68,6 +82,22 @@ class SessionRegistry(Mapping[str, Registered]):
     @property
     def connected(self) -> int:
         return sum(1 for session in self._sessions.values() if session.connected)
+
+    @property
+    def speaking(self) -> int:
+        """Sessions that cost decoding now."""
+        return sum(1 for session in self._sessions.values() if session.speaking)
+
+    def idle_from(self, address: str | None) -> int:
+        """Connected sessions from `address` that are not speaking."""
+        return sum(1 for s in self._idle() if s.address == address)
+
+    def idle_with(self, token_key: str) -> int:
+        """Connected sessions that presented this token and are not speaking."""
+        return sum(1 for s in self._idle() if s.token_key == token_key)
+
+    def _idle(self) -> Iterator[Registered]:
+        return (s for s in self._sessions.values() if s.connected and not s.speaking)
 
     def make_room(self) -> None:
         """Raise Overloaded at the session limit; evict the oldest abandoned session when

@@ -21,15 +21,22 @@ from captioncast.errors import CaptioncastError
 from captioncast.transport import deepgram, openai_realtime
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_front import HttpFront, PostHandler
-from captioncast.transport.huggingface import PREFIX as HF_PREFIX
+from captioncast.transport.huggingface import PATH as HF_PATH
 from captioncast.transport.huggingface import HuggingFaceRoute
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from captioncast.transport.output_routes import (
+    OUTPUT_PATH,
+    OUTPUTS_PATH,
+    OutputRoutes,
+    list_outputs,
+)
 from captioncast.transport.pages import CAPTION_FILE, caption_file, channel_list, overlay
 from captioncast.transport.responses import HttpResponse, error_response, json_response
 from captioncast.transport.security import http_refusal, peer_host, redact
 from captioncast.transport.stream import handle_stream
 from captioncast.transport.transcribe import TranscribeRoutes
 from captioncast.transport.viewer import handle_viewer
+from captioncast.transport.web_pages import web_page
 from captioncast.transport.websocket import reject
 
 log = logging.getLogger("captioncast.server")
@@ -60,7 +67,10 @@ GETS: dict[str, GetHandler] = {
     "/overlay": overlay,
     "/v1/channels": channel_list,
 }
-GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = ((CAPTION_FILE, caption_file),)
+GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = (
+    (CAPTION_FILE, caption_file),
+    (OUTPUTS_PATH, list_outputs),
+)
 # A bad token on these is answered after the upgrade: an error event, then close 4001.
 WEBSOCKETS: dict[str, WsHandler] = {
     "/v1/stream": handle_stream,
@@ -74,8 +84,7 @@ UPGRADE_CHECKS: dict[str, UpgradeCheck] = {
     "/v1/realtime": openai_realtime.vet_upgrade,
 }
 POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
-POST_PREFIXES = (HF_PREFIX,)  # /models/{model_id}: transport/huggingface.py
-NOT_FOUND = ("no route {path}; see /healthz, /v1/stream, /v1/captions, /overlay, "
+NOT_FOUND = ("no route {path}; see /, /watch, /healthz, /v1/stream, /v1/captions, /overlay, "
              "POST /v1/transcribe")
 
 
@@ -86,14 +95,19 @@ class Routes:
         self.ctx = ctx
         self.posts: dict[str, PostHandler] = transcribe.routes()
         assert tuple(self.posts) == POSTS
-        self.post_prefixes: dict[str, PostHandler] = {HF_PREFIX: HuggingFaceRoute(transcribe)}
-        assert tuple(self.post_prefixes) == POST_PREFIXES
+        outputs = OutputRoutes(ctx)
+        # Paths with names in them, other methods than GET: (pattern, method, handler).
+        self.pattern_routes: tuple[tuple[re.Pattern[str], str, PostHandler], ...] = (
+            (OUTPUTS_PATH, "POST", outputs.add),
+            (OUTPUT_PATH, "DELETE", outputs.remove),
+            (HF_PATH, "POST", HuggingFaceRoute(transcribe)),  # transport/huggingface.py
+        )
 
     def install(self, front: HttpFront) -> None:
         for path, handler in self.posts.items():
             front.route(path, handler)
-        for prefix, handler in self.post_prefixes.items():
-            front.route_prefix(prefix, handler)
+        for pattern, method, handler in self.pattern_routes:
+            front.route_pattern(pattern, method, handler)
 
     def answer_get(self, request: Request) -> HttpResponse | None:
         """Answer a GET; None to let a WebSocket upgrade go on."""
@@ -103,6 +117,9 @@ class Routes:
             return OPEN_GETS[path](ctx, request)
         try:
             ctx.gate.check_origin(request.headers)
+            page = web_page(request)  # no data in them: no token (transport/web_pages.py)
+            if page is not None:
+                return page
             if path not in WEBSOCKETS:
                 ctx.gate.authorize(request.path, request.headers)
         except CaptioncastError as error:

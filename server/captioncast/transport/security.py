@@ -38,6 +38,11 @@ class SecurityOptions:
     tokens: tuple[str, ...] = ()  # empty: no authentication
     allowed_origins: tuple[str, ...] = ()  # empty: any origin
     max_connections_per_ip: int = 32  # 0: no limit
+    # Stream sessions connected and not speaking, per address and per token (0: no limit):
+    # idle sessions cost no decoding, so their number is not admission's business, but
+    # sockets held open for nothing must not exhaust the server either.
+    max_idle_per_ip: int = 16
+    max_idle_per_token: int = 48
     certfile: Path | None = None
     keyfile: Path | None = None
 
@@ -91,6 +96,12 @@ def presented_token(target: str, headers: Mapping[str, str]) -> str | None:
         if key == "token":
             return value
     return None
+
+
+def token_key(target: str, headers: Mapping[str, str]) -> str | None:
+    """A name for the token a request carries, fit to count by (never the token itself)."""
+    token = presented_token(target, headers)
+    return None if token is None else _digest(token).hex()[:16]
 
 
 class Gatekeeper:
@@ -188,7 +199,9 @@ def http_refusal(error: CaptioncastError) -> tuple[int, list[tuple[str, str]]] |
     if isinstance(error, Forbidden):
         return 403, []
     if isinstance(error, TooManyConnections):
-        return 429, [("Retry-After", "5")]
+        return 429, [("Retry-After", str(error.retry_after_s or 5))]
+    if isinstance(error, Overloaded) and error.retry_after_s is not None:
+        return 503, [("Retry-After", str(error.retry_after_s))]
     return None
 
 

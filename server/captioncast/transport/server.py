@@ -21,6 +21,7 @@ from captioncast.options import ServerOptions
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_front import HttpFront
 from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge
+from captioncast.transport.output_sink import CLOSE_TIMEOUT_S, start_outputs
 from captioncast.transport.responses import to_websockets
 from captioncast.transport.routes import Routes
 from captioncast.transport.security import ssl_context
@@ -131,12 +132,14 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             model = decoder
         async with (
             DecodeScheduler(model, options.decode_workers or workers,
-                            on_decoded=ctx.telemetry.decoded) as scheduler,
+                            on_decoded=ctx.telemetry.decoded,
+                            budgets=options.scheduler) as scheduler,
             contextlib.AsyncExitStack() as bridges,
         ):
             if options.mqtt is not None:
                 ctx.channels.sinks.append(await bridges.enter_async_context(
                     MqttBridge(options.mqtt, ctx.channels, options.port)))
+            start_outputs(ctx.outputs, options.outputs)
             ctx.attach(model, scheduler)
             ready = Ready(options.host, port, tls is not None, ctx.model_name)
             log.info("event=ready url=%s/v1/stream model=%s", ready.ws_url, ready.model)
@@ -145,6 +148,9 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             if on_ready is not None:
                 on_ready(ready)
             await stop.wait()
-            # The MQTT bridges flush their last messages after the drain: leave them time.
+            # The MQTT bridges flush their last messages after the drain, and the outputs
+            # deliver the finals they hold: leave them time.
+            outputs_s = CLOSE_TIMEOUT_S if ctx.outputs.names() else 0.0
             await drain(ctx, server, front, options.shutdown, hurry,
-                        after_s=FLUSH_ON_EXIT_S if options.mqtt is not None else 0.0)
+                        after_s=outputs_s + (FLUSH_ON_EXIT_S if options.mqtt is not None else 0.0))
+            await ctx.outputs.close(timeout=0.2 if hurry.is_set() else outputs_s)

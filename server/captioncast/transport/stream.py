@@ -15,6 +15,7 @@ from captioncast.protocol import codes
 from captioncast.protocol.events import Event
 from captioncast.transport.context import ServerContext
 from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
+from captioncast.transport.security import peer_host, token_key
 from captioncast.transport.websocket import close_or_abort, peer_of, query_of, reject
 
 log = logging.getLogger("captioncast.stream")
@@ -169,8 +170,11 @@ async def handle_stream(connection: ServerConnection, ctx: ServerContext) -> Non
             live = find_resumable(ctx, params)
             since = params.since
         else:
-            ctx.admit()
-            live = LiveSession(secrets.token_urlsafe(12), params, ctx)
+            address = peer_host(connection.remote_address)
+            request = connection.request
+            token = None if request is None else token_key(request.path, request.headers)
+            ctx.admit(address, token)
+            live = LiveSession(secrets.token_urlsafe(12), params, ctx, address, token)
             live.open()
     except CaptioncastError as error:
         log.info("event=session_refused peer=%s code=%s message=%r", peer_of(connection),

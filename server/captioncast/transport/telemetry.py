@@ -100,6 +100,10 @@ class Telemetry:
     def session_started(self) -> None:
         self.metrics.sessions_total.inc()
 
+    def admission(self, decision: str) -> None:
+        """One admission decision (engine/capacity.py; `connect` or `connect_refused`)."""
+        self.metrics.admission.labels(decision).inc()
+
     def refused(self, code: str) -> None:
         self.metrics.refused.labels(code).inc()
 
@@ -150,7 +154,8 @@ class Telemetry:
         return {
             "queue_depth": scheduler.depth if scheduler else 0,
             "decode_workers": scheduler.workers if scheduler else 0,
-            "capacity": report.capacity,  # live streams that fit, from measured decode cost
+            "capacity": report.capacity,  # speakers that fit, from measured decode cost
+            "hard_capacity": report.hard_capacity,  # speakers whose finals alone keep up
             "load": report.load,  # share of decode time used over the last minute
             "lag_s": report.lag_s,  # how long the oldest waiting live final has waited
             "final_cost_per_audio_s": report.cost_per_audio_s,

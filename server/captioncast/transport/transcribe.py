@@ -40,6 +40,7 @@ from captioncast.transport.http_front import PostHandler
 from captioncast.transport.responses import HttpResponse, json_response, status_of
 from captioncast.transport.uploads import decode_file, decode_raw, read_form, spool_body
 
+RETRY_AFTER_S = 10  # a file takes seconds to minutes: a refused client tries again then
 log = logging.getLogger("captioncast.transcribe")
 
 
@@ -136,10 +137,11 @@ class TranscribeRoutes:
 
     def _admit(self) -> None:
         if not self.ctx.ready:
-            raise Overloaded("the model is still loading or the server is shutting down")
+            raise Overloaded("the model is still loading or the server is shutting down; "
+                             f"retry after {RETRY_AFTER_S} s", retry_after_s=RETRY_AFTER_S)
         if self.active >= self.options.max_concurrent:
             raise Overloaded(f"the server is transcribing {self.active} files, its limit; "
-                             "try again later")
+                             f"retry after {RETRY_AFTER_S} s", retry_after_s=RETRY_AFTER_S)
 
     async def transcribe(self, request: HttpRequest) -> HttpResponse:
         params = parse_transcribe_query(request.query_dict())

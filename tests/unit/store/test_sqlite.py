@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from captioncast.store import AsyncStore, SqliteStore, StoreError, WriterOptions, open_store
-from tests.store_contract import MakeStore, StoreContract, final
+from tests.conftest import REPO
+from tests.support.store_contract import MakeStore, StoreContract, final
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ def test_a_read_only_file_system_degrades_and_writes_resume(small_disk: Path) ->
 WRITER = """
 import asyncio, sys
 from captioncast.store import AsyncStore, SqliteStore
-from tests.store_contract import final
+from tests.support.store_contract import final
 
 async def main():
     async with AsyncStore(SqliteStore(sys.argv[1])) as store:
@@ -185,8 +186,7 @@ asyncio.run(main())
 def test_every_acknowledged_final_survives_sigkill(tmp_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "data")],
                                stdout=subprocess.PIPE, text=True,
-                               cwd=Path(__file__).resolve().parents[2],
-                               env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert process.stdout is not None
     acknowledged = [int(process.stdout.readline()) for _ in range(300)]
     os.kill(process.pid, signal.SIGKILL)

@@ -42,7 +42,7 @@ def test_unknown_paths_and_post_routes() -> None:
 def test_websocket_routes_want_an_upgrade() -> None:
     for path in WEBSOCKETS:
         assert _json(_get(path))[0] == 426
-        if path not in UPGRADE_CHECKS:  # compatible APIs vet theirs: tests/unit/test_compat.py
+        if path not in UPGRADE_CHECKS:  # compatible APIs vet theirs: test_compat.py
             assert _get(path, Connection="Upgrade", Upgrade="websocket") is None
 
 

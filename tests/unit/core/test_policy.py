@@ -9,7 +9,7 @@ from captioncast.core.policy import CaptionSession
 from captioncast.errors import BadAudio
 from captioncast.protocol.events import End, Error, Final, Partial, Ready
 from tests.conftest import read_wav
-from tests.unit.fake_decoder import WORD_S, WORDS, Driver, ScriptedDecoder
+from tests.support.fake_decoder import WORD_S, WORDS, Driver, ScriptedDecoder
 
 
 def _session(**config: object) -> CaptionSession:
@@ -170,7 +170,7 @@ def test_memory_is_bounded_over_a_long_stream() -> None:
         driver.feed(speech)
     driver.finish()
     _check_stream(driver.events)
-    assert session._buffer.held < 16000 * (20 + session.options.context_s)
+    assert session.samples_held < 16000 * (20 + session.options.context_s)
     # the prompt keeps only what prompt_chars can use, not every final of the stream
     finals = [e for e in driver.events if isinstance(e, Final)]
     assert len(finals) > 10

@@ -10,7 +10,7 @@ from captioncast.core.policy import CaptionSession
 from captioncast.core.repetition import RepetitionGuard, collapse_loops
 from captioncast.protocol.events import Final
 from tests.conftest import read_wav
-from tests.unit.fake_decoder import Driver, ScriptedDecoder
+from tests.support.fake_decoder import Driver, ScriptedDecoder
 
 
 def _kept(text: str) -> str:

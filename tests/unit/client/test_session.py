@@ -8,27 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import urllib.request
 import wave
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from captioncast.engine.capacity import CapacityOptions
-from captioncast.transport.server import ServerOptions, run_server
 from captioncast_client import CaptionStream, End, Final, Partial, Ready, follow, stream_url
 from captioncast_client.streaming import stream
-from tests.conftest import SPEECH
-from tests.unit.fake_decoder import WORDS, ScriptedDecoder
+from tests.conftest import MISSING, SPEECH
+from tests.support.fake_decoder import WORDS
+from tests.support.inprocess import scripted_server
 
 RECORDING = SPEECH / "wav" / "whisper_jfk.wav"
 CHUNK = 3200  # 100 ms of 16 kHz s16le
 DEADLINE_S = 60.0  # a failure, not a wait: the scripted decoder answers at once
 SERVER = "ws://127.0.0.1:8765"  # the README's address, replaced by the test server's
 
-pytestmark = pytest.mark.skipif(not RECORDING.is_file(),
-                                reason=f"needs real speech for the VAD: {RECORDING} is missing")
+pytestmark = pytest.mark.skipif(not RECORDING.is_file(), reason=MISSING.format(path=RECORDING))
 
 
 async def caption(chunks):  # type: ignore[no-untyped-def]  # the README's snippet
@@ -61,29 +58,11 @@ async def _viewers(server: str, channel: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    port = _free_port()
-    options = ServerOptions(port=port, capacity=CapacityOptions(max_load=0))
-    started, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_server(options, ScriptedDecoder(), started=started,
-                                          stop=stop))
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait({task, waiter}, timeout=DEADLINE_S, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task.done():
-        task.result()  # the error that stopped it from starting
-    url = f"ws://127.0.0.1:{port}"
-    monkeypatch.setattr(f"{__name__}.SERVER", url)
-    yield url
-    stop.set()
-    await asyncio.wait_for(task, DEADLINE_S)
+    async with scripted_server() as running:
+        monkeypatch.setattr(f"{__name__}.SERVER", running.ws_url)
+        yield running.ws_url
 
 
 async def test_the_readme_snippet_captions_a_recording_and_a_follower_sees_it(

@@ -11,20 +11,19 @@ import itertools
 import pytest
 
 from captioncast.engine.scheduler import Budgets, DecodeScheduler
-from tests.unit.scheduler_sim import Simulation, SteppedDecoder, install_clock, request
+from tests.support.scheduler_sim import FakeClock, Simulation, SteppedDecoder, request
 
 
-async def test_partials_are_shared_fairly_between_sessions(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_partials_are_shared_fairly_between_sessions() -> None:
     """Two talkers ask for their next partial as soon as the last one is back, as the
     policy does; a hog asks for a fresh one every 2 ms whatever happens to the last one.
     A decode takes 10 ms."""
-    clock = install_clock(monkeypatch)
+    clock = FakeClock()
     decoder = SteppedDecoder()
     rid = itertools.count(1)
     served = {"a": 0, "b": 0}
     hog: list[asyncio.Future[object]] = []
-    async with DecodeScheduler(decoder) as scheduler:
+    async with DecodeScheduler(decoder, clock=clock) as scheduler:
         sim = Simulation(scheduler, decoder, clock, decode_ms=10)
         talking = {o: scheduler.submit(o, request(next(rid), "partial")) for o in served}
         while len(decoder.order) < 90:
@@ -50,11 +49,10 @@ async def test_partials_are_shared_fairly_between_sessions(
     assert replaced == len(hog) - hog_served - waiting
 
 
-async def test_a_refreshed_partial_keeps_its_place_in_line(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = install_clock(monkeypatch)
+async def test_a_refreshed_partial_keeps_its_place_in_line() -> None:
+    clock = FakeClock()
     decoder = SteppedDecoder()
-    async with DecodeScheduler(decoder) as scheduler:
+    async with DecodeScheduler(decoder, clock=clock) as scheduler:
         sim = Simulation(scheduler, decoder, clock, decode_ms=10)
         busy = scheduler.submit("x", request(1, "final"))
         await sim.settle()  # the worker holds it while the others queue
@@ -69,16 +67,15 @@ async def test_a_refreshed_partial_keeps_its_place_in_line(
         assert [rid for _, rid in decoder.order] == [1, 4, 3]
 
 
-async def test_finals_first_but_a_partial_does_not_starve(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_finals_first_but_a_partial_does_not_starve() -> None:
     """Another session's finals arrive every 15 ms for a second, each decoded in 20 ms:
     faster than they are decoded. A partial asked at the start waits while finals with
     earlier deadlines are queued, then has its turn before the later ones."""
-    clock = install_clock(monkeypatch)
+    clock = FakeClock()
     decoder = SteppedDecoder()
     budgets = Budgets(final_s=0.05, partial_s=0.3)
     arrived_ms: dict[int, int] = {}
-    async with DecodeScheduler(decoder, budgets=budgets) as scheduler:
+    async with DecodeScheduler(decoder, budgets=budgets, clock=clock) as scheduler:
         sim = Simulation(scheduler, decoder, clock, decode_ms=20)
         partial = scheduler.submit("p", request(1, "partial"))
         finals = []
@@ -102,10 +99,10 @@ async def test_finals_first_but_a_partial_does_not_starve(
         assert scheduler.stats.decodes["final"] == len(finals) == len(arrived_ms)
 
 
-async def test_lag_is_the_wait_of_the_oldest_live_decode(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = install_clock(monkeypatch)
+async def test_lag_is_the_wait_of_the_oldest_live_decode() -> None:
+    clock = FakeClock()
     decoder = SteppedDecoder()
-    async with DecodeScheduler(decoder) as scheduler:
+    async with DecodeScheduler(decoder, clock=clock) as scheduler:
         sim = Simulation(scheduler, decoder, clock, decode_ms=10)
         assert scheduler.lag() == 0.0
         busy = scheduler.submit("a", request(1, "final"))

@@ -9,7 +9,7 @@ from captioncast.core.policy import Cancel, CaptionSession, PolicyOptions, Sessi
 from captioncast.protocol.events import End, Event, Final
 from captioncast.transport.driver import Done, Outcome, SessionDriver
 from tests.conftest import read_wav
-from tests.unit.fake_decoder import ScriptedDecoder
+from tests.support.fake_decoder import ScriptedDecoder
 
 
 class HeldDecodes:

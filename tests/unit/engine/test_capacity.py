@@ -2,7 +2,7 @@
 
 import pytest
 
-from captioncast.engine.capacity import CapacityMeter, CapacityOptions
+from captioncast.engine.capacity import CapacityMeter, CapacityOptions, Decision
 from captioncast.errors import Overloaded
 
 
@@ -25,21 +25,26 @@ def test_capacity_follows_the_measured_cost_of_finals() -> None:
     assert meter.capacity() == 7
 
 
-def test_admit_refuses_past_capacity_and_when_late() -> None:
-    meter = CapacityMeter(1, CapacityOptions(max_load=0.5, max_lag_s=2.0), clock=Clock())
-    meter.record("final", audio_s=5.0, decode_s=0.5)  # capacity 5
-    meter.admit(4, lag_s=0.0)
-    with pytest.raises(Overloaded, match="at capacity"):
-        meter.admit(5, lag_s=0.0)
+def test_speakers_past_capacity_are_shed_then_refused_and_connecting_only_when_late() -> None:
+    meter = CapacityMeter(1, CapacityOptions(max_load=0.5, hard_load=0.8, max_lag_s=2.0),
+                          clock=Clock())
+    meter.record("final", audio_s=5.0, decode_s=0.5)  # capacity 5, hard capacity 8
+    assert meter.speech_started(5, lag_s=0.0) is Decision.SPEAK
+    assert meter.speech_started(6, lag_s=0.0) is Decision.SHED
+    assert meter.speech_started(9, lag_s=0.0) is Decision.REFUSE
+    assert meter.speech_started(1, lag_s=3.0) is Decision.REFUSE  # already late
+    assert "retry after" in meter.refusal(9, lag_s=0.0).message
+    meter.admit(lag_s=0.0)  # connecting costs nothing while the decoders keep up
     with pytest.raises(Overloaded, match="behind"):
-        meter.admit(0, lag_s=3.0)
+        meter.admit(lag_s=3.0)
 
 
 def test_zero_max_load_turns_the_estimate_off() -> None:
     meter = CapacityMeter(1, CapacityOptions(max_load=0.0), clock=Clock())
     meter.record("final", audio_s=1.0, decode_s=10.0)
     assert meter.capacity() is None
-    meter.admit(1000, lag_s=100.0)
+    meter.admit(lag_s=100.0)
+    assert meter.speech_started(1000, lag_s=100.0) is Decision.SPEAK
 
 
 def test_load_is_the_share_of_decode_time_over_the_window() -> None:

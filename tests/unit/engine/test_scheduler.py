@@ -2,21 +2,14 @@
 
 import asyncio
 
-import pytest
-
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.engine.scheduler import DecodeScheduler
-from tests.unit.scheduler_sim import SteppedDecoder, install_clock, request, settle
-
-
-@pytest.fixture(autouse=True)
-def _clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_clock(monkeypatch)
+from tests.support.scheduler_sim import FakeClock, SteppedDecoder, request, settle
 
 
 async def test_finals_go_before_partials_and_partials_coalesce() -> None:
     decoder = SteppedDecoder()
-    async with DecodeScheduler(decoder) as scheduler:
+    async with DecodeScheduler(decoder, clock=FakeClock()) as scheduler:
         first = scheduler.submit("a", request(1, "partial"))
         await settle(scheduler, decoder)  # the worker holds the first job while the queue fills
         stale = scheduler.submit("a", request(2, "partial"))
@@ -33,7 +26,7 @@ async def test_finals_go_before_partials_and_partials_coalesce() -> None:
 
 async def test_cancel_and_drop_owner_forget_queued_work() -> None:
     decoder = SteppedDecoder()
-    async with DecodeScheduler(decoder) as scheduler:
+    async with DecodeScheduler(decoder, clock=FakeClock()) as scheduler:
         busy = scheduler.submit("a", request(1, "final"))
         await settle(scheduler, decoder)
         cancelled = scheduler.submit("a", request(2, "final"))
@@ -57,7 +50,7 @@ async def test_a_failing_decode_fails_only_its_request() -> None:
                 raise RuntimeError("boom")
             return DecodeResult(text=f"r{request.request_id}", language="en")
 
-    async with DecodeScheduler(Broken()) as scheduler:
+    async with DecodeScheduler(Broken(), clock=FakeClock()) as scheduler:
         bad = scheduler.submit("a", request(1, "final"))
         good = scheduler.submit("a", request(2, "final"))
         assert (await good).text == "r2"

@@ -16,7 +16,7 @@ from captioncast.protocol.events import End, Error, Event, Final, Ready
 from captioncast.transport.context import ServerContext
 from captioncast.transport.live_session import TAKEN_OVER, LiveSession, State, find_resumable
 from tests.conftest import read_wav
-from tests.unit.fake_decoder import ScriptedDecoder
+from tests.support.fake_decoder import ScriptedDecoder
 
 CHUNK = 3200  # 100 ms of s16le
 

@@ -2,20 +2,13 @@
 
 import asyncio
 
-import pytest
-
 from captioncast.engine.scheduler import DecodeScheduler
-from tests.unit.scheduler_sim import SteppedDecoder, install_clock, request, settle
-
-
-@pytest.fixture(autouse=True)
-def _clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_clock(monkeypatch)
+from tests.support.scheduler_sim import FakeClock, SteppedDecoder, request, settle
 
 
 async def test_background_decodes_wait_behind_live_finals_and_partials() -> None:
     decoder = SteppedDecoder()
-    async with DecodeScheduler(decoder) as scheduler:
+    async with DecodeScheduler(decoder, clock=FakeClock()) as scheduler:
         running = scheduler.submit("file", request(1, "final"), background=True)
         await settle(scheduler, decoder)  # the worker holds the first job while the queue fills
         file_next = scheduler.submit("file", request(2, "final"), background=True)
@@ -31,7 +24,7 @@ async def test_background_decodes_wait_behind_live_finals_and_partials() -> None
 async def test_background_finals_are_never_coalesced_or_dropped() -> None:
     decoder = SteppedDecoder()
     decoder.open()
-    async with DecodeScheduler(decoder) as scheduler:
+    async with DecodeScheduler(decoder, clock=FakeClock()) as scheduler:
         futures = [scheduler.submit("file", request(i, "final"), background=True)
                    for i in range(1, 6)]
         results = await asyncio.gather(*futures)

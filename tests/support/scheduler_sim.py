@@ -1,9 +1,10 @@
 """The decode scheduler driven step by step: a clock the test moves, decodes the test ends.
 
-The scheduler reads `time.monotonic()` for its deadlines and runs each decode in a thread.
-Here the clock stands still until the test moves it, and each decode waits until the test
-lets it finish, so that what the scheduler decides depends on the order of events alone,
-not on how fast this machine runs the threads or wakes the event loop.
+The scheduler reads its `clock` for deadlines and runs each decode in a thread. Here the
+clock is a FakeClock (`DecodeScheduler(decoder, clock=FakeClock())`) that stands still
+until the test moves it, and each decode waits until the test lets it finish, so that
+what the scheduler decides depends on the order of events alone, not on how fast this
+machine runs the threads or wakes the event loop.
 """
 
 from __future__ import annotations
@@ -13,32 +14,24 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-import pytest
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
-from captioncast.engine import scheduler as scheduler_module
 from captioncast.engine.scheduler import DecodeScheduler
 
 DEADLINE_S = 30.0  # for a condition that never comes true: a failure, never a wait
 
 
 class FakeClock:
-    """Stands in for the `time` module the scheduler uses: `monotonic()` moves when told."""
+    """A scheduler's `clock`: the time it says moves only when the test moves it."""
 
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def monotonic(self) -> float:
+    def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def install_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    clock = FakeClock()
-    monkeypatch.setattr(scheduler_module, "time", clock)
-    return clock
 
 
 def request(rid: int, kind: str) -> DecodeRequest:
