@@ -13,8 +13,8 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 
 from tests.conftest import reference, speech_path, wer
-from tests.integration.compat import CLIP, TOKEN
 from tests.integration.conftest import RunningServer, start_server, stop_server
+from tests.support.compat import CLIP, TOKEN
 
 pytestmark = pytest.mark.model
 MODEL = "openai/whisper-large-v3"  # what the task page's snippet names

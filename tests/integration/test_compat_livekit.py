@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import reference, wer
-from tests.integration.compat import CLIP, PACE_S, TOKEN, pcm_chunks
 from tests.integration.conftest import RunningServer, start_server, stop_server
+from tests.support.compat import CLIP, PACE_S, TOKEN, pcm_chunks
 
 deepgram_plugin = pytest.importorskip("livekit.plugins.deepgram")
 aiohttp = pytest.importorskip("aiohttp")

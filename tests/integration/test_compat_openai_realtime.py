@@ -24,8 +24,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import reference, wer
-from tests.integration.compat import CLIP, LIVE_S, TOKEN, pcm_chunks
 from tests.integration.conftest import RunningServer, start_server, stop_server
+from tests.support.compat import CLIP, LIVE_S, TOKEN, pcm_chunks
 
 pytestmark = pytest.mark.model
 Completed = ConversationItemInputAudioTranscriptionCompletedEvent
