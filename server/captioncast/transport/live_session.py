@@ -27,7 +27,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
-from captioncast.core.options import SessionConfig
+from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.params import StreamParams
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.replay import EventLog
@@ -82,7 +82,9 @@ class LiveSession:
     """One audio stream from its first connection to its `end`, across reconnects."""
 
     def __init__(self, session_id: str, params: StreamParams, ctx: ServerContext,
-                 address: str | None = None, token_key: str | None = None) -> None:
+                 address: str | None = None, token_key: str | None = None,
+                 policy: PolicyOptions | None = None) -> None:
+        """`policy`: the server's, unless a compatible API's stream sets its own endpointing."""
         options = ctx.options
         self.session_id = session_id
         self.address = address  # where its first connection came from
@@ -101,7 +103,7 @@ class LiveSession:
                 prompt=params.prompt,
                 resume_until=int(options.resume_window_s),
             ),
-            options.policy,
+            policy or options.policy,
         )
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
                                     on_event=self._publish, on_finished=self._finished)

@@ -19,9 +19,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request
 
 from captioncast.errors import CaptioncastError
+from captioncast.transport import deepgram, openai_realtime
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.http_front import HttpFront, PostHandler
+from captioncast.transport.huggingface import PATH as HF_PATH
+from captioncast.transport.huggingface import HuggingFaceRoute
 from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.output_routes import (
     OUTPUT_PATH,
@@ -52,6 +55,7 @@ WsHandler = Callable[[ServerConnection, ServerContext], Awaitable[None]]
 GetHandler = Callable[[ServerContext, Request], HttpResponse | Awaitable[HttpResponse]]
 GetAnswer = HttpResponse | Awaitable[HttpResponse] | None
 DeleteHandler = Callable[[ServerContext, HttpRequest], Awaitable[HttpResponse | None]]
+UpgradeCheck = Callable[[ServerContext, Request], HttpResponse | None]  # None: upgrade
 
 
 def health(ctx: ServerContext, request: Request) -> HttpResponse:
@@ -83,7 +87,17 @@ GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = (
 # Through h11 (transport/http_front.py), after its origin and token checks.
 DELETES: tuple[DeleteHandler, ...] = (delete_channel,)
 # A bad token on these is answered after the upgrade: an error event, then close 4001.
-WEBSOCKETS: dict[str, WsHandler] = {"/v1/stream": handle_stream, "/v1/captions": handle_viewer}
+WEBSOCKETS: dict[str, WsHandler] = {
+    "/v1/stream": handle_stream,
+    "/v1/captions": handle_viewer,
+    "/v1/listen": deepgram.handle_listen,  # Deepgram live
+    "/v1/realtime": openai_realtime.handle_realtime,  # OpenAI Realtime transcription
+}
+# Compatible APIs refuse a bad token or query before the upgrade, in their own shapes.
+UPGRADE_CHECKS: dict[str, UpgradeCheck] = {
+    "/v1/listen": deepgram.vet_upgrade,
+    "/v1/realtime": openai_realtime.vet_upgrade,
+}
 POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
 NOT_FOUND = ("no route {path}; see /, /watch, /healthz, /v1/stream, /v1/captions, /overlay, "
              "POST /v1/transcribe")
@@ -101,6 +115,7 @@ class Routes:
         self.pattern_routes: tuple[tuple[re.Pattern[str], str, PostHandler], ...] = (
             (OUTPUTS_PATH, "POST", outputs.add),
             (OUTPUT_PATH, "DELETE", outputs.remove),
+            (HF_PATH, "POST", HuggingFaceRoute(transcribe)),  # transport/huggingface.py
         )
 
     def install(self, front: HttpFront) -> None:
@@ -151,7 +166,8 @@ class Routes:
                     http.HTTPStatus.UPGRADE_REQUIRED,
                     {"error": "bad_request", "message": f"{path} is a WebSocket endpoint"},
                 )
-            return None
+            check = UPGRADE_CHECKS.get(path)
+            return check(ctx, request) if check is not None else None
         handler = GETS.get(path) or next(
             (h for pattern, h in GET_PATTERNS if pattern.fullmatch(path)), None)
         if handler is not None:

@@ -86,10 +86,11 @@ def redact(target: str) -> str:
 
 
 def presented_token(target: str, headers: Mapping[str, str]) -> str | None:
-    """The token a request carries: `Authorization: Bearer` first, then `?token=`."""
+    """The token a request carries: `Authorization: Bearer` (or Deepgram's `Token`) first,
+    then `?token=`."""
     authorization = headers.get("Authorization", "")
     scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
+    if scheme.lower() in ("bearer", "token") and credentials.strip():
         return credentials.strip()
     for key, value in parse_qsl(urlsplit(target).query, keep_blank_values=True):
         if key == "token":

@@ -37,7 +37,8 @@ class StreamHandler:
         self.connection = connection
         self.live = live
         self.ctx = live.ctx
-        self._outbox: asyncio.Queue[tuple[Event, Awaitable[bool] | None] | None] = (
+        # str: sent as is (a compatible API's own message); the awaitable: a final's commit
+        self._outbox: asyncio.Queue[tuple[Event | str, Awaitable[bool] | None] | None] = (
             asyncio.Queue())
         self._done = asyncio.Event()
         self._room = asyncio.Event()  # clear while MAX_UNSENT_EVENTS wait to be sent
@@ -47,7 +48,7 @@ class StreamHandler:
 
     # -- Link: what the session asks of its connection ------------------------------------
 
-    def send(self, event: Event, after: Awaitable[bool] | None = None) -> None:
+    def send(self, event: Event | str, after: Awaitable[bool] | None = None) -> None:
         self._outbox.put_nowait((event, after))
         if self._outbox.qsize() >= MAX_UNSENT_EVENTS:
             self._room.clear()
@@ -62,6 +63,12 @@ class StreamHandler:
 
     async def wait_closed(self) -> None:
         await self.connection.wait_closed()
+
+    # -- the wire format: a compatible API (transport/deepgram.py...) overrides these -----
+
+    def render(self, event: Event) -> list[str]:
+        """The messages that say `event` on this connection."""
+        return [event.to_json()]
 
     # -- the connection -------------------------------------------------------------------
 
@@ -92,8 +99,9 @@ class StreamHandler:
                     await after  # its commit, bounded by the store (transport/archive.py)
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
                 # that arrives as its awaitable completes.
-                async with asyncio.timeout(self.ctx.options.send_timeout_s):
-                    await self.connection.send(event.to_json())
+                for message in [event] if isinstance(event, str) else self.render(event):
+                    async with asyncio.timeout(self.ctx.options.send_timeout_s):
+                        await self.connection.send(message)
                 if self._outbox.qsize() <= MAX_UNSENT_EVENTS // 2:
                     self._room.set()
         except ConnectionClosed:

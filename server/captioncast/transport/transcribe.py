@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO
 
@@ -178,6 +178,20 @@ class TranscribeRoutes:
             return json_response(status_of(error), {"error": {
                 "message": error.message, "type": "invalid_request_error", "param": None,
                 "code": error.code}})
+
+    async def transcribe_upload(self, params: TranscribeParams,
+                                receive: Callable[[int], Awaitable[IO[bytes]]]) -> Transcript:
+        """Admit, `receive(max_upload_bytes)` the file, transcribe it: for the POST routes
+        of other APIs (transport/huggingface.py), on the same limits and scheduler."""
+        self.ctx.check_model_support(params.audio)
+        self._admit()
+        self.active += 1
+        try:
+            source = await receive(self.options.max_upload_bytes)
+        except BaseException:
+            self.active -= 1
+            raise
+        return await self._run(params, source, decode_file(source))
 
     async def _run(self, params: TranscribeParams, source: IO[bytes],
                    chunks: Iterator[np.ndarray],

@@ -1,0 +1,267 @@
+"""Final latency through /v1/listen (Deepgram) and /v1/realtime (OpenAI) against /v1/stream.
+
+Starts `captioncast serve` on a free port and streams the same recordings, in real
+time (100 ms chunks, then 1.5 s of silence so that end-of-speech detection ends the
+last utterance), through each of the three protocols in turn, one stream at a time,
+in a rotating order so that a slow minute of a shared machine does not fall on one
+protocol only. Final latency is PROTOCOL.md's: the wall clock at a final's receipt
+minus the wall clock at which the audio at its end was sent (Deepgram: `start +
+duration` of an `is_final` Results; OpenAI: `audio_end_ms` of the item's
+`speech_stopped`). Finals said after the stream's own end message are not counted.
+
+    python bench/compat_latency.py [--ids whisper_jfk ...] [--rounds 2]
+
+Prints a section for bench/RESULTS.md (and writes it there with --write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import csv
+import json
+import math
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import wave
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+BENCH_DIR = Path(__file__).resolve().parent
+SPEECH = BENCH_DIR.parent.parent / "shared" / "speech"
+CHUNK_S = 0.1
+TRAILING_SILENCE_S = 1.5
+QUIET_S = 2.0  # after the silence: time for the last final before the stream is closed
+DEFAULT_IDS = ("whisper_jfk", "libri_dev_2412-153948-0000", "long_mfa_spontaneous_3")
+SECTION = "## Final latency through the compatible APIs (issue 17)"
+
+Chunks = list[np.ndarray]  # int16 at 16 kHz
+Stream = Callable[[str, Chunks], Awaitable[list[float]]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load(name: str) -> Chunks:
+    with wave.open(str(SPEECH / "wav" / f"{name}.wav")) as w:
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    samples = np.concatenate([samples, np.zeros(int(TRAILING_SILENCE_S * 16000), "<i2")])
+    step = int(CHUNK_S * 16000)
+    return [samples[i:i + step] for i in range(0, len(samples), step)]
+
+
+class Clock:
+    """When each chunk went out: the wall clock of any point of the audio."""
+
+    def __init__(self) -> None:
+        self.sent: list[float] = []
+
+    def mark(self) -> None:
+        self.sent.append(time.monotonic())
+
+    def latency(self, audio_end_s: float) -> float | None:
+        index = max(0, math.ceil(audio_end_s / CHUNK_S - 1e-6) - 1)
+        if index >= len(self.sent):
+            return None
+        return time.monotonic() - self.sent[index]
+
+
+async def send_realtime(ws: ClientConnection, chunks: Chunks, clock: Clock,
+                        encode: Callable[[np.ndarray], str | bytes]) -> None:
+    began = time.monotonic()
+    for i, chunk in enumerate(chunks):
+        await asyncio.sleep(max(0.0, began + i * CHUNK_S - time.monotonic()))
+        clock.mark()
+        await ws.send(encode(chunk))
+    await asyncio.sleep(QUIET_S)
+
+
+async def collect(ws: ClientConnection, on_message: Callable[[dict[str, object]], None]) -> None:
+    async for message in ws:
+        on_message(json.loads(message))
+
+
+async def run_stream(url: str, headers: dict[str, str], chunks: Chunks,
+                     encode: Callable[[np.ndarray], str | bytes], end_message: str | None,
+                     on_message: Callable[[dict[str, object], Clock], None]) -> None:
+    clock = Clock()
+    async with connect(url, additional_headers=headers, max_size=None) as ws:
+        reader = asyncio.create_task(collect(ws, lambda m: on_message(m, clock)))
+        await send_realtime(ws, chunks, clock, encode)
+        reader.cancel()  # later finals (forced by the end) are not live latency
+        if end_message is not None:
+            await ws.send(end_message)
+
+
+async def native(base: str, chunks: Chunks) -> list[float]:
+    out: list[float] = []
+
+    def on(message: dict[str, object], clock: Clock) -> None:
+        if message.get("type") == "final" and message.get("text"):
+            latency = clock.latency(float(message["end"]))  # type: ignore[arg-type]
+            if latency is not None:
+                out.append(latency)
+
+    await run_stream(f"{base}/v1/stream", {}, chunks, lambda c: c.tobytes(),
+                     '{"type":"eos"}', on)
+    return out
+
+
+async def deepgram(base: str, chunks: Chunks) -> list[float]:
+    out: list[float] = []
+
+    def on(message: dict[str, object], clock: Clock) -> None:
+        if message.get("type") == "Results" and message.get("is_final"):
+            channel = message["channel"]
+            assert isinstance(channel, dict)
+            if channel["alternatives"][0]["transcript"]:
+                end = float(message["start"]) + float(message["duration"])  # type: ignore[arg-type]
+                latency = clock.latency(end)
+                if latency is not None:
+                    out.append(latency)
+
+    url = (f"{base}/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true"
+           "&punctuate=true")
+    await run_stream(url, {"Authorization": "Token bench"}, chunks, lambda c: c.tobytes(),
+                     '{"type":"CloseStream"}', on)
+    return out
+
+
+async def openai(base: str, chunks: Chunks) -> list[float]:
+    out: list[float] = []
+    ends: dict[str, float] = {}
+
+    def on(message: dict[str, object], clock: Clock) -> None:
+        kind = message.get("type")
+        if kind == "input_audio_buffer.speech_stopped":
+            ends[str(message["item_id"])] = float(message["audio_end_ms"]) / 1000  # type: ignore[arg-type]
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            end = ends.get(str(message["item_id"]))
+            if end is not None and message.get("transcript"):
+                latency = clock.latency(end)
+                if latency is not None:
+                    out.append(latency)
+
+    def encode(chunk: np.ndarray) -> str:
+        at_24k = np.interp(np.arange(0, len(chunk), 16000 / 24000), np.arange(len(chunk)),
+                           chunk).astype("<i2")
+        return json.dumps({"type": "input_audio_buffer.append",
+                           "audio": base64.b64encode(at_24k.tobytes()).decode()})
+
+    await run_stream(f"{base}/v1/realtime?intent=transcription", {}, chunks, encode, None, on)
+    return out
+
+
+PROTOCOLS: dict[str, Stream] = {"/v1/stream (ours)": native, "/v1/listen (Deepgram)": deepgram,
+                                "/v1/realtime (OpenAI)": openai}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def start_server(port: int, model: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "captioncast.cli", "serve", "--port", str(port), "--model", model,
+         "--max-load", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("the server did not become healthy")
+
+
+async def measure(base: str, ids: list[str], rounds: int) -> dict[str, list[float]]:
+    latencies: dict[str, list[float]] = {name: [] for name in PROTOCOLS}
+    names = list(PROTOCOLS)
+    turn = 0
+    for _ in range(rounds):
+        for rec in ids:
+            chunks = load(rec)
+            for name in names[turn % 3:] + names[:turn % 3]:
+                got = await PROTOCOLS[name](base, chunks)
+                latencies[name].extend(got)
+                print(f"{rec} {name}: {len(got)} finals, median "
+                      f"{statistics.median(got) if got else math.nan:.3f} s", file=sys.stderr)
+            turn += 1
+    return latencies
+
+
+def render(latencies: dict[str, list[float]], ids: list[str], rounds: int, model: str) -> str:
+    native_p50 = percentile(latencies["/v1/stream (ours)"], 0.5)
+    lines = [SECTION, "",
+             f"- Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs, shared with "
+             "other work (noisy); model " + model,
+             f"- Recordings: {', '.join(ids)}; {rounds} round(s), one stream at a time, "
+             "protocols in rotating order",
+             "- Command: `python bench/compat_latency.py`", "",
+             "| route | finals | final latency p50 s | p95 s | p50 minus ours s |",
+             "|---|---|---|---|---|"]
+    for name, values in latencies.items():
+        p50 = percentile(values, 0.5)
+        lines.append(f"| `{name}` | {len(values)} | {p50:.3f} | {percentile(values, 0.95):.3f} "
+                     f"| {p50 - native_p50:+.3f} |")
+    lines += ["", "The three routes run the same LiveSession; what differs is the wire format "
+              "(JSON per event, base64 audio for OpenAI) and, for OpenAI, 24 kHz audio "
+              "resampled to 16 kHz.", ""]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    if SECTION in text:
+        head, _, rest = text.partition(SECTION)
+        following = rest.find("\n## ")
+        text = head + section + (rest[following + 1:] if following >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--ids", nargs="+", default=list(DEFAULT_IDS))
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    with (SPEECH / "manifest.tsv").open(encoding="utf-8") as f:
+        known = {row["id"] for row in csv.DictReader(f, delimiter="\t")}
+    missing = [i for i in args.ids if i not in known]
+    if missing:
+        raise SystemExit(f"not in shared/speech/manifest.tsv: {', '.join(missing)}")
+    port = free_port()
+    server = start_server(port, args.model)
+    try:
+        latencies = asyncio.run(measure(f"ws://127.0.0.1:{port}", args.ids, args.rounds))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(20)
+    section = render(latencies, args.ids, args.rounds, args.model)
+    print(section)
+    if args.write:
+        write_section(BENCH_DIR / "RESULTS.md", section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,315 @@
+"""Deepgram's live API, `GET /v1/listen` (WebSocket), translated onto a LiveSession.
+
+Query parameters become StreamParams (and the pause that ends an utterance); our
+events become Deepgram's `Results`, `SpeechStarted`, `UtteranceEnd` and `Metadata`;
+`KeepAlive`, `Finalize` and `CloseStream` become keepalive, flush and eos. A parameter
+that would change the transcript in a way we cannot do is refused at the handshake
+with HTTP 400 and Deepgram's error body, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request
+
+from captioncast import __version__
+from captioncast.core.params import LANGUAGE_CODE, MAX_PROMPT_CHARS, StreamParams
+from captioncast.errors import BadControlMessage, BadRequest, CaptioncastError, Unauthorized
+from captioncast.protocol import codes
+from captioncast.protocol.events import End, Error, Event, Final, Partial, Word
+from captioncast.transport.compat import (
+    ALAW,
+    ULAW,
+    endpointing_policy,
+    g711_decoder,
+    open_session,
+    serve,
+)
+from captioncast.transport.context import ServerContext
+from captioncast.transport.live_session import LiveSession
+from captioncast.transport.responses import HttpResponse, json_response
+from captioncast.transport.stream import StreamHandler
+from captioncast.transport.websocket import close_or_abort
+
+# Deepgram's close frames for a stream that failed (its "WebSocket DATA & NET errors").
+DATA_ERROR = (codes.POLICY, "DATA-0000")  # the payload cannot be decoded as audio
+NET_ERROR = (codes.INTERNAL, "NET-0001")  # no audio or message within the timeout
+ENCODINGS: dict[str, Callable[[bytes], bytes] | None] = {
+    "linear16": None, "mulaw": g711_decoder(ULAW), "alaw": g711_decoder(ALAW)}
+# Accepted and without effect on the words: which Deepgram model, billing tags, and
+# no_delay (smart formatting here never waits for more audio).
+IGNORED = frozenset({"model", "version", "tag", "extra", "mip_opt_out", "token", "no_delay"})
+REPEATABLE = frozenset({"keyterm", "keywords", "tag", "extra"})
+# Features we do not have: refused when turned on (false is what we do anyway).
+UNSUPPORTED = frozenset({"diarize", "diarize_model", "multichannel", "redact", "search",
+                         "replace", "callback", "callback_method", "detect_entities",
+                         "dictation", "numerals", "profanity_filter", "filler_words",
+                         "language_hint"})
+HONOURED = frozenset({"encoding", "sample_rate", "channels", "language", "interim_results",
+                      "endpointing", "utterance_end_ms", "vad_events", "punctuate",
+                      "smart_format", "keyterm", "keywords"})
+_EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    """A `/v1/listen` query, translated."""
+
+    stream: StreamParams
+    decode: Callable[[bytes], bytes] | None = None  # G.711 to pcm_s16le
+    punctuate: bool = False  # Deepgram's default: lower case, no punctuation
+    vad_events: bool = False
+    utterance_end_ms: int | None = None
+    endpointing_ms: int | None = None  # None: the server's pause
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.lower()  # the SDK sends Python's True and False
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {value!r}")
+
+
+def _number(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def parse_listen_query(target: str) -> ListenOptions:
+    """Validate a `/v1/listen` query; BadRequest says what Deepgram would have."""
+    pairs = parse_qsl(urlsplit(target).query, keep_blank_values=True)
+    query: dict[str, str] = {}
+    terms: list[str] = []
+    for key, value in pairs:
+        if key in ("keyterm", "keywords"):
+            terms.append(value.rsplit(":", 1)[0] if key == "keywords" else value)
+        elif key in query and key not in REPEATABLE:
+            raise BadRequest(f"query parameter {key} is given twice")
+        else:
+            query[key] = value
+    unknown = sorted(set(query) - IGNORED - UNSUPPORTED - HONOURED)
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}")
+    for name in sorted(UNSUPPORTED & set(query)):
+        if query[name].lower() not in ("false", "0", ""):
+            raise BadRequest(f"{name}={query[name]} is not supported by this server "
+                             f"(captioncast does not do this feature): set {name}=false")
+    if "encoding" not in query or "sample_rate" not in query:
+        raise BadRequest("this server takes raw audio only: set encoding (linear16, mulaw or "
+                         "alaw) and sample_rate; containerized audio is not supported")
+    encoding = query["encoding"].lower()
+    if encoding not in ENCODINGS:
+        raise BadRequest(f"encoding={query['encoding']} is not supported: use linear16, "
+                         "mulaw or alaw")
+    stream: dict[str, Any] = {
+        "sample_rate": _number("sample_rate", query["sample_rate"], 8000, 48000),
+        "channels": _number("channels", query.get("channels", "1"), 1, 2),
+        "interim": _flag("interim_results", query.get("interim_results", "false")),
+    }
+    language = query.get("language", "en").lower()
+    if language == "multi":
+        stream["language"] = "auto"
+    else:
+        primary = language.split("-", 1)[0]  # en-US: Whisper knows languages, not regions
+        if not LANGUAGE_CODE.fullmatch(primary):
+            raise BadRequest(f"language={query['language']} is not a language code")
+        stream["language"] = primary
+    prompt = ", ".join(t.strip() for t in terms if t.strip())
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise BadRequest(f"keyterm and keywords together are limited to {MAX_PROMPT_CHARS} "
+                         "characters")
+    stream["prompt"] = prompt
+    endpointing = query.get("endpointing", "false")
+    utterance_end = query.get("utterance_end_ms")
+    return ListenOptions(
+        stream=StreamParams(**stream),
+        decode=ENCODINGS[encoding],
+        punctuate=any(_flag(name, query.get(name, "false"))
+                      for name in ("punctuate", "smart_format")),
+        vad_events=_flag("vad_events", query.get("vad_events", "false")),
+        utterance_end_ms=None if utterance_end is None
+        else _number("utterance_end_ms", utterance_end, 1, 60000),
+        endpointing_ms=None if endpointing.lower() == "false"
+        else _number("endpointing", endpointing, 0, 60000),
+    )
+
+
+def deepgram_error(status: int, code: str, message: str) -> HttpResponse:
+    """A refused handshake as Deepgram answers it: the body, and dg-error."""
+    request_id = str(uuid.uuid4())
+    response = json_response(status, {"err_code": code, "err_msg": message,
+                                      "request_id": request_id})
+    response.headers.extend([("dg-error", message[:200]), ("dg-request-id", request_id)])
+    return response
+
+
+def vet_upgrade(ctx: ServerContext, request: Request) -> HttpResponse | None:
+    """Before the upgrade: a bad token or query is an HTTP error, as Deepgram's are."""
+    try:
+        ctx.gate.authorize(request.path, request.headers)
+    except Unauthorized:
+        return deepgram_error(401, "INVALID_AUTH", "Invalid credentials.")
+    try:
+        options = parse_listen_query(request.path)
+        ctx.check_model_support(options.stream)
+    except BadRequest as error:
+        return deepgram_error(400, "Bad Request", error.message)
+    if not ctx.ready:
+        return deepgram_error(503, "Service Unavailable",
+                              "the model is still loading or the server is shutting down")
+    return None
+
+
+def _plain(token: str) -> str:
+    return _EDGE_PUNCTUATION.sub("", token).lower()
+
+
+class ListenHandler(StreamHandler):
+    """One `/v1/listen` connection: Deepgram's messages in and out."""
+
+    def __init__(self, connection: ServerConnection, live: LiveSession,
+                 options: ListenOptions) -> None:
+        super().__init__(connection, live)
+        self.options = options
+        self.request_id = str(uuid.uuid4())
+        self.model_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"captioncast:{live.ctx.model_name}"))
+        self._sha = hashlib.sha256()
+        self._heard: set[int] = set()  # utterances whose SpeechStarted went out
+        self._finalizing = False  # a Finalize came: the next final says from_finalize
+        self._failure: str | None = None  # the last error's code, for a failure's close
+
+    # -- Deepgram's messages out ------------------------------------------------------
+
+    def render(self, event: Event) -> list[str]:
+        out: list[dict[str, Any]] = []
+        if isinstance(event, Partial | Final):
+            if self.options.vad_events and event.utterance not in self._heard:
+                self._heard.add(event.utterance)
+                out.append({"type": "SpeechStarted", "channel": [0, 1],
+                            "timestamp": round(event.start, 3)})
+            out.append(self._results(event))
+            if (isinstance(event, Final) and event.text and
+                    self.options.utterance_end_ms is not None):
+                last = event.words[-1].end if event.words else event.end
+                out.append({"type": "UtteranceEnd", "channel": [0, 1],
+                            "last_word_end": round(last, 3)})
+        elif isinstance(event, Error):
+            self._failure = event.code
+            out.append({"type": "Error", "variant": event.code, "code": event.code,
+                        "description": event.message, "message": event.message})
+        elif isinstance(event, End):
+            out.append(self._metadata(event))
+        return [json.dumps(message, ensure_ascii=False) for message in out]
+
+    def _results(self, event: Partial | Final) -> dict[str, Any]:
+        final = isinstance(event, Final)
+        from_finalize = final and self._finalizing
+        if final:
+            self._finalizing = False
+        words = event.words if isinstance(event, Final) else ()
+        alternative = {
+            "transcript": self._transcript(event.text),
+            "confidence": round(sum(w.p for w in words) / len(words), 3) if words else 0.0,
+            "words": [self._word(w) for w in words],
+        }
+        if isinstance(event, Final) and event.language:
+            alternative["languages"] = [event.language]
+        return {
+            "type": "Results", "channel_index": [0, 1],
+            "duration": round(event.end - event.start, 3), "start": round(event.start, 3),
+            "is_final": final, "speech_final": final and not from_finalize,
+            "from_finalize": from_finalize,
+            "channel": {"alternatives": [alternative]},
+            "metadata": {"request_id": self.request_id, "model_uuid": self.model_uuid,
+                         "model_info": self._model_info()},
+        }
+
+    def _transcript(self, text: str) -> str:
+        if self.options.punctuate:
+            return text.strip()
+        return " ".join(filter(None, (_plain(token) for token in text.split())))
+
+    @staticmethod
+    def _word(word: Word) -> dict[str, Any]:
+        shown = word.word.strip()
+        return {"word": _plain(shown), "start": round(word.start, 3),
+                "end": round(word.end, 3), "confidence": round(word.p, 3),
+                "punctuated_word": shown}
+
+    def _model_info(self) -> dict[str, str]:
+        return {"name": self.live.ctx.model_name, "version": __version__, "arch": "whisper"}
+
+    def _metadata(self, end: End) -> dict[str, Any]:
+        return {
+            "type": "Metadata", "transaction_key": "deprecated",
+            "request_id": self.request_id, "sha256": self._sha.hexdigest(),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            "duration": round(end.duration, 3), "channels": self.live.params.channels,
+            "models": [self.model_uuid], "model_info": {self.model_uuid: self._model_info()},
+        }
+
+    def finish(self, code: int, reason: str) -> None:
+        if code == codes.POLICY and self._failure == "timeout":  # idle: nothing came
+            code, reason = NET_ERROR
+        elif code != codes.NORMAL and self._failure == "bad_audio":
+            code, reason = DATA_ERROR
+        super().finish(code, reason)
+
+    # -- Deepgram's messages in -------------------------------------------------------
+
+    def _audio(self, frame: bytes) -> None:
+        if not frame:  # Deepgram's older close: an empty binary frame
+            self.live.control("eos")
+            return
+        self._sha.update(frame)
+        decode = self.options.decode
+        super()._audio(decode(frame) if decode is not None else frame)
+
+    def _control(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+            kind = message.get("type") if isinstance(message, dict) else None
+        except (json.JSONDecodeError, RecursionError):
+            kind = None
+        if kind == "KeepAlive":
+            return
+        if kind == "Finalize":
+            self._finalizing = self.live.core.segmenter.in_speech
+            self.live.control("flush")
+        elif kind == "CloseStream":
+            self.live.control("eos")
+        else:
+            self.live.report(BadControlMessage(
+                "text messages must be JSON with type KeepAlive, Finalize or CloseStream"))
+
+
+async def handle_listen(connection: ServerConnection, ctx: ServerContext) -> None:
+    assert connection.request is not None
+    try:
+        options = parse_listen_query(connection.request.path)
+        policy = endpointing_policy(ctx.options.policy, options.endpointing_ms)
+        live = open_session(connection, ctx, options.stream, policy)
+    except CaptioncastError as error:
+        # The handshake checked the query: what is left is no room (1013, try later).
+        ctx.telemetry.refused(error.code)
+        await close_or_abort(connection, ctx.options.shutdown.close_timeout_s,
+                             error.close_code or codes.INTERNAL, error.message)
+        return
+    await serve(ListenHandler(connection, live, options))

@@ -1,0 +1,296 @@
+"""OpenAI's Realtime transcription, `GET /v1/realtime?intent=transcription`, onto a LiveSession.
+
+The session's settings (input format, language, prompt, turn detection) come in
+`session.update` (or the beta `transcription_session.update`) before the first
+audio; the LiveSession opens on the first `input_audio_buffer.append`, with them.
+Each of our utterances is one conversation item: partials give the
+`...transcription.delta` events (the growth of their stable prefix: deltas only
+append), finals the `...transcription.completed`. With `server_vad` the item's
+`speech_started`, `speech_stopped` and `committed` come from our segmenter; with
+turn detection off, `input_audio_buffer.commit` ends the utterance (a flush).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
+
+from captioncast.core.params import MAX_PROMPT_CHARS, StreamParams
+from captioncast.errors import BadControlMessage, BadRequest, CaptioncastError, Unauthorized
+from captioncast.protocol import codes
+from captioncast.protocol.events import Error, Event, Final, Partial
+from captioncast.transport.compat import (
+    ALAW,
+    ULAW,
+    endpointing_policy,
+    g711_decoder,
+    open_session,
+    serve,
+)
+from captioncast.transport.context import ServerContext
+from captioncast.transport.live_session import LiveSession
+from captioncast.transport.realtime_session import RealtimeConfig, RealtimeWire, SessionFlavour
+from captioncast.transport.responses import HttpResponse, json_response, status_of
+from captioncast.transport.stream import StreamHandler
+from captioncast.transport.websocket import close_or_abort
+
+FORMATS: dict[str, tuple[int, Callable[[bytes], bytes] | None]] = {
+    "audio/pcm": (24000, None), "pcm16": (24000, None),
+    "audio/pcmu": (8000, g711_decoder(ULAW)), "g711_ulaw": (8000, g711_decoder(ULAW)),
+    "audio/pcma": (8000, g711_decoder(ALAW)), "g711_alaw": (8000, g711_decoder(ALAW)),
+}
+
+
+def openai_error(status: int, message: str, code: str | None) -> HttpResponse:
+    return json_response(status, {"error": {"message": message, "type": "invalid_request_error",
+                                            "param": None, "code": code}})
+
+
+def vet_upgrade(ctx: ServerContext, request: Request) -> HttpResponse | None:
+    """Before the upgrade: OpenAI's 401 for a bad key; only transcription sessions."""
+    try:
+        ctx.gate.authorize(request.path, request.headers)
+    except Unauthorized as error:
+        return openai_error(401, error.message, "invalid_api_key")
+    query = dict(_query(request.path))
+    if query.get("intent") != "transcription":
+        return openai_error(400, "this server runs transcription sessions only: connect to "
+                            "/v1/realtime?intent=transcription", "invalid_intent")
+    if not ctx.ready:
+        return openai_error(503, "the model is still loading or the server is shutting down",
+                            "server_unavailable")
+    return None
+
+
+def _query(target: str) -> list[tuple[str, str]]:
+    return parse_qsl(urlsplit(target).query)
+
+
+class RealtimeHandler(StreamHandler):
+    """A transcription session once audio flows: our events as OpenAI's server events."""
+
+    def __init__(self, connection: ServerConnection, live: LiveSession, config: RealtimeConfig,
+                 wire: RealtimeWire, decode: Callable[[bytes], bytes] | None,
+                 first_audio: bytes) -> None:
+        super().__init__(connection, live)
+        self.config = config
+        self.wire = wire
+        self.decode = decode
+        self.prefix = "item_" + secrets.token_hex(6)
+        self._started: set[int] = set()  # utterances whose speech_started went out
+        self._said: dict[int, str] = {}  # the deltas of each utterance so far
+        self._dropped: set[int] = set()  # utterances cleared before their final
+        self._said_final: set[int] = set()  # utterances whose final went out
+        self._first: bytes | None = first_audio  # the append that opened the session
+        self._last_item: str | None = None
+        self._pending_audio = False  # audio appended since the last commit
+
+    def item(self, utterance: int) -> str:
+        return f"{self.prefix}_{utterance:04d}"
+
+    # -- server events -----------------------------------------------------------------
+
+    def render(self, event: Event) -> list[str]:
+        if isinstance(event, Error):
+            return [self.wire.error(event.message, event.code,
+                                    kind="server_error" if event.code == "internal"
+                                    else "invalid_request_error")]
+        if not isinstance(event, Partial | Final) or event.utterance in self._dropped:
+            return []
+        wire, item, out = self.wire, self.item(event.utterance), []
+        vad = self.config.server_vad
+        if vad and event.utterance not in self._started:
+            self._started.add(event.utterance)
+            out.append(wire.event("input_audio_buffer.speech_started", item_id=item,
+                                  audio_start_ms=round(event.start * 1000)))
+        said = self._said.get(event.utterance, "")
+        if isinstance(event, Partial):
+            if event.stable.startswith(said) and len(event.stable) > len(said):
+                out.append(self._delta(item, event.stable[len(said):]))
+                self._said[event.utterance] = event.stable
+            return out
+        if vad:
+            out.append(wire.event("input_audio_buffer.speech_stopped", item_id=item,
+                                  audio_end_ms=round(event.end * 1000)))
+        out.append(wire.event("input_audio_buffer.committed", item_id=item,
+                              previous_item_id=self._last_item))
+        self._last_item = item
+        text = event.text.strip()
+        if text.startswith(said) and len(text) > len(said):
+            out.append(self._delta(item, text[len(said):]))
+        self._said.pop(event.utterance, None)
+        self._said_final.add(event.utterance)
+        out.append(wire.event(
+            "conversation.item.input_audio_transcription.completed", item_id=item,
+            content_index=0, transcript=text,
+            usage={"type": "duration", "seconds": round(event.end - event.start, 3)}))
+        return out
+
+    def _delta(self, item: str, text: str) -> str:
+        return self.wire.event("conversation.item.input_audio_transcription.delta",
+                               item_id=item, content_index=0, delta=text)
+
+    # -- client events -----------------------------------------------------------------
+
+    def _audio(self, frame: bytes) -> None:
+        self.live.report(BadControlMessage(
+            "binary frames are not part of the Realtime API: send input_audio_buffer.append"))
+
+    def append(self, audio: bytes) -> None:
+        self._pending_audio = True
+        super()._audio(self.decode(audio) if self.decode is not None else audio)
+
+    def _control(self, text: str) -> None:
+        try:
+            message = parse_client_event(text)
+        except BadRequest as error:
+            self.send(self.wire.error(error.message, "invalid_event"))
+            return
+        kind, client_event = message["type"], message.get("event_id")
+        if kind == "input_audio_buffer.append":
+            try:
+                self.append(audio_of(message))
+            except BadRequest as error:
+                self.send(self.wire.error(error.message, "invalid_value", client_event))
+        elif kind == "input_audio_buffer.commit":
+            if self.config.server_vad or not self._pending_audio:
+                reason = ("the server commits each utterance itself with server_vad turn "
+                          "detection" if self.config.server_vad
+                          else "the input audio buffer is empty: append audio before commit")
+                self.send(self.wire.error(reason, "input_audio_buffer_commit_empty",
+                                          client_event))
+                return
+            self._pending_audio = False
+            self.live.control("flush")
+        elif kind == "input_audio_buffer.clear":
+            self._clear()
+            self.send(self.wire.event("input_audio_buffer.cleared"))
+        elif kind in ("session.update", "transcription_session.update"):
+            try:
+                self.config.update(message.get("session"), locked=True)
+            except BadRequest as error:
+                self.send(self.wire.error(error.message, "invalid_value", client_event))
+                return
+            self.send(self.config.updated(self.wire, kind))
+        else:
+            self.send(self.wire.error(f"event type {kind} is not supported in a "
+                                      "transcription session", "invalid_event", client_event))
+
+    def _clear(self) -> None:
+        """Drop what is not final yet: the open utterance ends, and nothing is said of it."""
+        if self.live.core.segmenter.in_speech:
+            seen = self._started | set(self._said)
+            following = max(self._said_final, default=-1) + 1  # open, nothing said of it yet
+            self._dropped.add(max(seen - self._said_final, default=following))
+        self.live.control("flush")
+        self._pending_audio = False
+
+    async def run(self, first: list[Event]) -> None:
+        # Attached now: what the first audio makes the session say reaches this connection.
+        if self._first is not None:
+            self.append(self._first)
+            self._first = None
+        await super().run(first)
+
+
+def parse_client_event(text: str) -> dict[str, Any]:
+    try:
+        message = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise BadRequest("client events must be JSON objects") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise BadRequest("client events must be JSON objects with a type")
+    return message
+
+
+def audio_of(message: dict[str, Any]) -> bytes:
+    try:
+        return base64.b64decode(str(message.get("audio", "")), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("audio must be base64-encoded") from None
+
+
+async def handle_realtime(connection: ServerConnection, ctx: ServerContext) -> None:
+    """Settings first, then the session on the first audio."""
+    assert connection.request is not None
+    flavour = (SessionFlavour.BETA if "realtime=v1" in connection.request.headers.get(
+        "OpenAI-Beta", "") else SessionFlavour.GA)
+    config = RealtimeConfig(flavour, ctx.model_name)
+    wire = RealtimeWire()
+    try:
+        await connection.send(config.created(wire))
+        first = await _settings(connection, ctx, config, wire)
+    except ConnectionClosed:
+        return
+    if first is None:
+        return
+    rate, decode = FORMATS[config.format]
+    language = config.language
+    params = StreamParams(sample_rate=rate, language=language or "auto",
+                          prompt=config.prompt[:MAX_PROMPT_CHARS])
+    try:
+        ctx.check_model_support(params)
+        live = open_session(connection, ctx, params, endpointing_policy(ctx.options.policy,
+                                                            config.silence_ms))
+    except CaptioncastError as error:
+        ctx.telemetry.refused(error.code)
+        await connection.send(wire.error(error.message, error.code,
+                                         kind="server_error" if status_of(error) >= 500
+                                         else "invalid_request_error"))
+        await close_or_abort(connection, ctx.options.shutdown.close_timeout_s,
+                             error.close_code or codes.INTERNAL, error.message)
+        return
+    await serve(RealtimeHandler(connection, live, config, wire, decode, first))
+
+
+async def _settings(connection: ServerConnection, ctx: ServerContext, config: RealtimeConfig,
+                    wire: RealtimeWire) -> bytes | None:
+    """Answer client events until the first audio, which is returned (None: closed)."""
+    while True:
+        try:
+            async with asyncio.timeout(ctx.options.idle_timeout_s or None):
+                text = await connection.recv()
+        except TimeoutError:
+            await close_or_abort(connection, ctx.options.shutdown.close_timeout_s,
+                                 codes.POLICY, "no audio")
+            return None
+        if isinstance(text, bytes):
+            await connection.send(wire.error("send audio in input_audio_buffer.append events",
+                                             "invalid_event"))
+            continue
+        client_event: str | None = None
+        try:
+            message = parse_client_event(text)
+            kind, client_event = message["type"], message.get("event_id")
+            if kind == "input_audio_buffer.append":
+                audio = audio_of(message)
+                if audio:
+                    return audio
+            elif kind in ("session.update", "transcription_session.update"):
+                config.update(message.get("session"), locked=False)
+                if config.language:
+                    ctx.check_model_support(StreamParams(language=config.language))
+                await connection.send(config.updated(wire, kind))
+            elif kind == "input_audio_buffer.commit":
+                await connection.send(wire.error(
+                    "the input audio buffer is empty: append audio before commit",
+                    "input_audio_buffer_commit_empty", client_event))
+            elif kind == "input_audio_buffer.clear":
+                await connection.send(wire.event("input_audio_buffer.cleared"))
+            else:
+                await connection.send(wire.error(
+                    f"event type {kind} is not supported in a transcription session",
+                    "invalid_event", client_event))
+        except BadRequest as error:
+            await connection.send(wire.error(error.message, "invalid_value", client_event))
+
