@@ -34,11 +34,14 @@ class FinalJudge:
         """Seconds of voice in a VAD mask."""
         return float(voiced.sum()) * self.frame_s
 
-    def is_hallucination(self, result: DecodeResult, voiced_s: float) -> bool:
+    def is_hallucination(self, result: DecodeResult, voiced_s: float,
+                         loops_too: bool = True) -> bool:
+        """Whisper's no-speech rule, and with `loops_too` its compression (loop) rule."""
         opts = self.options
+        ratio = opts.compression_ratio_threshold if loops_too else float("inf")
         return is_hallucination(result, voiced_s, no_speech_threshold=opts.no_speech_threshold,
                                 log_prob_threshold=opts.log_prob_threshold,
-                                compression_ratio_threshold=opts.compression_ratio_threshold,
+                                compression_ratio_threshold=ratio,
                                 short_speech_s=opts.short_speech_s)
 
     def final(self, pending: PendingFinal, seq: int) -> Final:
@@ -49,7 +52,11 @@ class FinalJudge:
         result = pending.result
         if result is not None:
             language = result.language
-            if not self.is_hallucination(result, self.voiced_s(pending.voiced)):
+            # A final that loops is not dropped whole, as a partial is: the loop guard
+            # below cuts the loop and keeps what was said before it ("here are some more
+            # words, words, words, words" decoded into a loop lost 8 s of real speech).
+            if not self.is_hallucination(result, self.voiced_s(pending.voiced),
+                                         loops_too=False):
                 text, words = self._heard_words(pending, result)
             elif pending.stable:
                 words = self._words_of_prefix(pending, result)

@@ -207,6 +207,32 @@ def test_no_speech_decodes_of_very_short_utterances_are_dropped(seconds: float,
     assert any(f.text for f in finals) is kept
 
 
+class _LoopingFinal(ScriptedDecoder):
+    """Real speech, then the decoder loops on its last word (compression ratio over 2.4)."""
+
+    def decode(self, request: DecodeRequest) -> DecodeResult:
+        from captioncast.core.text import compression_ratio
+
+        self.requests.append(request)
+        text = "here are some more words" + " words" * 20
+        return DecodeResult(text=text, language="en", avg_logprob=-0.3, no_speech_prob=0.01,
+                            compression_ratio=compression_ratio(text))
+
+
+def test_a_final_that_loops_keeps_what_was_said_before_the_loop() -> None:
+    # Whisper's compression rule drops a looping partial, but a final is the transcript:
+    # its loop is cut and the speech before it kept, never the whole utterance lost.
+    gap = np.zeros(16000, np.float32)
+    driver = Driver(_session(interim=False), _LoopingFinal())
+    driver.feed(np.concatenate([gap, read_wav("whisper_jfk")[: 3 * 16000], gap]))
+    driver.finish()
+    finals = [f for f in _check_stream(driver.events) if f.text]
+    assert finals, "the utterance was dropped whole"
+    for final in finals:
+        assert final.text.startswith("here are some more words")
+        assert final.text.split().count("words") < 5, final.text
+
+
 class _ContextDecoder(ScriptedDecoder):
     """Says the forced prefix, then two words of its own at the end of the audio."""
 
