@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.decoding import DecodedWord, DecodeResult
 from captioncast.core.text import clean, compression_ratio, norm_word
@@ -52,6 +54,12 @@ def choose_context(recent: Iterable[Remembered], start: int, audio_from: int, au
     if earliest is None:
         return Context()
     return Context(samples=start - earliest, text=" ".join(texts), finals=len(texts))
+
+
+def context_audio(audio: np.ndarray, audio_from: int, start: int,
+                  context: Context) -> np.ndarray:
+    """A final's audio (held from `audio_from`) from the context's start, or the utterance's."""
+    return audio[max(0, start - context.samples - audio_from):]
 
 
 def without_context(result: DecodeResult, context: Context,

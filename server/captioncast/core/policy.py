@@ -21,7 +21,7 @@ import numpy as np
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.buffer import AudioBuffer
-from captioncast.core.context import Context, choose_context, without_context
+from captioncast.core.context import Context, choose_context, context_audio, without_context
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.finals import FinalJudge
 from captioncast.core.options import PolicyOptions, SessionConfig
@@ -33,7 +33,7 @@ from captioncast.core.segmenter import (
     SpeechResume,
     SpeechStart,
 )
-from captioncast.core.text import agreed_prefix, clean
+from captioncast.core.text import clean
 from captioncast.core.utterance import OpenUtterance, PendingFinal, Speculation
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.events import End, Error, Event, Partial, Ready, Sequencer
@@ -278,16 +278,11 @@ class CaptionSession:
         if len(collapse_loops(words, self.options.loops)) < len(words) \
                 or self._judge.guard.copies_previous(words):
             return []  # a looping or copied hypothesis: its words must never become `stable`
-        new_words = text[len(open_.stable):].split()
-        agreed = self._agreed(open_, new_words)
-        if result.avg_logprob < self.options.stable_min_logprob:
-            agreed = 0  # an unsure decode agreeing with its own prefix is no evidence
-        if agreed:
-            open_.stable = " ".join([*open_.stable.split(), *new_words[:agreed]])
-            new_words = new_words[agreed:]
-            for older in open_.hypotheses:
-                del older[:agreed]
-        open_.hypotheses.append(list(new_words))
+        opts = self.options
+        # an unsure decode agreeing with the prefix it was forced onto is no evidence
+        sure = result.avg_logprob >= opts.stable_min_logprob
+        new_words = open_.hear(text[len(open_.stable):].split(),
+                               opts.stable_agreement if sure else 0, opts.stable_holdback_words)
         full = " ".join([*open_.stable.split(), *new_words])
         if self._finals or not full:
             return []  # an earlier utterance's final goes out first; a later partial replaces this
@@ -304,17 +299,6 @@ class CaptionSession:
             )
         ]
 
-    def _agreed(self, open_: OpenUtterance, words: list[str]) -> int:
-        """How many of a hypothesis's leading words (after `stable`) become stable now."""
-        opts = self.options
-        earlier = opts.stable_agreement - 1
-        if len(open_.hypotheses) < earlier:
-            return 0
-        agreed = len(words) - opts.stable_holdback_words
-        for older in list(open_.hypotheses)[len(open_.hypotheses) - earlier:]:
-            agreed = min(agreed, agreed_prefix(older, words))
-        return max(0, agreed)
-
     def _speculate(self, speech_end: int) -> list[Action]:
         """A pause began: decode the final now, so it is ready if the pause becomes the end."""
         open_ = self._open
@@ -327,7 +311,7 @@ class CaptionSession:
             open_.start, audio_from, audio_end,
             self._judge.voiced_s(self.segmenter.voiced_mask(open_.start, audio_end)))
         request = self._request("final", open_.index,
-                                self._context_audio(audio, audio_from, open_.start, context),
+                                context_audio(audio, audio_from, open_.start, context),
                                 self._final_prefix(open_), context)
         open_.speculation = Speculation(request.request_id, speech_end, open_.stable,
                                          self.finals_sent, context)
@@ -350,12 +334,6 @@ class CaptionSession:
             return Context()
         window = int(opts.context_window_s * MODEL_SAMPLE_RATE) - self._tail()
         return choose_context(self.history, start, audio_from, audio_end, window)
-
-    @staticmethod
-    def _context_audio(audio: np.ndarray, audio_from: int, start: int,
-                       context: Context) -> np.ndarray:
-        """The request's audio: from the context's start, or the utterance's."""
-        return audio[max(0, start - context.samples - audio_from):]
 
     def _final_prefix(self, open_: OpenUtterance) -> str:
         return open_.stable if self.options.final_keeps_stable else ""
@@ -441,7 +419,7 @@ class CaptionSession:
         assert pending.audio is not None
         context = self._choose_context(pending.start, pending.audio_from, pending.audio_end,
                                        self._judge.voiced_s(pending.voiced))
-        audio = self._context_audio(pending.audio, pending.audio_from, pending.start, context)
+        audio = context_audio(pending.audio, pending.audio_from, pending.start, context)
         request = self._request("final", pending.index, audio, pending.stable, context)
         pending.request_id, pending.audio, pending.context = request.request_id, None, context
         return request

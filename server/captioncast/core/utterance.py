@@ -9,6 +9,7 @@ import numpy as np
 
 from captioncast.core.context import Context
 from captioncast.core.decoding import DecodeResult
+from captioncast.core.text import agreed_prefix
 
 
 @dataclass
@@ -37,6 +38,24 @@ class OpenUtterance:
     # Earlier hypotheses' words after `stable`, newest last, for agreement.
     hypotheses: deque[list[str]] = field(default_factory=lambda: deque(maxlen=8))
     shown_stable: str = ""  # `stable` of the last partial sent: what a display holds still
+
+    def hear(self, words: list[str], agreement: int, holdback: int) -> list[str]:
+        """A partial hypothesis's words after `stable`: those that `agreement` consecutive
+        hypotheses agree on, short of the last `holdback`, join `stable` (none with an
+        agreement of 0); returns the words left after it."""
+        earlier = agreement - 1
+        agreed = 0
+        if agreement > 0 and len(self.hypotheses) >= earlier:
+            agreed = len(words) - holdback
+            for older in list(self.hypotheses)[len(self.hypotheses) - earlier:]:
+                agreed = min(agreed, agreed_prefix(older, words))
+        if agreed > 0:
+            self.stable = " ".join([*self.stable.split(), *words[:agreed]])
+            words = words[agreed:]
+            for older in self.hypotheses:
+                del older[:agreed]
+        self.hypotheses.append(list(words))
+        return words
 
 
 @dataclass
