@@ -80,9 +80,9 @@ async def test_not_streaming_waits_then_delivers_everything_in_order() -> None:
         out.retry = FAST
         for seq in (1, 2, 3):
             out.offer(final(seq))
-        await asyncio.sleep(0.2)
+        await until(lambda: out.status()["state"] == "waiting")  # OBS said it is not live
         status = out.status()
-        assert status["state"] == "waiting" and "OUTPUT_NOT_RUNNING (501)" in status["last_error"]
+        assert "OUTPUT_NOT_RUNNING (501)" in status["last_error"]
         assert status["queued"] == 3 and status["connected"]
         obs.streaming = True  # the streamer presses Start Streaming
         assert await obs.wait_captions(3) == [f"caption number {n}" for n in (1, 2, 3)]
@@ -100,8 +100,8 @@ async def test_obs_restart_mid_stream_reconnects_without_losing_or_repeating() -
     await obs.stop()  # OBS quits
     out.offer(final(3))
     out.offer(final(4))
-    await asyncio.sleep(0.3)
-    assert out.status()["state"] == "retrying" and out.status()["queued"] == 2
+    await until(lambda: out.status()["state"] == "retrying")  # it noticed OBS is gone
+    assert out.status()["queued"] == 2
     await obs.start()  # and comes back on the same port
     assert await obs.wait_captions(4) == [f"caption number {n}" for n in (1, 2, 3, 4)]
     await out.close(timeout=5)
