@@ -58,7 +58,8 @@ def _bool(name: str, value: str) -> bool:
     raise BadRequest(f"{name} must be true or false, got {value!r}")
 
 
-def _int(name: str, value: str, low: int, high: int) -> int:
+def bounded_int(name: str, value: str, low: int, high: int) -> int:
+    """A query parameter's integer in [low, high], or BadRequest saying what was wrong."""
     try:
         number = int(value)
     except ValueError:
@@ -75,7 +76,7 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
         raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}")
     kwargs: dict[str, object] = {}
     if "sample_rate" in query:
-        kwargs["sample_rate"] = _int(
+        kwargs["sample_rate"] = bounded_int(
             "sample_rate", query["sample_rate"], MIN_SAMPLE_RATE, MAX_SAMPLE_RATE
         )
     if "encoding" in query:
@@ -85,7 +86,7 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
             )
         kwargs["encoding"] = query["encoding"]
     if "channels" in query:
-        kwargs["channels"] = _int("channels", query["channels"], 1, 2)
+        kwargs["channels"] = bounded_int("channels", query["channels"], 1, 2)
     if "language" in query:
         language = query["language"].lower()
         if language != "auto" and not LANGUAGE_CODE.fullmatch(language):
@@ -109,7 +110,7 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
             raise BadRequest("resume must be a session id from an earlier ready event")
         kwargs["resume"] = query["resume"]
     if "since" in query:
-        kwargs["since"] = _int("since", query["since"], 0, 2**53)
+        kwargs["since"] = bounded_int("since", query["since"], 0, 2**53)
     return StreamParams(**kwargs)  # type: ignore[arg-type]
 
 
@@ -133,7 +134,7 @@ def parse_viewer_params(query: Mapping[str, str], route: str = "/v1/captions") -
         raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}")
     if "channel" not in query:
         raise BadRequest(f"channel is required, for example {route}?channel=show")
-    since = _int("since", query["since"], 0, 2**53) if "since" in query else None
+    since = bounded_int("since", query["since"], 0, 2**53) if "since" in query else None
     return ViewerParams(parse_channel_name(query["channel"]), since)
 
 

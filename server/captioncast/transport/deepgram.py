@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request
 
 from captioncast import __version__
-from captioncast.core.params import LANGUAGE_CODE, MAX_PROMPT_CHARS, StreamParams
+from captioncast.core.params import LANGUAGE_CODE, MAX_PROMPT_CHARS, StreamParams, bounded_int
 from captioncast.errors import BadControlMessage, BadRequest, CaptioncastError, Unauthorized
 from captioncast.protocol import codes
 from captioncast.protocol.events import End, Error, Event, Final, Partial, Word
@@ -82,16 +82,6 @@ def _flag(name: str, value: str) -> bool:
     raise BadRequest(f"{name} must be true or false, got {value!r}")
 
 
-def _number(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {value!r}") from None
-    if not low <= number <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}, got {number}")
-    return number
-
-
 def parse_listen_query(target: str) -> ListenOptions:
     """Validate a `/v1/listen` query; BadRequest says what Deepgram would have."""
     pairs = parse_qsl(urlsplit(target).query, keep_blank_values=True)
@@ -119,8 +109,8 @@ def parse_listen_query(target: str) -> ListenOptions:
         raise BadRequest(f"encoding={query['encoding']} is not supported: use linear16, "
                          "mulaw or alaw")
     stream: dict[str, Any] = {
-        "sample_rate": _number("sample_rate", query["sample_rate"], 8000, 48000),
-        "channels": _number("channels", query.get("channels", "1"), 1, 2),
+        "sample_rate": bounded_int("sample_rate", query["sample_rate"], 8000, 48000),
+        "channels": bounded_int("channels", query.get("channels", "1"), 1, 2),
         "interim": _flag("interim_results", query.get("interim_results", "false")),
     }
     language = query.get("language", "en").lower()
@@ -145,9 +135,9 @@ def parse_listen_query(target: str) -> ListenOptions:
                       for name in ("punctuate", "smart_format")),
         vad_events=_flag("vad_events", query.get("vad_events", "false")),
         utterance_end_ms=None if utterance_end is None
-        else _number("utterance_end_ms", utterance_end, 1, 60000),
+        else bounded_int("utterance_end_ms", utterance_end, 1, 60000),
         endpointing_ms=None if endpointing.lower() == "false"
-        else _number("endpointing", endpointing, 0, 60000),
+        else bounded_int("endpointing", endpointing, 0, 60000),
     )
 
 
