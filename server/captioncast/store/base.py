@@ -72,6 +72,9 @@ class SqlStore:
     def __init__(self) -> None:
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._opened = threading.Lock()  # (re)opening a connection
+        self._writer: Any = None
+        self._reader: Any = None
 
     # Engine hooks
     def _write_connection(self) -> Any:
@@ -281,4 +284,8 @@ class SqlStore:
         return infos
 
     def close(self) -> None:
-        raise NotImplementedError
+        with self._write_lock, self._read_lock, self._opened:
+            for conn in (self._reader, self._writer):
+                if conn is not None:
+                    conn.close()
+            self._reader = self._writer = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from typing import Any
 
 from captioncast.store.base import SqlStore
@@ -85,7 +84,6 @@ class PostgresStore(SqlStore):
         self.url = url
         self._writer: Any = None
         self._reader: Any = None
-        self._opened = threading.Lock()
         try:
             conn = self._connect(autocommit=False)
             self._prepare(conn)
@@ -150,10 +148,3 @@ class PostgresStore(SqlStore):
                                    | psycopg.ProgrammingError)
             return StoreError(f"postgresql {self._where()}: {exc}", transient=not permanent)
         return exc
-
-    def close(self) -> None:
-        with self._write_lock, self._read_lock, self._opened:
-            for conn in (self._reader, self._writer):
-                if conn is not None:
-                    conn.close()
-            self._reader = self._writer = None

@@ -94,7 +94,6 @@ class SqliteStore(SqlStore):
             self._read_lock = self._write_lock = threading.RLock()  # type: ignore[assignment]
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._opened = threading.Lock()
         self._immutable_reads = False
         try:
             self._writer = self._open(check)
@@ -215,10 +214,3 @@ class SqliteStore(SqlStore):
         if isinstance(exc, sqlite3.Error):
             return StoreError(f"sqlite {self.path}: {exc}", transient=_transient(exc))
         return exc
-
-    def close(self) -> None:
-        with self._write_lock, self._read_lock, self._opened:
-            for conn in (self._reader, self._writer):
-                if conn is not None:
-                    conn.close()
-            self._reader = self._writer = None
