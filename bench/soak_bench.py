@@ -285,11 +285,10 @@ def render(minutes: list[Minute], s: dict[str, Any]) -> str:
          f"{s['seq_gaps']}", "contiguous", "yes" if s["contiguous"] else "NO"),
     ]
     return "\n".join([
-        SECTION, "",
-        f"- Date: {s['date']}; machine: {s['nproc']} CPUs, {cpu_model()}, shared with other "
-        "agents' builds and tests during the run (load average "
-        f"{s['load_before']} before, {s['load_after']} after): latencies include that "
-        "contention",
+        s["section"], "",
+        f"- Date: {s['date']}; machine: {s['nproc']} CPUs, {cpu_model()} (load average "
+        f"{s['load_before']} before the run, {s['load_after']} after)",
+        f"- Allocator: {s['allocator']}",
         f"- Model: {s['model']}, `captioncast serve` defaults (partials on); one session",
         f"- Audio: {s['audio_min']:.1f} min ({s['placed']} recordings: the "
         f"{s['distinct']} English ones of manifest.tsv and approx.tsv, reshuffled each pass, "
@@ -323,6 +322,18 @@ def render(minutes: list[Minute], s: dict[str, Any]) -> str:
     ])
 
 
+def shown(path: Path) -> Path:
+    return path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+
+
+def allocator_settings() -> str:
+    """The environment the server inherited that changes how native memory is kept."""
+    keys = ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD", "MALLOC_CONF",
+            "CT2_CUDA_ALLOCATOR")
+    set_here = [f"`{k}={os.environ[k]}`" for k in keys if os.environ.get(k)]
+    return ", ".join(set_here) if set_here else "glibc malloc defaults"
+
+
 def thirds(values: list[float]) -> tuple[float, float]:
     third = max(1, len(values) // 3)
     return p50(values[:third]), p50(values[-third:])
@@ -336,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--speech-dir", type=Path, default=DEFAULT_SPEECH_DIR)
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md")
+    parser.add_argument("--section", default=SECTION, help="the RESULTS.md heading to replace")
     parser.add_argument("--server-log", type=Path, default=None,
                         help="keep the server's log here (for loops_caught and diagnosis)")
     args = parser.parse_args(argv)
@@ -400,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     refs = [r for m in scored for r in m.refs]
     hyps = [h for m in scored for h in m.hyps]
     summary: dict[str, Any] = {
+        "section": args.section, "allocator": allocator_settings(),
         "date": date, "nproc": len(os.sched_getaffinity(0)), "model": args.model,
         "speed": args.speed, "audio_min": audio_s / 60, "wall_min": wall / 60,
         "placed": len(placed), "distinct": len(recordings),
@@ -420,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         "seq_gaps": sum(1 for a, b in itertools.pairwise(seqs) if b != a + 1),
         "contiguous": [f["utterance"] for f in finals] == list(range(len(finals)))
         and seqs == list(range(1, len(seqs) + 1)),
-        "tsv": tsv.relative_to(REPO_ROOT),
-        "recordings_tsv": tsv.with_name(f"soak_{date}_recordings.tsv").relative_to(REPO_ROOT),
+        "tsv": shown(tsv),
+        "recordings_tsv": shown(tsv.with_name(f"soak_{date}_recordings.tsv")),
         "command": " ".join(["python bench/soak_bench.py", *(sys.argv[1:] if argv is None
                                                              else argv)]),
     }

@@ -67,3 +67,39 @@ async def test_base_detects_the_language_per_utterance_and_translates(tmp_path: 
         assert english.finals and ("portal" in text or "hall" in text or "room" in text), text
     finally:
         await asyncio.to_thread(stop_server, server)
+
+
+def test_a_busy_final_decodes_with_a_narrower_beam_and_keeps_the_words() -> None:
+    """Under a backlog the scheduler asks finals for effort "busy" (beam 2, not 5)."""
+    from dataclasses import replace
+
+    from captioncast.core.decoding import DecodeRequest
+    from captioncast.engine.decode_options import DecodeOptions
+    from captioncast.engine.models import plan_device
+    from captioncast.engine.whisper import WhisperDecoder
+    from tests.conftest import read_wav, reference, wer
+
+    decoder = WhisperDecoder(resolve_model("tiny.en"), plan_device("cpu", "int8", 1),
+                             cpu_threads=1, options=DecodeOptions())
+    beams: list[int] = []
+
+    class Spy:  # CTranslate2's Whisper, with the beam of each generate noted
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def generate(self, *args: object, **kwargs: object) -> object:
+            beams.append(int(kwargs["beam_size"]))  # type: ignore[call-overload]
+            return self.inner.generate(*args, **kwargs)  # type: ignore[attr-defined]
+
+    decoder.model.model = Spy(decoder.model.model)  # type: ignore[assignment]
+    name = "libri_dev_2412-153948-0000"
+    full = DecodeRequest(1, "final", 0, read_wav(name), language="en", word_timestamps=True)
+    results = {effort: decoder.decode(replace(full, effort=effort))
+               for effort in ("full", "busy")}
+    assert beams == [5, 2]
+    for result in results.values():
+        assert wer(reference(name), result.text) < 0.15, result.text
+        assert result.words and result.words[-1].end <= full.duration

@@ -34,8 +34,9 @@ class FakeClock:
         self.now += seconds
 
 
-def request(rid: int, kind: str) -> DecodeRequest:
-    return DecodeRequest(rid, kind, 0, np.zeros(1600, np.float32))  # type: ignore[arg-type]
+def request(rid: int, kind: str, speculative: bool = False) -> DecodeRequest:
+    return DecodeRequest(rid, kind, 0, np.zeros(1600, np.float32),  # type: ignore[arg-type]
+                         speculative=speculative)
 
 
 class SteppedDecoder:
@@ -47,6 +48,7 @@ class SteppedDecoder:
     def __init__(self) -> None:
         self.entered = 0  # decodes a worker has started
         self.order: list[tuple[str, int]] = []  # decodes finished, in order
+        self.efforts: dict[int, str] = {}  # request id: the effort it was decoded with
         self._finish = threading.Semaphore(0)
         self._open = False
 
@@ -55,6 +57,7 @@ class SteppedDecoder:
         if not self._open and not self._finish.acquire(timeout=DEADLINE_S):
             raise RuntimeError("the test never finished this decode")
         self.order.append((request.kind, request.request_id))
+        self.efforts[request.request_id] = request.effort
         return DecodeResult(text=f"r{request.request_id}", language="en")
 
     def finish(self, count: int = 1) -> None:

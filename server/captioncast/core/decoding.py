@@ -33,6 +33,11 @@ class DecodeRequest:
     language: str | None = None  # None: detect
     task: Literal["transcribe", "translate"] = "transcribe"
     word_timestamps: bool = False
+    # A final asked for when a pause began, before it is known to end the utterance: the
+    # scheduler puts it behind finals already known, and it is cancelled if speech resumes.
+    speculative: bool = False
+    # "busy": the scheduler is behind on finals and asks for a cheaper decode of this one.
+    effort: Literal["full", "busy"] = "full"
 
     @property
     def duration(self) -> float:

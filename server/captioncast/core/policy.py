@@ -222,7 +222,8 @@ class CaptionSession:
         return f"{self.config.prompt} {self.history.prompt(context)}".strip()
 
     def _request(self, kind: Literal["partial", "final"], utterance: int, audio: np.ndarray,
-                 prefix: str, context: Context | None = None) -> DecodeRequest:
+                 prefix: str, context: Context | None = None,
+                 speculative: bool = False) -> DecodeRequest:
         self._next_request += 1
         with_context = context is not None and context.samples > 0
         if with_context and self.options.context_prefix:
@@ -239,6 +240,7 @@ class CaptionSession:
             task=self.config.task,
             # the context's words are told from the utterance's by their timings
             word_timestamps=kind == "final" and (self.config.words or with_context),
+            speculative=speculative,
         )
 
     def _maybe_partial(self) -> list[Action]:
@@ -312,7 +314,7 @@ class CaptionSession:
             self._judge.voiced_s(self.segmenter.voiced_mask(open_.start, audio_end)))
         request = self._request("final", open_.index,
                                 context_audio(audio, audio_from, open_.start, context),
-                                self._final_prefix(open_), context)
+                                self._final_prefix(open_), context, speculative=True)
         open_.speculation = Speculation(request.request_id, speech_end, open_.stable,
                                          self.finals_sent, context)
         return [request]
@@ -407,10 +409,15 @@ class CaptionSession:
         keep_back = int((seg.pre_roll_s + seg.start_window_frames * seg.frame_ms / 1000 + 0.2)
                         * MODEL_SAMPLE_RATE)
         room = int(self.options.context_s * MODEL_SAMPLE_RATE)
-        keep = self.position - keep_back - room
+        floor = self.position - keep_back
         if self._open is not None:
-            keep = min(keep, self._open.start - room)
-        self._buffer.forget_before(max(0, keep))
+            floor = min(floor, self._open.start)
+        # Context always begins at a final's start, so the room is kept only from the
+        # earliest final still in it: a silent session holds its pre-roll, not 10 s of
+        # silence (200 muted microphones would otherwise hold 128 MB of it).
+        starts = [f.start for f in self.history] + [p.start for p in self._finals.values()]
+        keep = min((s for s in starts if s >= floor - room), default=floor)
+        self._buffer.forget_before(max(0, min(keep, floor)))
 
     # -- finals -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 from captioncast.core.decoding import Decoder, DecodeRequest, DecodeResult
@@ -34,9 +34,18 @@ _LIVE, _BACKGROUND = 0, 1
 class Budgets:
     final_s: float = 0.5
     partial_s: float = 3.0
+    # A speculative final (asked when a pause began) is due when the pause would end the
+    # utterance, about 0.3 s later (segmenter end_hangover_s - speculate_after_s): finals
+    # already known go first, and under load many speculations are cancelled unqueued.
+    speculative_s: float = 0.8
+    # With more live finals than this per worker waiting behind the one taken, finals are
+    # decoded with less effort (a narrower beam) until the backlog clears; 0: never.
+    busy_finals_per_worker: float = 1.0
 
-    def of(self, kind: str) -> float:
-        return self.final_s if kind == "final" else self.partial_s
+    def of(self, request: DecodeRequest) -> float:
+        if request.kind != "final":
+            return self.partial_s
+        return self.speculative_s if request.speculative else self.final_s
 
 
 @dataclass(order=True)
@@ -54,6 +63,7 @@ class SchedulerStats:
     busy_seconds: float = 0.0
     audio_seconds: float = 0.0
     replaced_partials: int = 0
+    busy_finals: int = 0  # finals decoded with less effort because of a backlog
     last_wait: float = 0.0
     missed_deadlines: dict[str, int] = field(default_factory=lambda: {"partial": 0, "final": 0})
 
@@ -118,7 +128,7 @@ class DecodeScheduler:
                     self.stats.replaced_partials += 1
                     queued_at = job.queued_at  # the refreshed partial keeps its place
                     break
-        deadline = queued_at + self.budgets.of(request.kind)
+        deadline = queued_at + self.budgets.of(request)
         self._queue.append(
             _Job((_BACKGROUND if background else _LIVE, deadline, next(self._order)),
                  owner, request, future, queued_at)
@@ -157,6 +167,18 @@ class DecodeScheduler:
         self._queue.remove(job)
         return job
 
+    def _with_effort(self, job: _Job) -> DecodeRequest:
+        """The job's request, marked "busy" when a round of finals or more waits behind it."""
+        per_worker = self.budgets.busy_finals_per_worker
+        request = job.request
+        if per_worker <= 0 or request.kind != "final" or job.key[0] != _LIVE:
+            return request
+        waiting = sum(1 for j in self._queue if j.key[0] == _LIVE and j.request.kind == "final")
+        if waiting <= per_worker * self.workers:
+            return request
+        self.stats.busy_finals += 1
+        return replace(request, effort="busy")
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -165,9 +187,10 @@ class DecodeScheduler:
                 continue
             started = self._clock()
             waited = self.stats.last_wait = started - job.queued_at
+            request = self._with_effort(job)
             self.running += 1
             try:
-                result = await loop.run_in_executor(self._pool, self.decoder.decode, job.request)
+                result = await loop.run_in_executor(self._pool, self.decoder.decode, request)
             except asyncio.CancelledError:
                 job.future.cancel()
                 raise

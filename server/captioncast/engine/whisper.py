@@ -88,7 +88,7 @@ class WhisperDecoder:
         prefix_tokens = prompt[prompt.index(tokenizer.no_timestamps) + 1 :]
         final = request.kind == "final"
         tokens, avg_logprob, no_speech_prob, ratio, temperature = self._generate(
-            encoder_output, prompt, tokenizer, final, len(prefix_tokens)
+            encoder_output, prompt, tokenizer, final, len(prefix_tokens), request.effort
         )
         # CTranslate2 returns the forced prefix as part of the sequence; be robust if not.
         if tokens[: len(prefix_tokens)] != prefix_tokens:
@@ -117,7 +117,8 @@ class WhisperDecoder:
         return 3000  # Whisper's own 30 s; longer audio is trimmed to it
 
     def _generate(self, encoder_output: Any, prompt: list[int], tokenizer: Tokenizer,
-                  final: bool, forced: int) -> tuple[list[int], float, float, float, float]:
+                  final: bool, forced: int,
+                  effort: str = "full") -> tuple[list[int], float, float, float, float]:
         """Decode, retrying a final at higher temperatures while it looks like a loop.
 
         Only the tokens after the `forced` prefix are judged: the prefix (an earlier final
@@ -135,7 +136,9 @@ class WhisperDecoder:
                     "sampling_topk": 0, "sampling_temperature": temperature,
                 }
             else:
-                beam = opts.final_beam_size if final else opts.partial_beam_size
+                beam = opts.partial_beam_size
+                if final:
+                    beam = opts.busy_final_beam_size if effort == "busy" else opts.final_beam_size
                 kwargs = {"beam_size": beam}
             result = self.model.model.generate(
                 encoder_output, [prompt], max_length=max_length, return_scores=True,

@@ -75,6 +75,9 @@ class Metrics:
         self.dropped_partials = Counter(
             "captioncast_dropped_partials",
             "Partial decodes replaced by a newer one before they ran (coalesced)", registry=r)
+        self.busy_finals = Counter(
+            "captioncast_busy_finals",
+            "Finals decoded with a narrower beam while finals were backlogged", registry=r)
         self.partials = Counter("captioncast_partials", "Partial events sent", registry=r)
         self.finals = Counter("captioncast_finals", "Final events sent", registry=r)
         self.stable_words = Counter("captioncast_stable_words",

@@ -83,6 +83,7 @@ class Telemetry:
         self.capacity = CapacityMeter(1, capacity)
         self._scheduler: DecodeScheduler | None = None
         self._dropped_seen = 0
+        self._busy_seen = 0
         self._gauges: list[Callable[[Metrics], None]] = []
         self.metrics.on_scrape(self._refresh_gauges)
 
@@ -173,6 +174,8 @@ class Telemetry:
         m.lag.set(scheduler.lag())
         m.dropped_partials.inc(scheduler.stats.replaced_partials - self._dropped_seen)
         self._dropped_seen = scheduler.stats.replaced_partials
+        m.busy_finals.inc(scheduler.stats.busy_finals - self._busy_seen)
+        self._busy_seen = scheduler.stats.busy_finals
         if scheduler.stats.audio_seconds:
             m.real_time_factor.set(scheduler.stats.busy_seconds / scheduler.stats.audio_seconds)
         report = self.capacity.report(scheduler.lag())

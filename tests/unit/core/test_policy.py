@@ -270,3 +270,18 @@ def test_a_final_hears_the_earlier_finals_audio_and_keeps_only_its_own_words() -
         utterance = next(f for f in finals if f.utterance == r.utterance)
         assert r.duration > utterance.end - utterance.start + 0.5
         assert r.duration <= options.context_window_s
+
+
+def test_a_silent_session_holds_its_pre_roll_not_the_context_room() -> None:
+    options = PolicyOptions(context_s=10.0)
+    session = CaptionSession(SessionConfig(session_id="s", model="m", language="en"), options)
+    driver = Driver(session, _ContextDecoder())
+    driver.feed(np.zeros(16000 * 30, np.float32))
+    assert session.samples_held < 16000 * 1.0  # no final to give context: the pre-roll only
+    driver.feed(_speech())
+    # right after speech the earlier finals' audio is kept: the next utterance's context
+    finals = [e for e in driver.events if isinstance(e, Final)]
+    assert finals and session.samples_held > 16000 * 2
+    driver.feed(np.zeros(16000 * 30, np.float32))
+    assert session.samples_held < 16000 * 1.0  # the finals are out of reach again
+    driver.finish()

@@ -55,3 +55,30 @@ async def test_a_failing_decode_fails_only_its_request() -> None:
         good = scheduler.submit("a", request(2, "final"))
         assert (await good).text == "r2"
         assert isinstance(bad.exception(), RuntimeError)
+
+
+async def test_a_speculative_final_waits_behind_finals_already_known() -> None:
+    decoder, clock = SteppedDecoder(), FakeClock()
+    async with DecodeScheduler(decoder, clock=clock) as scheduler:
+        busy = scheduler.submit("a", request(1, "final"))
+        await settle(scheduler, decoder)
+        guess = scheduler.submit("b", request(2, "final", speculative=True))
+        clock.advance(0.1)  # a real final asked later is still due sooner
+        known = scheduler.submit("c", request(3, "final"))
+        decoder.open()
+        await asyncio.gather(busy, guess, known)
+        assert [rid for _, rid in decoder.order] == [1, 3, 2]
+
+
+async def test_finals_are_decoded_with_less_effort_while_a_round_of_them_waits() -> None:
+    decoder = SteppedDecoder()
+    async with DecodeScheduler(decoder, workers=1, clock=FakeClock()) as scheduler:
+        first = scheduler.submit("a", request(1, "final"))
+        await settle(scheduler, decoder)
+        backlog = [scheduler.submit(f"s{i}", request(i, "final")) for i in (2, 3, 4)]
+        partial = scheduler.submit("p", request(5, "partial"))
+        decoder.open()
+        await asyncio.gather(first, *backlog, partial)
+        # taken with two finals behind it: busy; with one or none behind: full effort again
+        assert decoder.efforts == {1: "full", 2: "busy", 3: "full", 4: "full", 5: "full"}
+        assert scheduler.stats.busy_finals == 1
