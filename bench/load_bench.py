@@ -282,13 +282,15 @@ async def admission_probe(url: str, plans: list[StreamPlan], silent: int) -> Adm
     return Admission(len(plans) - len(refused_ids), len(refused_ids), notes, late, quiet)
 
 
-def offline_texts(model_spec: str, recordings: list[sb.Recording]) -> dict[str, str]:
+def offline_texts(model_spec: str, recordings: list[sb.Recording],
+                  device: str = "cpu") -> dict[str, str]:
     """faster-whisper on each whole recording, beam 5: the same audio's offline WER."""
     from faster_whisper import WhisperModel
 
     from captioncast.engine.models import resolve_model
 
-    model = WhisperModel(resolve_model(model_spec).path, device="cpu", compute_type="int8")
+    model = WhisperModel(resolve_model(model_spec).path, device=device,
+                         compute_type="int8" if device == "cpu" else "float16")
     texts = {}
     for rec in recordings:
         segments, _ = model.transcribe(str(rec.wav), beam_size=5, language="en")
@@ -427,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solo-speed", type=float, default=4.0)
     parser.add_argument("--no-solo", action="store_true", help="skip the streams alone")
     parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--device", default="cpu", help="the server's and the offline pass's")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra `captioncast serve` flag (repeat), e.g. --decode-workers=1")
     parser.add_argument("--no-admission", action="store_true", help="skip the admission run")
@@ -440,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     plans = plan_streams(recordings, spread, args.seconds, spread)
     used = {r.id: r for p in plans for r in p.recordings}
     sb.log(f"load_bench: offline pass over {len(used)} recordings")
-    texts = offline_texts(args.model, list(used.values()))
+    texts = offline_texts(args.model, list(used.values()), args.device)
+    args.server_arg = ["--device", args.device, *args.server_arg]
     table_args = ["--max-load", "0", *args.server_arg]
     alone = None
     if not args.no_solo:

@@ -56,6 +56,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     load = serve.add_argument_group("decoding and load")
     load.add_argument("--decode-workers", **environment.option("DECODE_WORKERS", "0"),
                       help="decodes that run at once (default: 2 on a GPU, min(2, cores) on CPU)")
+    load.add_argument("--decode-batch", **environment.option("DECODE_BATCH", "0"),
+                      help="live decodes batched into one model call (default: 8 on a GPU, "
+                           "1 on CPU)")
     load.add_argument("--cpu-threads", **environment.option("CPU_THREADS", "0"),
                       help="threads per decode worker (default: the cores shared out)")
     load.add_argument("--max-sessions", **environment.option("MAX_SESSIONS", "64"))

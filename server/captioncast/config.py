@@ -36,6 +36,7 @@ FLAGGED: Mapping[str, str] = {
     "server.host": "--host", "server.port": "--port", "server.model": "--model",
     "server.device": "--device", "server.compute_type": "--compute-type",
     "server.cpu_threads": "--cpu-threads", "server.decode_workers": "--decode-workers",
+    "server.decode_batch": "--decode-batch",
     "server.language": "--language", "server.max_sessions": "--max-sessions",
     "server.idle_timeout_s": "--idle-timeout-s", "server.send_timeout_s": "--send-timeout-s",
     "server.resume_window_s": "--resume-window-s", "server.max_session_s": "--max-session-s",
@@ -155,7 +156,7 @@ def from_arguments(args: argparse.Namespace) -> ServerOptions:
     base = ServerOptions(
         host=args.host, port=args.port, model=args.model, device=args.device,
         compute_type=args.compute_type, cpu_threads=args.cpu_threads,
-        decode_workers=args.decode_workers,
+        decode_workers=args.decode_workers, decode_batch=args.decode_batch,
         capacity=CapacityOptions(max_load=max(0.0, args.max_load)),
         language=args.language, max_sessions=args.max_sessions,
         resume_window_s=max(0.0, args.resume_window_s),

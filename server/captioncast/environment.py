@@ -115,7 +115,8 @@ device = one_of(DEVICES)
 # (`SETTING_SEPARATOR`), derived from the option dataclasses: see captioncast.config.
 VARIABLES: Mapping[str, Callable[[str], Any] | None] = {
     "HOST": str, "PORT": port, "MODEL": str, "LANGUAGE": str, "DEVICE": device,
-    "COMPUTE_TYPE": str, "DECODE_WORKERS": non_negative_int, "CPU_THREADS": non_negative_int,
+    "COMPUTE_TYPE": str, "DECODE_WORKERS": non_negative_int,
+    "DECODE_BATCH": non_negative_int, "CPU_THREADS": non_negative_int,
     "MAX_SESSIONS": positive, "MAX_LOAD": share, "MAX_UPLOAD_MB": positive, "MODEL_CACHE": Path,
     "LOG_LEVEL": log_level, "RESUME_WINDOW_S": seconds, "MAX_SESSION_S": seconds,
     "CHANNEL_HISTORY": positive, "VIEWER_BACKLOG": positive,

@@ -73,6 +73,7 @@ class ServerOptions:
     compute_type: str = "auto"
     cpu_threads: int = 0  # per decode worker; 0: the cores shared out between workers
     decode_workers: int = 0  # decodes at once; 0: 2 on a GPU, min(2, cores) on the CPU
+    decode_batch: int = 0  # live decodes per model call; 0: 8 on a GPU, 1 on the CPU
     language: str | None = None  # default for streams that do not say; None: en or auto
     max_sessions: int = 64
     max_frame_bytes: int = 64 * 1024

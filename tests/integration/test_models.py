@@ -69,6 +69,21 @@ async def test_base_detects_the_language_per_utterance_and_translates(tmp_path: 
         await asyncio.to_thread(stop_server, server)
 
 
+class GenerateSpy:
+    """CTranslate2's Whisper, with the beam and batch size of each generate noted."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls: list[tuple[int, int]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def generate(self, features: object, prompts: list[list[int]], **kwargs: object) -> object:
+        self.calls.append((int(kwargs["beam_size"]), len(prompts)))  # type: ignore[call-overload]
+        return self.inner.generate(features, prompts, **kwargs)  # type: ignore[attr-defined]
+
+
 def test_a_busy_final_decodes_with_a_narrower_beam_and_keeps_the_words() -> None:
     """Under a backlog the scheduler asks finals for effort "busy" (beam 2, not 5)."""
     from dataclasses import replace
@@ -81,25 +96,43 @@ def test_a_busy_final_decodes_with_a_narrower_beam_and_keeps_the_words() -> None
 
     decoder = WhisperDecoder(resolve_model("tiny.en"), plan_device("cpu", "int8", 1),
                              cpu_threads=1, options=DecodeOptions())
-    beams: list[int] = []
-
-    class Spy:  # CTranslate2's Whisper, with the beam of each generate noted
-        def __init__(self, inner: object) -> None:
-            self.inner = inner
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.inner, name)
-
-        def generate(self, *args: object, **kwargs: object) -> object:
-            beams.append(int(kwargs["beam_size"]))  # type: ignore[call-overload]
-            return self.inner.generate(*args, **kwargs)  # type: ignore[attr-defined]
-
-    decoder.model.model = Spy(decoder.model.model)  # type: ignore[assignment]
+    spy = GenerateSpy(decoder.model.model)
+    decoder.model.model = spy  # type: ignore[assignment]
     name = "libri_dev_2412-153948-0000"
     full = DecodeRequest(1, "final", 0, read_wav(name), language="en", word_timestamps=True)
     results = {effort: decoder.decode(replace(full, effort=effort))
                for effort in ("full", "busy")}
-    assert beams == [5, 2]
+    assert [beam for beam, _ in spy.calls] == [5, 2]
     for result in results.values():
         assert wer(reference(name), result.text) < 0.15, result.text
         assert result.words and result.words[-1].end <= full.duration
+
+
+def test_a_batch_decodes_as_each_request_would_alone() -> None:
+    """The GPU path (one encode and one generate for several sessions' finals), on the CPU."""
+    from captioncast.core.decoding import DecodeRequest
+    from captioncast.engine.models import plan_device
+    from captioncast.engine.whisper import WhisperDecoder
+    from tests.conftest import read_wav, reference, wer
+
+    decoder = WhisperDecoder(resolve_model("tiny.en"), plan_device("cpu", "int8", 1, 4),
+                             cpu_threads=1)
+    names = ["whisper_jfk", "libri_test_61-70968-0002", "libri_dev_1272-128104-0000",
+             "libri_test_61-70968-0000"]
+    # no earlier text (decoded apart), and earlier texts of different lengths (cut to one)
+    prompts = ["", "Good evening.", "Good evening. Here is the news at nine.", ""]
+    requests = [DecodeRequest(i, "final", i, read_wav(n), language="en",
+                              word_timestamps=i != 1, prompt=prompts[i])
+                for i, n in enumerate(names)]
+    spy = GenerateSpy(decoder.model.model)
+    decoder.model.model = spy  # type: ignore[assignment]
+    batched = decoder.decode_batch(requests)
+    assert sorted(size for _, size in spy.calls) == [2, 2]  # two calls of two, none alone
+    alone = [decoder.decode(r) for r in requests]
+    for name, b, a, r in zip(names, batched, alone, requests, strict=True):
+        assert wer(reference(name), b.text) < 0.15, b.text
+        assert wer(a.text, b.text) <= 0.1, (a.text, b.text)
+        assert bool(b.words) == r.word_timestamps
+        if b.words:
+            assert b.words[-1].end <= r.duration + 0.01
+            assert abs(b.words[-1].end - a.words[-1].end) < 0.3

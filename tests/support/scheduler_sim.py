@@ -34,9 +34,10 @@ class FakeClock:
         self.now += seconds
 
 
-def request(rid: int, kind: str, speculative: bool = False) -> DecodeRequest:
+def request(rid: int, kind: str, speculative: bool = False,
+            language: str | None = "en") -> DecodeRequest:
     return DecodeRequest(rid, kind, 0, np.zeros(1600, np.float32),  # type: ignore[arg-type]
-                         speculative=speculative)
+                         speculative=speculative, language=language)
 
 
 class SteppedDecoder:
@@ -72,6 +73,28 @@ class SteppedDecoder:
     @property
     def decoding(self) -> bool:
         return self.entered > len(self.order)
+
+
+class SteppedBatchDecoder(SteppedDecoder):
+    """A SteppedDecoder that also takes batches (as WhisperDecoder does on a GPU): each
+    batch is one step, and the batches are noted as lists of request ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[int]] = []
+
+    def decode_batch(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
+        self.batches.append([r.request_id for r in requests])
+        self.entered += 1
+        if not self._open and not self._finish.acquire(timeout=DEADLINE_S):
+            raise RuntimeError("the test never finished this batch")
+        results = []
+        for r in requests:
+            self.order.append((r.kind, r.request_id))
+            self.efforts[r.request_id] = r.effort
+            results.append(DecodeResult(text=f"r{r.request_id}", language="en"))
+        self.entered += len(requests) - 1  # one entry per request, as decode counts them
+        return results
 
 
 async def until(condition: Callable[[], bool], what: str = "condition") -> None:

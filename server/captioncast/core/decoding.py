@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -76,3 +77,11 @@ class Decoder(Protocol):
     def multilingual(self) -> bool: ...
 
     def decode(self, request: DecodeRequest) -> DecodeResult: ...
+
+
+@runtime_checkable
+class BatchDecoder(Decoder, Protocol):
+    """A recognizer that decodes several requests of one kind, task and language in one
+    call, as a GPU does well; results in the order of the requests."""
+
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]: ...

@@ -173,9 +173,14 @@ class DevicePlan:
     device: str
     compute_type: str
     workers: int  # decodes that may run at once
+    # Live decodes of the same kind decoded as one model call. A GPU does a batch of 8 in
+    # little more time than one; on the CPU a batch is no faster (bench/RESULTS.md,
+    # batched finals), so there each decode goes alone.
+    batch: int = 1
 
 
-def plan_device(device: str, compute_type: str = "auto", workers: int = 0) -> DevicePlan:
+def plan_device(device: str, compute_type: str = "auto", workers: int = 0,
+                batch: int = 0) -> DevicePlan:
     """Pick device and precision: float16 on a GPU, int8 on the CPU."""
     import ctranslate2
 
@@ -190,4 +195,6 @@ def plan_device(device: str, compute_type: str = "auto", workers: int = 0) -> De
         # for many streams (a tiny.en decode does not scale past a core or two) and cost a
         # single stream little (bench/RESULTS.md, load). GPU: two overlap host and device work.
         workers = 2 if device == "cuda" else min(2, os.cpu_count() or 1)
-    return DevicePlan(device, compute_type, workers)
+    if batch <= 0:
+        batch = 8 if device == "cuda" else 1
+    return DevicePlan(device, compute_type, workers, batch)

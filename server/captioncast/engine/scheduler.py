@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
-from captioncast.core.decoding import Decoder, DecodeRequest, DecodeResult
+from captioncast.core.decoding import BatchDecoder, Decoder, DecodeRequest, DecodeResult
 
 log = logging.getLogger("captioncast.scheduler")
 
@@ -64,6 +64,7 @@ class SchedulerStats:
     audio_seconds: float = 0.0
     replaced_partials: int = 0
     busy_finals: int = 0  # finals decoded with less effort because of a backlog
+    batches: int = 0  # model calls that decoded more than one request
     last_wait: float = 0.0
     missed_deadlines: dict[str, int] = field(default_factory=lambda: {"partial": 0, "final": 0})
 
@@ -81,9 +82,10 @@ class DecodeScheduler:
     def __init__(self, decoder: Decoder, workers: int = 1,
                  on_decoded: Callable[[DecodeRequest, float, float, bool], None] | None = None,
                  budgets: Budgets | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, batch: int = 1) -> None:
         self.decoder = decoder
         self.workers = workers
+        self.batch = max(1, batch)
         self.budgets = budgets or Budgets()
         self._clock = clock
         self._queue: list[_Job] = []
@@ -174,40 +176,79 @@ class DecodeScheduler:
         if per_worker <= 0 or request.kind != "final" or job.key[0] != _LIVE:
             return request
         waiting = sum(1 for j in self._queue if j.key[0] == _LIVE and j.request.kind == "final")
-        if waiting <= per_worker * self.workers:
+        if waiting <= per_worker * self.workers * self.batch:
             return request
         self.stats.busy_finals += 1
         return replace(request, effort="busy")
 
-    async def _work(self) -> None:
+    def _companions(self, first: _Job) -> list[_Job]:
+        """Queued jobs that can share `first`'s model call, earliest deadline first.
+
+        One call has one beam and one task; a request that detects its language is
+        decoded alone, since the batch's alignment needs one language's start sequence.
+        """
+        if self.batch <= 1 or not isinstance(self.decoder, BatchDecoder) \
+                or first.request.language is None:
+            return []
+        like = sorted(
+            j for j in self._queue
+            if j.key[0] == first.key[0] and j.request.kind == first.request.kind
+            and j.request.task == first.request.task
+            and j.request.language == first.request.language and not j.future.done()
+        )[: self.batch - 1]
+        for job in like:
+            self._queue.remove(job)
+        return like
+
+    async def _decode(self, requests: list[DecodeRequest]) -> list[DecodeResult]:
         loop = asyncio.get_running_loop()
+        if len(requests) == 1:
+            return [await loop.run_in_executor(self._pool, self.decoder.decode, requests[0])]
+        assert isinstance(self.decoder, BatchDecoder)
+        return await loop.run_in_executor(self._pool, self.decoder.decode_batch, requests)
+
+    async def _work(self) -> None:
         while True:
-            job = await self._next()
-            if job.future.done():
+            first = await self._next()
+            if first.future.done():
                 continue
+            jobs = [first, *self._companions(first)]
             started = self._clock()
-            waited = self.stats.last_wait = started - job.queued_at
-            request = self._with_effort(job)
+            self.stats.last_wait = started - first.queued_at
+            request = self._with_effort(first)
+            # a batch shares one beam: the first job's effort
+            requests = [replace(j.request, effort=request.effort) for j in jobs]
             self.running += 1
             try:
-                result = await loop.run_in_executor(self._pool, self.decoder.decode, request)
+                results = await self._decode(requests)
             except asyncio.CancelledError:
-                job.future.cancel()
+                for job in jobs:
+                    job.future.cancel()
                 raise
             except Exception as exc:
-                log.exception("event=decode_failed kind=%s", job.request.kind)
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                log.exception("event=decode_failed kind=%s batch=%d", first.request.kind,
+                              len(jobs))
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
                 continue
             finally:
                 self.running -= 1
                 elapsed = self._clock() - started
                 self.stats.busy_seconds += elapsed
-            self.stats.decodes[job.request.kind] += 1
-            self.stats.audio_seconds += job.request.duration
-            if job.key[0] == _LIVE and self._clock() > job.key[1]:
-                self.stats.missed_deadlines[job.request.kind] += 1
-            if self._on_decoded is not None:
-                self._on_decoded(job.request, elapsed, waited, job.key[0] == _LIVE)
-            if not job.future.done():
-                job.future.set_result(result)
+            if len(jobs) > 1:
+                self.stats.batches += 1
+            for job, result in zip(jobs, results, strict=True):
+                self._finished(job, result, elapsed / len(jobs), started - job.queued_at)
+
+    def _finished(self, job: _Job, result: DecodeResult, decode_s: float,
+                  waited: float) -> None:
+        """Account for one decode (its share of a batch's time) and hand its result on."""
+        self.stats.decodes[job.request.kind] += 1
+        self.stats.audio_seconds += job.request.duration
+        if job.key[0] == _LIVE and self._clock() > job.key[1]:
+            self.stats.missed_deadlines[job.request.kind] += 1
+        if self._on_decoded is not None:
+            self._on_decoded(job.request, decode_s, waited, job.key[0] == _LIVE)
+        if not job.future.done():
+            job.future.set_result(result)

@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import serve
 from websockets.http11 import Request, Response
@@ -29,6 +29,9 @@ from captioncast.transport.security import ssl_context
 from captioncast.transport.shutdown import drain, signal_stop
 from captioncast.transport.sniff import SNIFF_TIMEOUT_S
 from captioncast.transport.transcribe import TranscribeRoutes
+
+if TYPE_CHECKING:
+    from captioncast.engine.models import DevicePlan
 
 log = logging.getLogger("captioncast.server")
 
@@ -64,21 +67,23 @@ class Ready:
         return f"{'wss' if self.tls else 'ws'}://{self._netloc}"
 
 
-def load_decoder(options: ServerOptions) -> tuple[Decoder, int]:
+def load_decoder(options: ServerOptions) -> tuple[Decoder, DevicePlan]:
     """Resolve, assemble and load the model (slow: run it off the event loop)."""
     from captioncast.engine.models import plan_device, resolve_model
     from captioncast.engine.whisper import WhisperDecoder
 
     location = resolve_model(options.model, options.model_cache)
-    plan = plan_device(options.device, options.compute_type, options.decode_workers)
+    plan = plan_device(options.device, options.compute_type, options.decode_workers,
+                       options.decode_batch)
     log.info("event=model_loading model=%s path=%s device=%s compute_type=%s",
              location.name, location.path, plan.device, plan.compute_type)
     started = time.monotonic()
     decoder = WhisperDecoder(location, plan, cpu_threads=options.cpu_threads,
                              options=options.decoder_options)
-    log.info("event=model_loaded model=%s seconds=%.2f multilingual=%s",
-             decoder.name, time.monotonic() - started, decoder.multilingual)
-    return decoder, plan.workers
+    log.info("event=model_loaded model=%s seconds=%.2f multilingual=%s workers=%d batch=%d",
+             decoder.name, time.monotonic() - started, decoder.multilingual, plan.workers,
+             plan.batch)
+    return decoder, plan
 
 
 async def run_server(options: ServerOptions, decoder: Decoder | None = None,
@@ -131,14 +136,16 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         # /healthz answers from here on ("loading"); sessions wait for the model.
         log.info("event=listening host=%s port=%s tls=%s auth=%s sessions=after_model_load",
                  options.host, port, tls is not None, ctx.gate.requires_token)
+        batch = options.decode_batch or 1
         if decoder is None:
-            model, workers = await asyncio.to_thread(load_decoder, options)
+            model, plan = await asyncio.to_thread(load_decoder, options)
+            workers, batch = plan.workers, plan.batch
         else:
             model = decoder
         async with (
             DecodeScheduler(model, options.decode_workers or workers,
                             on_decoded=ctx.telemetry.decoded,
-                            budgets=options.scheduler) as scheduler,
+                            budgets=options.scheduler, batch=batch) as scheduler,
             contextlib.AsyncExitStack() as bridges,
         ):
             if archive is not None:  # closed after the drain: the last finals are written

@@ -4,7 +4,13 @@ import asyncio
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.engine.scheduler import DecodeScheduler
-from tests.support.scheduler_sim import FakeClock, SteppedDecoder, request, settle
+from tests.support.scheduler_sim import (
+    FakeClock,
+    SteppedBatchDecoder,
+    SteppedDecoder,
+    request,
+    settle,
+)
 
 
 async def test_finals_go_before_partials_and_partials_coalesce() -> None:
@@ -82,3 +88,21 @@ async def test_finals_are_decoded_with_less_effort_while_a_round_of_them_waits()
         # taken with two finals behind it: busy; with one or none behind: full effort again
         assert decoder.efforts == {1: "full", 2: "busy", 3: "full", 4: "full", 5: "full"}
         assert scheduler.stats.busy_finals == 1
+
+
+async def test_a_batching_decoder_gets_finals_together_and_partials_apart() -> None:
+    decoder = SteppedBatchDecoder()
+    async with DecodeScheduler(decoder, workers=1, clock=FakeClock(), batch=3) as scheduler:
+        first = scheduler.submit("a", request(1, "final"))
+        await settle(scheduler, decoder)
+        finals = [scheduler.submit(f"s{i}", request(i, "final")) for i in (2, 3, 4, 5)]
+        detect = scheduler.submit("d", request(6, "final", language=None))
+        partials = [scheduler.submit(f"p{i}", request(i, "partial")) for i in (7, 8)]
+        decoder.open()
+        results = await asyncio.gather(first, *finals, detect, *partials)
+        assert [r.text for r in results] == [f"r{i}" for i in range(1, 9)]
+        # up to 3 finals of one language per call, earliest deadline first; a final that
+        # detects its language goes alone (decode, not decode_batch); partials batch apart
+        assert decoder.batches == [[2, 3, 4], [7, 8]]
+        assert [rid for _, rid in decoder.order] == list(range(1, 9))
+        assert scheduler.stats.batches == 2
