@@ -24,3 +24,5 @@ class DecodeOptions(DecodeThresholds):
     # makes the encoder superlinear: on 2 CPU cores tiny.en encodes 15 s in 0.12 s and 30 s in
     # 0.58 s. Windows under 15 s cost accuracy, 15 s does not (bench/encoder_window.py).
     encoder_windows_s: tuple[float, ...] = (15.0, 30.0)
+    # glibc's malloc_trim at most this often, after a decode (engine/native_memory.py); 0: off
+    malloc_trim_s: float = 10.0

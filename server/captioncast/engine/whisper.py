@@ -18,6 +18,7 @@ from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.text import compression_ratio
 from captioncast.engine.decode_options import DecodeOptions
 from captioncast.engine.models import DevicePlan, ModelLocation, load_failure
+from captioncast.engine.native_memory import MallocTrimmer
 from captioncast.errors import ModelError
 
 log = logging.getLogger("captioncast.whisper")
@@ -47,6 +48,7 @@ class WhisperDecoder:
             raise ModelError(load_failure(location, exc)) from exc
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._lock = threading.Lock()
+        self.memory = MallocTrimmer(self.options.malloc_trim_s)
 
     @property
     def name(self) -> str:
@@ -66,6 +68,12 @@ class WhisperDecoder:
             return self._tokenizers[key]
 
     def decode(self, request: DecodeRequest) -> DecodeResult:
+        try:
+            return self._decode(request)
+        finally:
+            self.memory.after_decode()
+
+    def _decode(self, request: DecodeRequest) -> DecodeResult:
         model = self.model
         audio = request.audio.astype(np.float32, copy=False)
         features = pad_or_trim(model.feature_extractor(audio), self._window_frames(len(audio)))
@@ -110,6 +118,13 @@ class WhisperDecoder:
         first = requests[0]
         if len(requests) == 1 or (self.multilingual and first.language is None):
             return [self.decode(r) for r in requests]
+        try:
+            return self._decode_batch(requests)
+        finally:
+            self.memory.after_decode()
+
+    def _decode_batch(self, requests: Sequence[DecodeRequest]) -> list[DecodeResult]:
+        first = requests[0]
         language = (first.language or "en") if self.multilingual else "en"
         tokenizer = self._tokenizer(language, first.task)
         previous = [self._previous(tokenizer, r) for r in requests]
