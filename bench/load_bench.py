@@ -428,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="8 speakers with this many silent sessions beside, and without")
     parser.add_argument("--solo-speed", type=float, default=4.0)
     parser.add_argument("--no-solo", action="store_true", help="skip the streams alone")
+    parser.add_argument("--offline-cache", type=Path,
+                        help="keep the offline pass's texts here between runs (JSON)")
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--device", default="cpu", help="the server's and the offline pass's")
     parser.add_argument("--server-arg", action="append", default=[],
@@ -443,7 +445,14 @@ def main(argv: list[str] | None = None) -> int:
     plans = plan_streams(recordings, spread, args.seconds, spread)
     used = {r.id: r for p in plans for r in p.recordings}
     sb.log(f"load_bench: offline pass over {len(used)} recordings")
-    texts = offline_texts(args.model, list(used.values()), args.device)
+    cache = args.offline_cache
+    cached = json.loads(cache.read_text()) if cache and cache.exists() else {}
+    missing = [r for r in used.values() if f"{args.model}:{r.id}" not in cached]
+    fresh = offline_texts(args.model, missing, args.device) if missing else {}
+    cached.update({f"{args.model}:{k}": v for k, v in fresh.items()})
+    if cache:
+        cache.write_text(json.dumps(cached))
+    texts = {r.id: cached[f"{args.model}:{r.id}"] for r in used.values()}
     args.server_arg = ["--device", args.device, *args.server_arg]
     table_args = ["--max-load", "0", *args.server_arg]
     alone = None
