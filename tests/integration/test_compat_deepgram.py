@@ -83,6 +83,20 @@ async def test_sdk_streams_a_recording(compat_server: RunningServer) -> None:
     assert all(w.word == w.word.lower() for w in words)
     for r in finals:
         assert r.start >= 0 and r.duration > 0 and r.metadata.model_info.arch == "whisper"
+    # Interims carry words too, as Deepgram's do: one per word of their transcript, in
+    # order, within the interim's audio (their times are approximate: spread over it).
+    interims = [r for r in results if not r.is_final and r.channel.alternatives[0].transcript]
+    assert interims, kinds
+    for r in interims:
+        alternative = r.channel.alternatives[0]
+        interim_words = alternative.words
+        assert [w.punctuated_word for w in interim_words] == alternative.transcript.split()
+        assert all(w.word == w.word.lower() and w.word for w in interim_words)
+        assert all(0 <= w.confidence <= 1 for w in interim_words)
+        starts = [w.start for w in interim_words]
+        assert starts == sorted(starts)
+        assert all(w.start <= w.end for w in interim_words)
+        assert r.start - 0.001 <= starts[0] and interim_words[-1].end <= r.start + r.duration
     # SpeechStarted comes before each utterance's first Results; UtteranceEnd after its final.
     assert isinstance(messages[0], ListenV1SpeechStarted), kinds
     assert sum(isinstance(m, ListenV1SpeechStarted) for m in messages) == len(finals)

@@ -126,6 +126,16 @@ class CaptionSession:
         return self._judge.stable_words_revised
 
     @property
+    def open_utterance(self) -> int | None:
+        """The index of the utterance being spoken, if one is open."""
+        return None if self._open is None else self._open.index
+
+    @property
+    def utterances_begun(self) -> int:
+        """Utterances opened so far: the next one gets this index."""
+        return self._next_utterance
+
+    @property
     def position(self) -> int:
         """Samples received so far: the audio clock."""
         return self._buffer.end

@@ -185,8 +185,15 @@ class Segmenter:
         return SpeechEnd(cut, continues=True)
 
     def force_end(self) -> SpeechEnd | None:
-        """End the open utterance now (flush, end of stream), keeping all audio heard."""
+        """End the open utterance now (flush, end of stream), keeping all audio heard.
+
+        Open or not, the audio so far is done with: the next utterance's onset and
+        pre-roll do not reach back past here (a client's commit of a turn, OpenAI's
+        manual mode, must not lend its last moments to the next turn).
+        """
         if not self.in_speech:
+            self._onset.clear()
+            self._previous_end = max(self._previous_end, self.position)
             return None
         return self._end(max(self.position, self._last_voiced_end))
 

@@ -59,6 +59,7 @@ HONOURED = frozenset({"encoding", "sample_rate", "channels", "language", "interi
                       "endpointing", "utterance_end_ms", "vad_events", "punctuate",
                       "smart_format", "keyterm", "keywords"})
 _EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
+INTERIM_CONFIDENCE = 0.0  # a partial carries no word probabilities (interim_words)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,28 @@ def _plain(token: str) -> str:
     return _EDGE_PUNCTUATION.sub("", token).lower()
 
 
+def interim_words(partial: Partial) -> tuple[Word, ...]:
+    """A partial's words with approximate times, as Deepgram's interims carry words.
+
+    A partial is a greedy decode without word timestamps (those cost a second pass, and
+    only finals pay for it), so its words are spread over its audio, start to end, each
+    by its length in characters. Their confidence is 0: the Partial event carries no
+    probabilities, and 0 says "not measured" rather than inventing a score. The final
+    that replaces the interim has the real timings and probabilities.
+    """
+    tokens = partial.text.split()
+    if not tokens:
+        return ()
+    weights = [len(token) + 1 for token in tokens]  # +1: the gap after each word
+    per_weight = max(partial.end - partial.start, 0.0) / sum(weights)
+    words, at = [], partial.start
+    for token, weight in zip(tokens, weights, strict=True):
+        span = weight * per_weight
+        words.append(Word(token, at, at + span - per_weight, INTERIM_CONFIDENCE))
+        at += span
+    return tuple(words)
+
+
 class ListenHandler(StreamHandler):
     """One `/v1/listen` connection: Deepgram's messages in and out."""
 
@@ -213,11 +236,11 @@ class ListenHandler(StreamHandler):
         from_finalize = final and self._finalizing
         if final:
             self._finalizing = False
-        words = event.words if isinstance(event, Final) else ()
+        words = event.words if isinstance(event, Final) else interim_words(event)
         alternative = {
             "transcript": self._transcript(event.text),
             "confidence": round(sum(w.p for w in words) / len(words), 3) if words else 0.0,
-            "words": [self._word(w) for w in words],
+            "words": [self._word(w) for w in words if _plain(w.word)],
         }
         if isinstance(event, Final) and event.language:
             alternative["languages"] = [event.language]

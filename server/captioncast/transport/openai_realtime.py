@@ -3,11 +3,10 @@
 The session's settings (input format, language, prompt, turn detection) come in
 `session.update` (or the beta `transcription_session.update`) before the first
 audio; the LiveSession opens on the first `input_audio_buffer.append`, with them.
-Each of our utterances is one conversation item: partials give the
-`...transcription.delta` events (the growth of their stable prefix: deltas only
-append), finals the `...transcription.completed`. With `server_vad` the item's
-`speech_started`, `speech_stopped` and `committed` come from our segmenter; with
-turn detection off, `input_audio_buffer.commit` ends the utterance (a flush).
+Which conversation item our events speak of is transport/realtime_items.py's: with
+`server_vad` each of our utterances is an item (our segmenter commits it); with turn
+detection off, `input_audio_buffer.commit` ends the turn (a flush of the utterance
+under way) and all the audio appended since the last commit is one item.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import base64
 import binascii
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -39,6 +38,7 @@ from captioncast.transport.compat import (
 )
 from captioncast.transport.context import ServerContext
 from captioncast.transport.live_session import LiveSession
+from captioncast.transport.realtime_items import ItemWire, TurnItems, VadItems
 from captioncast.transport.realtime_session import RealtimeConfig, RealtimeWire, SessionFlavour
 from captioncast.transport.responses import HttpResponse, json_response, status_of
 from captioncast.transport.stream import StreamHandler
@@ -49,6 +49,8 @@ FORMATS: dict[str, tuple[int, Callable[[bytes], bytes] | None]] = {
     "audio/pcmu": (8000, g711_decoder(ULAW)), "g711_ulaw": (8000, g711_decoder(ULAW)),
     "audio/pcma": (8000, g711_decoder(ALAW)), "g711_alaw": (8000, g711_decoder(ALAW)),
 }
+# OpenAI refuses to commit less audio than this (`input_audio_buffer_commit_empty`).
+MIN_COMMIT_MS = 100
 
 
 def openai_error(status: int, message: str, code: str | None) -> HttpResponse:
@@ -86,59 +88,35 @@ class RealtimeHandler(StreamHandler):
         self.config = config
         self.wire = wire
         self.decode = decode
-        self.prefix = "item_" + secrets.token_hex(6)
-        self._started: set[int] = set()  # utterances whose speech_started went out
-        self._said: dict[int, str] = {}  # the deltas of each utterance so far
-        self._dropped: set[int] = set()  # utterances cleared before their final
-        self._said_final: set[int] = set()  # utterances whose final went out
+        items = ItemWire(wire, config.flavour, "item_" + secrets.token_hex(6))
+        self.vad = VadItems(items) if config.server_vad else None
+        self.turns = None if config.server_vad else TurnItems(items, live.params.sample_rate)
         self._first: bytes | None = first_audio  # the append that opened the session
-        self._last_item: str | None = None
-        self._pending_audio = False  # audio appended since the last commit
-
-    def item(self, utterance: int) -> str:
-        return f"{self.prefix}_{utterance:04d}"
 
     # -- server events -----------------------------------------------------------------
+
+    def send(self, event: Event | str, after: Awaitable[bool] | None = None) -> None:
+        # Rendered now, not when the send loop reaches it: which item a final belongs to
+        # depends on the commits and clears before it, in the order they came. (These
+        # sessions have no channel, so there is no commit to the store to wait for.)
+        if isinstance(event, str):
+            super().send(event, after)
+            return
+        for message in self.render(event):
+            super().send(message, after)
+            after = None
 
     def render(self, event: Event) -> list[str]:
         if isinstance(event, Error):
             return [self.wire.error(event.message, event.code,
                                     kind="server_error" if event.code == "internal"
                                     else "invalid_request_error")]
-        if not isinstance(event, Partial | Final) or event.utterance in self._dropped:
+        if not isinstance(event, Partial | Final):
             return []
-        wire, item, out = self.wire, self.item(event.utterance), []
-        vad = self.config.server_vad
-        if vad and event.utterance not in self._started:
-            self._started.add(event.utterance)
-            out.append(wire.event("input_audio_buffer.speech_started", item_id=item,
-                                  audio_start_ms=round(event.start * 1000)))
-        said = self._said.get(event.utterance, "")
-        if isinstance(event, Partial):
-            if event.stable.startswith(said) and len(event.stable) > len(said):
-                out.append(self._delta(item, event.stable[len(said):]))
-                self._said[event.utterance] = event.stable
-            return out
-        if vad:
-            out.append(wire.event("input_audio_buffer.speech_stopped", item_id=item,
-                                  audio_end_ms=round(event.end * 1000)))
-        out.append(wire.event("input_audio_buffer.committed", item_id=item,
-                              previous_item_id=self._last_item))
-        self._last_item = item
-        text = event.text.strip()
-        if text.startswith(said) and len(text) > len(said):
-            out.append(self._delta(item, text[len(said):]))
-        self._said.pop(event.utterance, None)
-        self._said_final.add(event.utterance)
-        out.append(wire.event(
-            "conversation.item.input_audio_transcription.completed", item_id=item,
-            content_index=0, transcript=text,
-            usage={"type": "duration", "seconds": round(event.end - event.start, 3)}))
-        return out
-
-    def _delta(self, item: str, text: str) -> str:
-        return self.wire.event("conversation.item.input_audio_transcription.delta",
-                               item_id=item, content_index=0, delta=text)
+        if self.vad is not None:
+            return self.vad.render(event)
+        assert self.turns is not None
+        return self.turns.render(event)
 
     # -- client events -----------------------------------------------------------------
 
@@ -147,8 +125,10 @@ class RealtimeHandler(StreamHandler):
             "binary frames are not part of the Realtime API: send input_audio_buffer.append"))
 
     def append(self, audio: bytes) -> None:
-        self._pending_audio = True
-        super()._audio(self.decode(audio) if self.decode is not None else audio)
+        pcm = self.decode(audio) if self.decode is not None else audio
+        super()._audio(pcm)
+        if self.turns is not None:
+            self.turns.append(len(pcm) // 2)  # s16le mono samples, for the turn's length
 
     def _control(self, text: str) -> None:
         try:
@@ -163,15 +143,7 @@ class RealtimeHandler(StreamHandler):
             except BadRequest as error:
                 self.send(self.wire.error(error.message, "invalid_value", client_event))
         elif kind == "input_audio_buffer.commit":
-            if self.config.server_vad or not self._pending_audio:
-                reason = ("the server commits each utterance itself with server_vad turn "
-                          "detection" if self.config.server_vad
-                          else "the input audio buffer is empty: append audio before commit")
-                self.send(self.wire.error(reason, "input_audio_buffer_commit_empty",
-                                          client_event))
-                return
-            self._pending_audio = False
-            self.live.control("flush")
+            self._commit(client_event)
         elif kind == "input_audio_buffer.clear":
             self._clear()
             self.send(self.wire.event("input_audio_buffer.cleared"))
@@ -186,14 +158,35 @@ class RealtimeHandler(StreamHandler):
             self.send(self.wire.error(f"event type {kind} is not supported in a "
                                       "transcription session", "invalid_event", client_event))
 
+    def _commit(self, client_event: str | None) -> None:
+        """Turn detection off: what was appended since the last commit is one item."""
+        turns = self.turns
+        if turns is None:
+            self.send(self.wire.error("the server commits each utterance itself with "
+                                      "server_vad turn detection",
+                                      "input_audio_buffer_commit_empty", client_event))
+            return
+        if turns.pending_ms < MIN_COMMIT_MS:
+            self.send(self.wire.error(empty_commit(turns.pending_ms),
+                                      "input_audio_buffer_commit_empty", client_event))
+            return
+        for message in turns.commit():
+            self.send(message)
+        self.live.control("flush")  # ends the utterance under way: it is in this turn
+        for message in turns.seal(self.live.core.utterances_begun):
+            self.send(message)
+
     def _clear(self) -> None:
-        """Drop what is not final yet: the open utterance ends, and nothing is said of it."""
-        if self.live.core.segmenter.in_speech:
-            seen = self._started | set(self._said)
-            following = max(self._said_final, default=-1) + 1  # open, nothing said of it yet
-            self._dropped.add(max(seen - self._said_final, default=following))
+        """Drop the audio not committed yet: with server_vad the utterance under way (those
+        the VAD ended are committed), without it the whole turn since the last commit."""
+        if self.vad is not None:
+            self.vad.clear(self.live.core.open_utterance)
+            self.live.control("flush")
+            return
+        assert self.turns is not None
+        self.turns.clear()
         self.live.control("flush")
-        self._pending_audio = False
+        self.turns.seal(self.live.core.utterances_begun)
 
     async def run(self, first: list[Event]) -> None:
         # Attached now: what the first audio makes the session say reaches this connection.
@@ -201,6 +194,12 @@ class RealtimeHandler(StreamHandler):
             self.append(self._first)
             self._first = None
         await super().run(first)
+
+
+def empty_commit(pending_ms: float) -> str:
+    """OpenAI's message for a commit of too little audio."""
+    return (f"Error committing input audio buffer: buffer too small. Expected at least "
+            f"{MIN_COMMIT_MS}ms of audio, but buffer only has {pending_ms:.2f}ms of audio.")
 
 
 def parse_client_event(text: str) -> dict[str, Any]:
@@ -236,8 +235,9 @@ async def handle_realtime(connection: ServerConnection, ctx: ServerContext) -> N
         return
     rate, decode = FORMATS[config.format]
     language = config.language
+    # Without turn detection nothing is said before a commit: no partials to decode.
     params = StreamParams(sample_rate=rate, language=language or "auto",
-                          prompt=config.prompt[:MAX_PROMPT_CHARS])
+                          prompt=config.prompt[:MAX_PROMPT_CHARS], interim=config.server_vad)
     try:
         ctx.check_model_support(params)
         live = open_session(connection, ctx, params, endpointing_policy(ctx.options.policy,
@@ -283,8 +283,7 @@ async def _settings(connection: ServerConnection, ctx: ServerContext, config: Re
                 await connection.send(config.updated(wire, kind))
             elif kind == "input_audio_buffer.commit":
                 await connection.send(wire.error(
-                    "the input audio buffer is empty: append audio before commit",
-                    "input_audio_buffer_commit_empty", client_event))
+                    empty_commit(0.0), "input_audio_buffer_commit_empty", client_event))
             elif kind == "input_audio_buffer.clear":
                 await connection.send(wire.event("input_audio_buffer.cleared"))
             else:

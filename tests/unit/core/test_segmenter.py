@@ -68,3 +68,18 @@ def test_voiced_mask_covers_the_utterance() -> None:
     mask = segmenter.voiced_mask(0, len(audio))
     assert mask.any() and not mask.all()
     assert abs(len(mask) - len(audio) // segmenter.frame_len) <= 1
+
+
+def test_a_flush_in_silence_is_a_boundary_the_next_pre_roll_stays_behind() -> None:
+    """A manual turn's commit: the next utterance takes nothing from before it."""
+    segmenter = Segmenter()
+    speech = read_wav("whisper_jfk")
+    flushed_at = 16000 // 10  # 0.1 s of silence, then the flush, then speech at once
+    segmenter.push(np.zeros(flushed_at, np.float32))
+    assert segmenter.force_end() is None
+    starts = [b for b in segmenter.push(speech) if isinstance(b, SpeechStart)]
+    assert starts and starts[0].sample >= flushed_at
+    unflushed = Segmenter()
+    unflushed.push(np.zeros(flushed_at, np.float32))
+    first = next(b for b in unflushed.push(speech) if isinstance(b, SpeechStart))
+    assert first.sample < flushed_at  # without it, the pre-roll reaches into the silence
