@@ -1,8 +1,7 @@
 """LiveKit Agents' Deepgram STT plugin streaming a recording through /v1/listen (offline).
 
-The plugin is not in the dev extra (livekit-agents brings ~50 packages, grpcio and
-the WebRTC binaries, for one test): this runs where `livekit-plugins-deepgram` is
-installed and is skipped elsewhere.
+The plugin is in the dev extra, so CI runs this; it skips, naming the package, only where
+`livekit-plugins-deepgram` is not installed.
 """
 
 from __future__ import annotations
@@ -37,10 +36,8 @@ async def test_livekit_deepgram_stt_plugin(compat_server: RunningServer) -> None
     async with aiohttp.ClientSession() as session:
         stt = deepgram_plugin.STT(
             api_key=TOKEN, http_session=session,
-            base_url=f"http://127.0.0.1:{compat_server.port}/v1/listen",
-            # The plugin asks for filler words by default: Whisper cannot promise them,
-            # and /v1/listen says so (400) rather than ignore it.
-            filler_words=False)
+            # the plugin's defaults (filler words on, among others): only the URL changes
+            base_url=f"http://127.0.0.1:{compat_server.port}/v1/listen")
         stream = stt.stream()
 
         async def read() -> None:

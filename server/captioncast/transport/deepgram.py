@@ -53,11 +53,13 @@ REPEATABLE = frozenset({"keyterm", "keywords", "tag", "extra"})
 # Features we do not have: refused when turned on (false is what we do anyway).
 UNSUPPORTED = frozenset({"diarize", "diarize_model", "multichannel", "redact", "search",
                          "replace", "callback", "callback_method", "detect_entities",
-                         "dictation", "numerals", "profanity_filter", "filler_words",
-                         "language_hint"})
+                         "dictation", "numerals", "profanity_filter", "language_hint"})
 HONOURED = frozenset({"encoding", "sample_rate", "channels", "language", "interim_results",
                       "endpointing", "utterance_end_ms", "vad_events", "punctuate",
-                      "smart_format", "keyterm", "keywords"})
+                      "smart_format", "keyterm", "keywords", "filler_words"})
+# Whisper leaves out "um" and "uh" unless the text it continues has them: a prompt that
+# does makes it write the fillers it hears (the best it can do; Deepgram's are promised).
+FILLER_PROMPT = "Umm, let me think like, hmm... Okay, here's what I'm, like, thinking."
 _EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
 INTERIM_CONFIDENCE = 0.0  # a partial carries no word probabilities (interim_words)
 
@@ -123,6 +125,8 @@ def parse_listen_query(target: str) -> ListenOptions:
             raise BadRequest(f"language={query['language']} is not a language code")
         stream["language"] = primary
     prompt = ", ".join(t.strip() for t in terms if t.strip())
+    if _flag("filler_words", query.get("filler_words", "false")):
+        prompt = f"{FILLER_PROMPT} {prompt}".strip()
     if len(prompt) > MAX_PROMPT_CHARS:
         raise BadRequest(f"keyterm and keywords together are limited to {MAX_PROMPT_CHARS} "
                          "characters")

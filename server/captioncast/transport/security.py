@@ -12,7 +12,7 @@ import hmac
 import re
 import ssl
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -85,13 +85,44 @@ def redact(target: str) -> str:
     return _TOKEN_IN_QUERY.sub(r"\1REDACTED", target)
 
 
+# A browser cannot set headers on a WebSocket, so the hosted APIs take the key as a
+# subprotocol: Deepgram's `["token", KEY]`, OpenAI's `"openai-insecure-api-key." + KEY`.
+# The server must then name one subprotocol it speaks, or the browser drops the
+# connection: `token` for Deepgram, `realtime` for OpenAI.
+OPENAI_KEY_PROTOCOL = "openai-insecure-api-key."
+ANSWERED_PROTOCOLS = ("token", "realtime")
+
+
+def offered_protocols(headers: Mapping[str, str]) -> list[str]:
+    offered = headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in offered.split(",") if p.strip()]
+
+
+def _protocol_token(headers: Mapping[str, str]) -> str | None:
+    offered = offered_protocols(headers)
+    for i, protocol in enumerate(offered):
+        if protocol == "token" and i + 1 < len(offered):
+            return offered[i + 1]
+        if protocol.startswith(OPENAI_KEY_PROTOCOL) and len(protocol) > len(OPENAI_KEY_PROTOCOL):
+            return protocol[len(OPENAI_KEY_PROTOCOL):]
+    return None
+
+
+def answered_protocol(offered: Sequence[str]) -> str | None:
+    """The subprotocol the server names back: the first of ours the client offered."""
+    return next((p for p in ANSWERED_PROTOCOLS if p in offered), None)
+
+
 def presented_token(target: str, headers: Mapping[str, str]) -> str | None:
     """The token a request carries: `Authorization: Bearer` (or Deepgram's `Token`) first,
-    then `?token=`."""
+    then a browser's subprotocol key, then `?token=`."""
     authorization = headers.get("Authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() in ("bearer", "token") and credentials.strip():
         return credentials.strip()
+    in_protocol = _protocol_token(headers)
+    if in_protocol is not None:
+        return in_protocol
     for key, value in parse_qsl(urlsplit(target).query, keep_blank_values=True):
         if key == "token":
             return value

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import serve
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from captioncast import __version__
 from captioncast.core.decoding import Decoder
@@ -25,7 +26,7 @@ from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge
 from captioncast.transport.output_sink import CLOSE_TIMEOUT_S, start_outputs
 from captioncast.transport.responses import to_websockets
 from captioncast.transport.routes import Routes
-from captioncast.transport.security import ssl_context
+from captioncast.transport.security import answered_protocol, ssl_context
 from captioncast.transport.shutdown import drain, signal_stop
 from captioncast.transport.sniff import SNIFF_TIMEOUT_S
 from captioncast.transport.transcribe import TranscribeRoutes
@@ -120,9 +121,15 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
     # error at start, never an empty store in its place.
     archive = None if options.store.where is None else Archive.open(options.store)
 
+    def select_subprotocol(connection: object,
+                           offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        chosen = answered_protocol(offered)
+        return None if chosen is None else Subprotocol(chosen)
+
     async with serve(
         routes.serve_websocket, options.host, options.port,
         process_request=process_request,
+        select_subprotocol=select_subprotocol,
         create_connection=front.connection_class(),
         max_size=TRANSPORT_MAX_MESSAGE,
         ping_interval=options.ping_interval_s, ping_timeout=options.ping_timeout_s,

@@ -39,6 +39,10 @@ def test_listen_defaults_are_deepgrams() -> None:
     assert deepgram.parse_listen_query(RAW + "&language=multi").stream.language == "auto"
     assert deepgram.parse_listen_query(RAW + "&smart_format=true").punctuate
     assert deepgram.parse_listen_query(RAW + "&diarize=false").stream.interim is False
+    # filler words: Whisper writes them when the text it continues has them
+    fillers = deepgram.parse_listen_query(RAW + "&filler_words=true&keyterm=gRPC")
+    assert fillers.stream.prompt == f"{deepgram.FILLER_PROMPT} gRPC"
+    assert deepgram.parse_listen_query(RAW + "&filler_words=false").stream.prompt == ""
 
 
 @pytest.mark.parametrize(("query", "says"), [

@@ -11,6 +11,7 @@ from captioncast.transport.security import (
     Forbidden,
     Gatekeeper,
     SecurityOptions,
+    answered_protocol,
     http_refusal,
     presented_token,
     redact,
@@ -64,6 +65,21 @@ def test_the_header_wins_over_the_query() -> None:
     assert presented_token("/x?token=b", {"Authorization": "Bearer a"}) == "a"
     assert presented_token("/x?token=b", {}) == "b"
     assert presented_token("/x", {"Authorization": "Bearer "}) is None
+
+
+def test_a_browser_key_comes_as_deepgrams_or_openais_subprotocol() -> None:
+    deepgram = {"Sec-WebSocket-Protocol": "token, dg-key"}
+    openai = {"Sec-WebSocket-Protocol":
+              "realtime, openai-insecure-api-key.oa-key, openai-beta.realtime-v1"}
+    assert presented_token("/v1/listen", deepgram) == "dg-key"
+    assert presented_token("/v1/realtime", openai) == "oa-key"
+    assert presented_token("/v1/listen?token=q", {**deepgram, "Authorization": "Token h"}) == "h"
+    assert presented_token("/x?token=q", {"Sec-WebSocket-Protocol": "token"}) == "q"
+    assert presented_token("/x", {"Sec-WebSocket-Protocol": "openai-insecure-api-key."}) is None
+    # the server names one it speaks back, or the browser drops the connection
+    assert answered_protocol(["token", "dg-key"]) == "token"
+    assert answered_protocol(["realtime", "openai-insecure-api-key.k"]) == "realtime"
+    assert answered_protocol(["chat"]) is None
 
 
 def test_tokens_are_redacted_from_logged_targets() -> None:
