@@ -356,3 +356,28 @@ async def test_a_bad_key_or_a_conversation_session_is_refused(
     assert caught.value.response.status_code == 400
     body = json.loads(caught.value.response.body)
     assert "intent=transcription" in body["error"]["message"]
+
+
+async def test_a_commit_with_server_vad_ends_the_utterance_under_way(
+        compat_server: RunningServer) -> None:
+    """OpenAI commits the buffer when the client asks, VAD or not: the item under way ends
+    there; a commit with no speech since the last is commit_empty."""
+    events: list[Any] = []
+    chunks = pcm_chunks(rate=24000, trailing_silence_s=0)
+    async with client_for(compat_server).realtime.connect(
+            extra_query={"intent": "transcription"}) as connection:
+        await connection.session.update(session=SESSION)  # type: ignore[arg-type]
+        await connection.input_audio_buffer.commit(event_id="evt_none")  # nothing yet
+        await append_all(connection, chunks[:20])  # 2 s: "And so my fellow Americans"
+        await connection.input_audio_buffer.commit()
+        await drain(connection, events, until=count(Completed, 1), timeout=60)
+    kinds = [e.type for e in events]
+    errors = [e for e in events if isinstance(e, RealtimeErrorEvent)]
+    assert [(e.error.code, e.error.event_id) for e in errors] == [
+        ("input_audio_buffer_commit_empty", "evt_none")], kinds
+    done = next(e for e in events if isinstance(e, Completed))
+    said = done.transcript.lower()
+    assert "fellow" in said and "country" not in said, said  # cut at the commit
+    order = item_events(events, done.item_id)
+    assert order.index("input_audio_buffer.speech_stopped") \
+        < order.index("input_audio_buffer.committed"), order

@@ -159,12 +159,15 @@ class RealtimeHandler(StreamHandler):
                                       "transcription session", "invalid_event", client_event))
 
     def _commit(self, client_event: str | None) -> None:
-        """Turn detection off: what was appended since the last commit is one item."""
+        """Turn detection off: what was appended since the last commit is one item. With
+        VAD, a commit ends the utterance under way now, as OpenAI's commits the buffer."""
         turns = self.turns
         if turns is None:
-            self.send(self.wire.error("the server commits each utterance itself with "
-                                      "server_vad turn detection",
-                                      "input_audio_buffer_commit_empty", client_event))
+            if self.live.core.open_utterance is None:
+                self.send(self.wire.error(empty_commit(0.0),
+                                          "input_audio_buffer_commit_empty", client_event))
+                return
+            self.live.control("flush")  # its item is committed as the VAD's are
             return
         if turns.pending_ms < MIN_COMMIT_MS:
             self.send(self.wire.error(empty_commit(turns.pending_ms),
