@@ -165,11 +165,14 @@ async def openai(base: str, chunks: Chunks) -> list[float]:
     return out
 
 
-PROTOCOLS: dict[str, Stream] = {"/v1/stream (ours)": native, "/v1/listen (Deepgram)": deepgram,
+OURS = "/v1/stream (ours)"
+PROTOCOLS: dict[str, Stream] = {OURS: native, "/v1/listen (Deepgram)": deepgram,
                                 "/v1/realtime (OpenAI)": openai}
 
 
 def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
@@ -190,39 +193,78 @@ def start_server(port: int, model: str) -> subprocess.Popen[bytes]:
     raise SystemExit("the server did not become healthy")
 
 
-async def measure(base: str, ids: list[str], rounds: int) -> dict[str, list[float]]:
-    latencies: dict[str, list[float]] = {name: [] for name in PROTOCOLS}
+Runs = dict[str, dict[tuple[str, int], list[float]]]  # route: (recording, round): finals
+
+
+async def measure(base: str, ids: list[str], rounds: int) -> Runs:
+    runs: Runs = {name: {} for name in PROTOCOLS}
     names = list(PROTOCOLS)
     turn = 0
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for rec in ids:
             chunks = load(rec)
             for name in names[turn % 3:] + names[:turn % 3]:
                 got = await PROTOCOLS[name](base, chunks)
-                latencies[name].extend(got)
+                runs[name][(rec, round_)] = got
                 print(f"{rec} {name}: {len(got)} finals, median "
                       f"{statistics.median(got) if got else math.nan:.3f} s", file=sys.stderr)
             turn += 1
-    return latencies
+    return runs
 
 
-def render(latencies: dict[str, list[float]], ids: list[str], rounds: int, model: str) -> str:
-    native_p50 = percentile(latencies["/v1/stream (ours)"], 0.5)
+def paired(runs: Runs, name: str, rec: str | None = None) -> list[float]:
+    """Route minus ours, final by final, where both said the same number of finals of a
+    recording in a round (the same utterances, in order)."""
+    ours = runs[OURS]
+    diffs: list[float] = []
+    for key, theirs in runs[name].items():
+        if (rec is None or key[0] == rec) and len(theirs) == len(ours.get(key, [])):
+            diffs += [t - o for t, o in zip(theirs, ours[key], strict=True)]
+    return diffs
+
+
+def render(runs: Runs, ids: list[str], rounds: int, model: str, load_before: str,
+           command: str) -> str:
+    routes = list(PROTOCOLS)
     lines = [SECTION, "",
-             f"- Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs, shared with "
-             "other work (noisy); model " + model,
-             f"- Recordings: {', '.join(ids)}; {rounds} round(s), one stream at a time, "
-             "protocols in rotating order",
-             "- Command: `python bench/compat_latency.py`", "",
-             "| route | finals | final latency p50 s | p95 s | p50 minus ours s |",
-             "|---|---|---|---|---|"]
-    for name, values in latencies.items():
-        p50 = percentile(values, 0.5)
-        lines.append(f"| `{name}` | {len(values)} | {p50:.3f} | {percentile(values, 0.95):.3f} "
-                     f"| {p50 - native_p50:+.3f} |")
-    lines += ["", "The three routes run the same LiveSession; what differs is the wire format "
-              "(JSON per event, base64 audio for OpenAI) and, for OpenAI, 24 kHz audio "
-              "resampled to 16 kHz.", ""]
+             f"- Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs (load "
+             f"average {load_before} before the run); model {model}",
+             f"- Recordings: {', '.join(ids)}; {rounds} round(s), one stream at a time, in "
+             "real time, the three routes in rotating order",
+             f"- Command: `{command}`", "",
+             "| route | finals | final latency p50 s | p95 s | paired difference from ours, "
+             "median s | pairs | within 50 ms |",
+             "|---|---|---|---|---|---|---|"]
+    for name in routes:
+        values = [x for got in runs[name].values() for x in got]
+        diffs = paired(runs, name)
+        median = statistics.median(diffs) if diffs else math.nan
+        within = "" if name == OURS else ("yes" if abs(median) <= 0.05 else "NO")
+        lines.append(f"| `{name}` | {len(values)} | {percentile(values, 0.5):.3f} | "
+                     f"{percentile(values, 0.95):.3f} | "
+                     f"{'' if name == OURS else f'{median:+.3f}'} | "
+                     f"{'' if name == OURS else len(diffs)} | {within} |")
+    lines += ["", "Per recording, median final latency (paired median difference from ours):",
+              "", "| recording | " + " | ".join(f"`{n}`" for n in routes) + " |",
+              "|---|" + "---|" * len(routes)]
+    for rec in ids:
+        cells = []
+        for name in routes:
+            values = [x for (r, _), got in runs[name].items() if r == rec for x in got]
+            cell = f"{percentile(values, 0.5):.3f} s ({len(values)})"
+            if name != OURS:
+                diffs = paired(runs, name, rec)
+                cell += f", {statistics.median(diffs) * 1000:+.0f} ms" if diffs else ", unpaired"
+            cells.append(cell)
+        lines.append(f"| {rec} | " + " | ".join(cells) + " |")
+    lines += ["", "Latency is PROTOCOL.md's: receipt of a final minus the wall clock at which "
+              "the audio at its end was sent (Deepgram: `start + duration` of an `is_final` "
+              "Results; OpenAI: `audio_end_ms` of the item's `speech_stopped`). *Paired*: for "
+              "each recording and round where a route said as many finals as ours, the "
+              "difference final by final, so that how long each utterance takes to decode "
+              "cancels out. The three routes run the same LiveSession; what differs is the "
+              "wire format (JSON per event, base64 audio for OpenAI) and, for OpenAI, 24 kHz "
+              "audio resampled to 16 kHz.", ""]
     return "\n".join(lines)
 
 
@@ -249,14 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     missing = [i for i in args.ids if i not in known]
     if missing:
         raise SystemExit(f"not in shared/speech/manifest.tsv: {', '.join(missing)}")
+    load_before = f"{os.getloadavg()[0]:.1f}"
     port = free_port()
     server = start_server(port, args.model)
     try:
-        latencies = asyncio.run(measure(f"ws://127.0.0.1:{port}", args.ids, args.rounds))
+        runs = asyncio.run(measure(f"ws://127.0.0.1:{port}", args.ids, args.rounds))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(20)
-    section = render(latencies, args.ids, args.rounds, args.model)
+    command = " ".join(["python bench/compat_latency.py",
+                        *(sys.argv[1:] if argv is None else argv)])
+    section = render(runs, args.ids, args.rounds, args.model, load_before, command)
     print(section)
     if args.write:
         write_section(BENCH_DIR / "RESULTS.md", section)
