@@ -12,9 +12,9 @@ class DecodeOptions(DecodeThresholds):
     """The thresholds are the policy's: the server passes `PolicyOptions`' on (one setting)."""
 
     final_beam_size: int = 5
-    # When the scheduler is a round of finals behind (request.effort "busy"): beam 2 keeps
-    # most of beam 5's accuracy for less decoder time (bench/load_bench.py).
-    busy_final_beam_size: int = 2
+    # When the scheduler is a round of finals behind (request.effort "busy", off unless
+    # scheduler.busy_finals_per_worker is set): greedy, the one beam that saves time here.
+    busy_final_beam_size: int = 1
     partial_beam_size: int = 1  # greedy: partials are replaced within half a second anyway
     # Fallback temperatures for finals that look like loops or gibberish; partials never retry.
     final_temperatures: tuple[float, ...] = (0.0, 0.4, 0.8)

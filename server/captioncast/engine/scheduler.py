@@ -39,8 +39,11 @@ class Budgets:
     # already known go first, and under load many speculations are cancelled unqueued.
     speculative_s: float = 0.8
     # With more live finals than this per worker waiting behind the one taken, finals are
-    # decoded with less effort (a narrower beam) until the backlog clears; 0: never.
-    busy_finals_per_worker: float = 1.0
+    # decoded with less effort (decode.busy_final_beam_size) until the backlog clears.
+    # Off (0) by default: on 2 cores, 16 streams, beam 2 changed nothing and beam 1 cut
+    # final latency by a fifth for 9 % more errors (bench/RESULTS.md, load); an operator
+    # who would rather have that trade sets it to 1.
+    busy_finals_per_worker: float = 0.0
 
     def of(self, request: DecodeRequest) -> float:
         if request.kind != "final":

@@ -3,7 +3,7 @@
 import asyncio
 
 from captioncast.core.decoding import DecodeRequest, DecodeResult
-from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.engine.scheduler import Budgets, DecodeScheduler
 from tests.support.scheduler_sim import (
     FakeClock,
     SteppedBatchDecoder,
@@ -78,7 +78,9 @@ async def test_a_speculative_final_waits_behind_finals_already_known() -> None:
 
 async def test_finals_are_decoded_with_less_effort_while_a_round_of_them_waits() -> None:
     decoder = SteppedDecoder()
-    async with DecodeScheduler(decoder, workers=1, clock=FakeClock()) as scheduler:
+    budgets = Budgets(busy_finals_per_worker=1.0)
+    async with DecodeScheduler(decoder, workers=1, clock=FakeClock(),
+                               budgets=budgets) as scheduler:
         first = scheduler.submit("a", request(1, "final"))
         await settle(scheduler, decoder)
         backlog = [scheduler.submit(f"s{i}", request(i, "final")) for i in (2, 3, 4)]
