@@ -347,8 +347,9 @@ def render(rows: list[dict[str, Any]], idle: list[dict[str, Any]], admission: Ad
            meta: dict[str, Any]) -> str:
     f = sb.fmt
     lines = [
-        SECTION, "",
-        f"- Date: {meta['date']}; machine: {meta['nproc']} CPUs, {sb.cpu_model()} (load "
+        meta["section"], "",
+        f"- Date: {meta['date']}; commit {meta['commit']}; machine: {meta['nproc']} CPUs, "
+        f"{sb.cpu_model()} (load "
         f"average {meta['load_before']} before the runs); model {meta['model']}; server "
         f"defaults otherwise ({meta['workers']})",
         f"- Each stream: about {meta['seconds']:.0f} s of different English recordings of "
@@ -437,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="8 speakers with this many silent sessions beside, and without")
     parser.add_argument("--solo-speed", type=float, default=4.0)
     parser.add_argument("--no-solo", action="store_true", help="skip the streams alone")
+    parser.add_argument("--section", default=SECTION, help="the RESULTS.md heading to replace")
     parser.add_argument("--offline-cache", type=Path,
                         help="keep the offline pass's texts here between runs (JSON)")
     parser.add_argument("--model", default="tiny.en")
@@ -500,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before, "silent": args.silent, "solo_speed": args.solo_speed,
         "seconds": statistics.fmean(p.seconds for p in plans),
         "workers": " ".join(args.server_arg) or "decode workers: min(2, cores)",
+        "section": args.section, "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            cwd=sb.REPO_ROOT).stdout.strip() or "unknown",
         "max_load": 0.7, "command": " ".join(["python bench/load_bench.py",
                                               *(sys.argv[1:] if argv is None else argv)]),
     }

@@ -107,17 +107,22 @@ class Segmenter:
         self._pending = np.concatenate([self._pending, audio]) if len(self._pending) else audio
         boundaries: list[Boundary] = []
         n_frames = len(self._pending) // self.frame_len
-        for i in range(n_frames):
-            frame = self._pending[i * self.frame_len : (i + 1) * self.frame_len]
-            boundaries.extend(self._frame(frame))
+        if n_frames:
+            # Energy and 16-bit samples for all the chunk's frames at once: a silent
+            # session's cost is this loop, and numpy per 20 ms frame made it 5x dearer.
+            frames = self._pending[: n_frames * self.frame_len].reshape(n_frames, -1)
+            rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+            loud = rms >= self.options.min_onset_rms / 4  # quieter is never speech
+            pcm = (np.clip(frames, -1.0, 1.0) * 32767).astype("<i2") if loud.any() else None
+            for i in range(n_frames):
+                voiced = bool(loud[i]) and pcm is not None and self._vad.is_speech(
+                    pcm[i].tobytes(), MODEL_SAMPLE_RATE)
+                boundaries.extend(self._frame(frames[i], float(rms[i]), voiced))
         self._pending = self._pending[n_frames * self.frame_len :].copy()
         return boundaries
 
-    def _frame(self, frame: np.ndarray) -> list[Boundary]:
+    def _frame(self, frame: np.ndarray, rms: float, voiced: bool) -> list[Boundary]:
         opts = self.options
-        pcm = (np.clip(frame, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
-        voiced = rms >= opts.min_onset_rms / 4 and self._vad.is_speech(pcm, MODEL_SAMPLE_RATE)
         start = self.position
         self.position += self.frame_len
         self._voiced.append(voiced)

@@ -28,6 +28,7 @@ from captioncast.errors import Overloaded
 PRIOR_COST_PER_AUDIO_S = 0.15
 WINDOW_S = 60.0
 MAX_LAG_S = 2.0  # a live decode waiting this long means the machine is already late
+WAIT_WINDOW_S = 20.0  # the finals' recent queue waits: what "late" means now
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,12 @@ class CapacityOptions:
     # that it is not asked again (and refused) at every breath.
     speech_grace_s: float = 5.0
     retry_after_s: float = 10.0  # what a refusal tells a client to wait, at least
+    # The cost estimate counts decode time only, not what the event loop, the VAD of many
+    # sessions or a neighbour take from the cores: so a new speaker is also refused while
+    # the live finals of the last WAIT_WINDOW_S waited this long in the queue (90th
+    # percentile), since another speaker would make them later still (bench/RESULTS.md,
+    # load: 10 admitted by the estimate, with finals p95 3-5 s).
+    max_final_wait_s: float = 0.75
 
 
 class Decision(enum.Enum):
@@ -79,14 +86,17 @@ class CapacityMeter:
         self._cost = PRIOR_COST_PER_AUDIO_S
         self._measured = False
         self._busy: deque[tuple[float, float]] = deque()  # (finished at, decode seconds)
+        self._waits: deque[tuple[float, float]] = deque()  # live finals: (finished at, waited)
 
     @property
     def enabled(self) -> bool:
         return self.options.max_load > 0
 
-    def record(self, kind: str, audio_s: float, decode_s: float) -> None:
+    def record(self, kind: str, audio_s: float, decode_s: float, waited_s: float = 0.0) -> None:
         now = self._clock()
         self._busy.append((now, decode_s))
+        if kind == "final":
+            self._waits.append((now, waited_s))
         self._trim(now)
         if kind != "final" or audio_s < 0.5:
             return
@@ -99,6 +109,20 @@ class CapacityMeter:
     def _trim(self, now: float) -> None:
         while self._busy and self._busy[0][0] < now - WINDOW_S:
             self._busy.popleft()
+        while self._waits and self._waits[0][0] < now - WAIT_WINDOW_S:
+            self._waits.popleft()
+
+    def recent_final_wait(self) -> float:
+        """The 90th percentile of the live finals' queue waits over the last WAIT_WINDOW_S."""
+        self._trim(self._clock())
+        if not self._waits:
+            return 0.0
+        waits = sorted(w for _, w in self._waits)
+        return waits[min(len(waits) - 1, math.ceil(0.9 * len(waits)) - 1)]
+
+    def _finals_wait(self) -> bool:
+        bound = self.options.max_final_wait_s
+        return bound > 0 and self.recent_final_wait() > bound
 
     def _streams(self, load: float) -> int | None:
         if not self.enabled:
@@ -141,16 +165,24 @@ class CapacityMeter:
         soft, hard = self.capacity(), self.hard_capacity()
         if soft is None or hard is None:
             return Decision.SPEAK
-        if speaking > hard or lag_s > self.options.max_lag_s:
+        # The finals that waited were others': with nobody else speaking, none get later.
+        if speaking > hard or lag_s > self.options.max_lag_s or (
+                speaking > 1 and self._finals_wait()):
             return Decision.REFUSE
         return Decision.SHED if speaking > soft else Decision.SPEAK
 
     def refusal(self, speaking: int, lag_s: float) -> AtCapacity:
         """The error a refused speaker is told, with when to try again."""
         retry = self.retry_after(lag_s)
-        why = (f"the decoders are behind by {lag_s:.1f} s" if lag_s > self.options.max_lag_s
-               else f"{speaking - 1} sessions are speaking, the most whose finals keep up "
-                    f"is {self.hard_capacity()}")
+        wait = self.recent_final_wait()
+        if lag_s > self.options.max_lag_s:
+            why = f"the decoders are behind by {lag_s:.1f} s"
+        elif speaking <= (self.hard_capacity() or 0):
+            why = (f"the finals of the {speaking - 1} sessions speaking already wait "
+                   f"{wait:.1f} s to be decoded")
+        else:
+            why = (f"{speaking - 1} sessions are speaking, the most whose finals keep up "
+                   f"is {self.hard_capacity()}")
         return AtCapacity(f"the server is at capacity: {why}; retry after {retry} s or try "
                           "another server", retry_after_s=retry)
 

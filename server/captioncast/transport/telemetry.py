@@ -143,7 +143,7 @@ class Telemetry:
         m.decoded_audio.labels(kind).inc(request.duration)
         m.decode_busy.labels(kind).inc(seconds)
         if live:
-            self.capacity.record(request.kind, request.duration, seconds)
+            self.capacity.record(request.kind, request.duration, seconds, waited)
 
     # -- what is read back ----------------------------------------------------------------
 

@@ -55,3 +55,21 @@ def test_load_is_the_share_of_decode_time_over_the_window() -> None:
     assert meter.report(lag_s=0.0).load == 0.5  # 60 s of 120 worker-seconds
     clock.now = 61.0
     assert meter.report(lag_s=0.0).load == 0.0
+
+
+def test_a_speaker_is_refused_while_the_live_finals_already_wait() -> None:
+    """The estimate counts decode time only; the finals' queue waits say what it misses."""
+    clock = Clock()
+    meter = CapacityMeter(2, CapacityOptions(max_final_wait_s=0.75), clock=clock)
+    for _ in range(10):
+        meter.record("final", audio_s=5.0, decode_s=0.5, waited_s=0.2)  # capacity 14
+    assert meter.speech_started(5, lag_s=0.0) is Decision.SPEAK
+    for _ in range(5):  # the machine is busier than the decode time says
+        meter.record("final", audio_s=5.0, decode_s=0.5, waited_s=2.5)
+    meter.record("partial", audio_s=5.0, decode_s=0.5, waited_s=9.0)  # partials may wait
+    assert meter.recent_final_wait() == 2.5
+    assert meter.speech_started(5, lag_s=0.0) is Decision.REFUSE
+    assert "already wait 2.5 s" in meter.refusal(5, lag_s=0.0).message
+    assert meter.speech_started(1, lag_s=0.0) is Decision.SPEAK  # nobody else to delay
+    clock.now += 21.0  # the waits are over
+    assert meter.speech_started(5, lag_s=0.0) is Decision.SPEAK
