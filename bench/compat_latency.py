@@ -44,6 +44,10 @@ TRAILING_SILENCE_S = 1.5
 QUIET_S = 2.0  # after the silence: time for the last final before the stream is closed
 DEFAULT_IDS = ("whisper_jfk", "libri_dev_2412-153948-0000", "long_mfa_spontaneous_3")
 SECTION = "## Final latency through the compatible APIs (issue 17)"
+# Every route asks for the same language: a session that names one decodes its finals
+# with the earlier finals' audio in front (core/policy.py, context), one that does not
+# (language detection) without, and that costs more than any wire format does.
+LANGUAGE = "en"
 
 Chunks = list[np.ndarray]  # int16 at 16 kHz
 Stream = Callable[[str, Chunks], Awaitable[list[float]]]
@@ -96,9 +100,12 @@ async def collect(ws: ClientConnection, on_message: Callable[[dict[str, object]]
 
 async def run_stream(url: str, headers: dict[str, str], chunks: Chunks,
                      encode: Callable[[np.ndarray], str | bytes], end_message: str | None,
-                     on_message: Callable[[dict[str, object], Clock], None]) -> None:
+                     on_message: Callable[[dict[str, object], Clock], None],
+                     first: str | None = None) -> None:
     clock = Clock()
     async with connect(url, additional_headers=headers, max_size=None) as ws:
+        if first is not None:
+            await ws.send(first)
         reader = asyncio.create_task(collect(ws, lambda m: on_message(m, clock)))
         await send_realtime(ws, chunks, clock, encode)
         reader.cancel()  # later finals (forced by the end) are not live latency
@@ -115,8 +122,8 @@ async def native(base: str, chunks: Chunks) -> list[float]:
             if latency is not None:
                 out.append(latency)
 
-    await run_stream(f"{base}/v1/stream", {}, chunks, lambda c: c.tobytes(),
-                     '{"type":"eos"}', on)
+    await run_stream(f"{base}/v1/stream?language={LANGUAGE}", {}, chunks,
+                     lambda c: c.tobytes(), '{"type":"eos"}', on)
     return out
 
 
@@ -134,7 +141,7 @@ async def deepgram(base: str, chunks: Chunks) -> list[float]:
                     out.append(latency)
 
     url = (f"{base}/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true"
-           "&punctuate=true")
+           f"&punctuate=true&language={LANGUAGE}")
     await run_stream(url, {"Authorization": "Token bench"}, chunks, lambda c: c.tobytes(),
                      '{"type":"CloseStream"}', on)
     return out
@@ -161,7 +168,12 @@ async def openai(base: str, chunks: Chunks) -> list[float]:
         return json.dumps({"type": "input_audio_buffer.append",
                            "audio": base64.b64encode(at_24k.tobytes()).decode()})
 
-    await run_stream(f"{base}/v1/realtime?intent=transcription", {}, chunks, encode, None, on)
+    session = {"type": "session.update", "session": {"type": "transcription", "audio": {
+        "input": {"format": {"type": "audio/pcm", "rate": 24000},
+                  "transcription": {"model": "gpt-4o-transcribe", "language": LANGUAGE},
+                  "turn_detection": {"type": "server_vad"}}}}}
+    await run_stream(f"{base}/v1/realtime?intent=transcription", {}, chunks, encode, None, on,
+                     first=json.dumps(session))
     return out
 
 
@@ -224,9 +236,9 @@ def paired(runs: Runs, name: str, rec: str | None = None) -> list[float]:
 
 
 def render(runs: Runs, ids: list[str], rounds: int, model: str, load_before: str,
-           command: str) -> str:
+           command: str, section: str = SECTION) -> str:
     routes = list(PROTOCOLS)
-    lines = [SECTION, "",
+    lines = [section, "",
              f"- Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs (load "
              f"average {load_before} before the run); model {model}",
              f"- Recordings: {', '.join(ids)}; {rounds} round(s), one stream at a time, in "
@@ -270,8 +282,9 @@ def render(runs: Runs, ids: list[str], rounds: int, model: str, load_before: str
 
 def write_section(path: Path, section: str) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
+    heading = section.splitlines()[0]
+    if heading in text:
+        head, _, rest = text.partition(heading)
         following = rest.find("\n## ")
         text = head + section + (rest[following + 1:] if following >= 0 else "")
     else:
@@ -285,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    parser.add_argument("--section", default=SECTION, help="the RESULTS.md heading to replace")
     args = parser.parse_args(argv)
     with (SPEECH / "manifest.tsv").open(encoding="utf-8") as f:
         known = {row["id"] for row in csv.DictReader(f, delimiter="\t")}
@@ -301,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         server.wait(20)
     command = " ".join(["python bench/compat_latency.py",
                         *(sys.argv[1:] if argv is None else argv)])
-    section = render(runs, args.ids, args.rounds, args.model, load_before, command)
+    section = render(runs, args.ids, args.rounds, args.model, load_before, command,
+                     args.section)
     print(section)
     if args.write:
         write_section(BENCH_DIR / "RESULTS.md", section)
