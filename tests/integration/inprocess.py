@@ -80,7 +80,7 @@ def held_server(**options: Any) -> Iterator[InProcessServer]:
 
     options.setdefault("capacity", CapacityOptions(max_load=0))  # as conftest.admission_off
     server_options = ServerOptions(port=free_port(), **options)
-    model, workers = load_decoder(server_options)
+    model, plan = load_decoder(server_options)
     decoder = HeldDecoder(model)
     started = threading.Event()
     failure: list[BaseException] = []
@@ -89,7 +89,7 @@ def held_server(**options: Any) -> Iterator[InProcessServer]:
     async def serve() -> None:
         ready, stop = asyncio.Event(), asyncio.Event()
         control.update(loop=asyncio.get_running_loop(), stop=stop)
-        task = asyncio.create_task(run_server(server_options, decoder, workers,
+        task = asyncio.create_task(run_server(server_options, decoder, plan.workers,
                                               started=ready, stop=stop))
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
