@@ -37,6 +37,9 @@ from pathlib import Path
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stream_bench import write_results_md  # bench/ is not a package
+
 BENCH_DIR = Path(__file__).resolve().parent
 SPEECH = BENCH_DIR.parent.parent / "shared" / "speech"
 CHUNK_S = 0.1
@@ -280,18 +283,6 @@ def render(runs: Runs, ids: list[str], rounds: int, model: str, load_before: str
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    heading = section.splitlines()[0]
-    if heading in text:
-        head, _, rest = text.partition(heading)
-        following = rest.find("\n## ")
-        text = head + section + (rest[following + 1:] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--ids", nargs="+", default=list(DEFAULT_IDS))
@@ -319,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                      args.section)
     print(section)
     if args.write:
-        write_section(BENCH_DIR / "RESULTS.md", section)
+        write_results_md(BENCH_DIR / "RESULTS.md", section)
     return 0
 
 
