@@ -2,12 +2,13 @@
 
 Starts `captioncast serve` on a free port and streams the same recordings, in real
 time (100 ms chunks, then 1.5 s of silence so that end-of-speech detection ends the
-last utterance), through each of the three protocols in turn, one stream at a time,
-in a rotating order so that a slow minute of a shared machine does not fall on one
-protocol only. Final latency is PROTOCOL.md's: the wall clock at a final's receipt
-minus the wall clock at which the audio at its end was sent (Deepgram: `start +
-duration` of an `is_final` Results; OpenAI: `audio_end_ms` of the item's
-`speech_stopped`). Finals said after the stream's own end message are not counted.
+last utterance), through each of the three protocols (and ours again with OpenAI's
+24 kHz audio) in turn, one stream at a time, in a rotating order so that a slow
+minute of a shared machine does not fall on one protocol only. Final latency is
+PROTOCOL.md's: the wall clock at a final's receipt minus the wall clock at which the
+audio at its end was sent (Deepgram: `start + duration` of an `is_final` Results;
+OpenAI: `audio_end_ms` of the item's `speech_stopped`). Finals said after the
+stream's own end message are not counted.
 
     python bench/compat_latency.py [--ids whisper_jfk ...] [--rounds 2]
 
@@ -116,7 +117,13 @@ async def run_stream(url: str, headers: dict[str, str], chunks: Chunks,
             await ws.send(end_message)
 
 
-async def native(base: str, chunks: Chunks) -> list[float]:
+def to_24k(chunk: np.ndarray) -> bytes:
+    """OpenAI's rate: the recording upsampled as a client would, then resampled back by us."""
+    upsampled = np.interp(np.arange(0, len(chunk), 16000 / 24000), np.arange(len(chunk)), chunk)
+    return bytes(upsampled.astype("<i2").tobytes())
+
+
+async def native(base: str, chunks: Chunks, rate: int = 16000) -> list[float]:
     out: list[float] = []
 
     def on(message: dict[str, object], clock: Clock) -> None:
@@ -125,9 +132,15 @@ async def native(base: str, chunks: Chunks) -> list[float]:
             if latency is not None:
                 out.append(latency)
 
-    await run_stream(f"{base}/v1/stream?language={LANGUAGE}", {}, chunks,
-                     lambda c: c.tobytes(), '{"type":"eos"}', on)
+    encode: Callable[[np.ndarray], bytes] = (lambda c: c.tobytes()) if rate == 16000 else to_24k
+    await run_stream(f"{base}/v1/stream?language={LANGUAGE}&sample_rate={rate}", {}, chunks,
+                     encode, '{"type":"eos"}', on)
     return out
+
+
+async def native_24k(base: str, chunks: Chunks) -> list[float]:
+    """Ours with OpenAI's audio: what the rate and resampling cost, apart from the protocol."""
+    return await native(base, chunks, 24000)
 
 
 async def deepgram(base: str, chunks: Chunks) -> list[float]:
@@ -166,10 +179,8 @@ async def openai(base: str, chunks: Chunks) -> list[float]:
                     out.append(latency)
 
     def encode(chunk: np.ndarray) -> str:
-        at_24k = np.interp(np.arange(0, len(chunk), 16000 / 24000), np.arange(len(chunk)),
-                           chunk).astype("<i2")
         return json.dumps({"type": "input_audio_buffer.append",
-                           "audio": base64.b64encode(at_24k.tobytes()).decode()})
+                           "audio": base64.b64encode(to_24k(chunk)).decode()})
 
     session = {"type": "session.update", "session": {"type": "transcription", "audio": {
         "input": {"format": {"type": "audio/pcm", "rate": 24000},
@@ -182,7 +193,8 @@ async def openai(base: str, chunks: Chunks) -> list[float]:
 
 OURS = "/v1/stream (ours)"
 PROTOCOLS: dict[str, Stream] = {OURS: native, "/v1/listen (Deepgram)": deepgram,
-                                "/v1/realtime (OpenAI)": openai}
+                                "/v1/realtime (OpenAI)": openai,
+                                "/v1/stream at 24 kHz (ours)": native_24k}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -218,7 +230,7 @@ async def measure(base: str, ids: list[str], rounds: int) -> Runs:
     for round_ in range(rounds):
         for rec in ids:
             chunks = load(rec)
-            for name in names[turn % 3:] + names[:turn % 3]:
+            for name in names[turn % len(names):] + names[:turn % len(names)]:
                 got = await PROTOCOLS[name](base, chunks)
                 runs[name][(rec, round_)] = got
                 print(f"{rec} {name}: {len(got)} finals, median "
@@ -245,7 +257,7 @@ def render(runs: Runs, ids: list[str], rounds: int, model: str, load_before: str
              f"- Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs (load "
              f"average {load_before} before the run); model {model}",
              f"- Recordings: {', '.join(ids)}; {rounds} round(s), one stream at a time, in "
-             "real time, the three routes in rotating order",
+             "real time, the routes in rotating order",
              f"- Command: `{command}`", "",
              "| route | finals | final latency p50 s | p95 s | paired difference from ours, "
              "median s | pairs | within 50 ms |",
@@ -277,9 +289,10 @@ def render(runs: Runs, ids: list[str], rounds: int, model: str, load_before: str
               "Results; OpenAI: `audio_end_ms` of the item's `speech_stopped`). *Paired*: for "
               "each recording and round where a route said as many finals as ours, the "
               "difference final by final, so that how long each utterance takes to decode "
-              "cancels out. The three routes run the same LiveSession; what differs is the "
+              "cancels out. The routes run the same LiveSession; what differs is the "
               "wire format (JSON per event, base64 audio for OpenAI) and, for OpenAI, 24 kHz "
-              "audio resampled to 16 kHz.", ""]
+              "audio resampled to 16 kHz. `/v1/stream at 24 kHz` is ours with that same "
+              "24 kHz audio: what OpenAI's route costs beyond it is the protocol's.", ""]
     return "\n".join(lines)
 
 
