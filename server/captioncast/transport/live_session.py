@@ -92,10 +92,6 @@ class LiveSession:
         self.params = params
         self.ctx = ctx
         language = params.language or options.language
-        if not ctx.multilingual:
-            # An English-only model hears English whatever is asked; naming it lets the
-            # finals take the earlier finals' audio as context (core/policy.py).
-            language = "en"
         self.core = CaptionSession(
             SessionConfig(
                 session_id=session_id,

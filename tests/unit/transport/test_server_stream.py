@@ -93,21 +93,6 @@ async def test_ready_comes_first_with_the_protocols_fields(server: ScriptedServe
     assert "resumed" not in ready and "audio_received" not in ready
 
 
-async def test_an_english_only_model_decodes_a_stream_naming_no_language_as_english(
-        server: ScriptedServer) -> None:
-    # Named, the language lets finals take the earlier finals' audio as context; left to
-    # detection (which an English-only model cannot do), each final would be decoded alone.
-    events, _ = await _speak(server.ws_url + "/v1/stream", _speech())
-    assert events[0]["language"] == "en"
-    finals = {e["utterance"]: e for e in events if e["type"] == "final"}
-    assert len(finals) >= 2
-    requests = [r for r in server.decoder.requests if r.kind == "final"]
-    assert requests and all(r.language == "en" for r in server.decoder.requests)
-    extra = [r.duration - (finals[r.utterance]["end"] - finals[r.utterance]["start"])
-             for r in requests if r.utterance in finals]
-    assert max(extra) > 1.0, extra  # a later final heard earlier speech in front of it
-
-
 async def test_events_are_ordered_numbered_and_end_closes_with_1000(
         server: ScriptedServer) -> None:
     frames = _speech()
