@@ -123,7 +123,7 @@ def to_24k(chunk: np.ndarray) -> bytes:
     return bytes(upsampled.astype("<i2").tobytes())
 
 
-async def native(base: str, chunks: Chunks, rate: int = 16000) -> list[float]:
+async def native(base: str, chunks: Chunks, at_24k: bool = False) -> list[float]:
     out: list[float] = []
 
     def on(message: dict[str, object], clock: Clock) -> None:
@@ -132,7 +132,7 @@ async def native(base: str, chunks: Chunks, rate: int = 16000) -> list[float]:
             if latency is not None:
                 out.append(latency)
 
-    encode: Callable[[np.ndarray], bytes] = (lambda c: c.tobytes()) if rate == 16000 else to_24k
+    rate, encode = (24000, to_24k) if at_24k else (16000, lambda c: c.tobytes())
     await run_stream(f"{base}/v1/stream?language={LANGUAGE}&sample_rate={rate}", {}, chunks,
                      encode, '{"type":"eos"}', on)
     return out
@@ -140,7 +140,7 @@ async def native(base: str, chunks: Chunks, rate: int = 16000) -> list[float]:
 
 async def native_24k(base: str, chunks: Chunks) -> list[float]:
     """Ours with OpenAI's audio: what the rate and resampling cost, apart from the protocol."""
-    return await native(base, chunks, 24000)
+    return await native(base, chunks, at_24k=True)
 
 
 async def deepgram(base: str, chunks: Chunks) -> list[float]:
