@@ -31,11 +31,12 @@ class PolicyOptions(DecodeThresholds):
     # so an unsure one's agreement is no evidence (bench/policy_sim.py, continuous
     # speech: stable words revised by the final 26 % -> 3 % at -0.5, clean read unchanged).
     stable_min_logprob: float = -0.5
-    # Context: a final is decoded with up to this much of the earlier finals' audio in
-    # front of it, their text as the forced prefix, and only the new words kept. Whisper
-    # hears a short utterance alone far worse than inside its sentence, and the encoder
-    # pads every window to `context_window_s` anyway, so the context costs little.
-    context_s: float = 10.0
+    # Context: a final may be decoded with up to this much of the earlier finals' audio in
+    # front of it, their text as the forced prefix, and only the new words kept. Off by
+    # default: it helped in bench/policy_sim.py but hurt live finals (stream_bench,
+    # continuous WER 0.150 without, 0.239 with 10 s): after the forced prefix Whisper
+    # sometimes ends early, dropping an utterance's last words, or says a phrase twice.
+    context_s: float = 0.0
     context_window_s: float = 15.0  # utterance and context together fit the encoder window
     # Force the context's text as the decoder's prefix (else it is only in the prompt and
     # the context's words are cut off by their timings).
