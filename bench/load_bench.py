@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from whisper_normalizer.english import EnglishTextNormalizer
+from scoring import WordNormalizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stream_bench as sb
@@ -308,13 +308,13 @@ def offline_texts(model_spec: str, recordings: list[sb.Recording],
 
 
 def offline_wer(plans: list[StreamPlan], texts: dict[str, str],
-                normalize: EnglishTextNormalizer) -> float:
+                normalize: WordNormalizer) -> float:
     refs = [normalize(p.transcript) for p in plans]
     hyps = [normalize(" ".join(texts[r.id] for r in p.recordings)) for p in plans]
     return sb.corpus_wer(refs, hyps)
 
 
-def score(run: RunResult, normalize: EnglishTextNormalizer,
+def score(run: RunResult, normalize: WordNormalizer,
           alone: list[str] | None = None) -> dict[str, Any]:
     refs = [normalize(s.rec.transcript) for s in run.streams]
     hyps = [normalize(s.hypothesis) for s in run.streams]
@@ -380,7 +380,8 @@ def render(rows: list[dict[str, Any]], idle: list[dict[str, Any]], admission: Ad
         "or word's, end was sent); a word's latency is by identity (the first partial whose "
         "word at that position is the final's word, else the final); p95 by nearest rank "
         "over all streams. WER: corpus WER of each stream's finals against its recordings' "
-        "transcripts, whisper-normalizer EnglishTextNormalizer. *Alone*: the same streams, "
+        "transcripts, whisper-normalizer EnglishTextNormalizer (tokens without a letter or "
+        "digit dropped, `bench/scoring.py`). *Alone*: the same streams, "
         f"each on the server by itself, one after another at {meta['solo_speed']:g}x real "
         "time: the ratio is what the load costs the same audio. *Offline*: faster-whisper "
         "(beam 5) on each whole recording. Server CPU cores: server CPU seconds per wall "
@@ -451,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load_before = f"{os.getloadavg()[0]:.1f}"
     recordings = sb.read_manifest(args.speech_dir, None, None)
-    normalize = EnglishTextNormalizer()
+    normalize = WordNormalizer()
     spread = max([*args.n, 8 if args.idle_run else 1])
     plans = plan_streams(recordings, spread, args.seconds, spread)
     used = {r.id: r for p in plans for r in p.recordings}

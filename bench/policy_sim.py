@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--ids", default="", help="comma-separated recording ids of the subset")
     args = parser.parse_args()
     import jiwer
-    from whisper_normalizer.english import EnglishTextNormalizer
+    from scoring import WordNormalizer
 
     policy: dict[str, Any] = {}
     segmenter: dict[str, Any] = {}
@@ -167,7 +167,7 @@ def main() -> None:
                                                                     **segmenter))
     decoder = WhisperDecoder(resolve_model("tiny.en"), plan_device("cpu", workers=1),
                              options=DecodeOptions(**decode))
-    normalize = EnglishTextNormalizer()
+    normalize = WordNormalizer()
     rows = rows_for(args.subset)
     if args.ids:
         rows = [r for r in rows if r["id"] in args.ids.split(",")]

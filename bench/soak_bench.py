@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
-from whisper_normalizer.english import EnglishTextNormalizer
+from scoring import WordNormalizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stream_bench import (  # bench/ is not a package
@@ -203,7 +203,7 @@ class Minute:
 
 
 def per_minute(result: StreamResult, placed: list[Placed], rss: list[tuple[float, float]],
-               started: float, normalize: EnglishTextNormalizer) -> list[Minute]:
+               started: float, normalize: WordNormalizer) -> list[Minute]:
     sent_audio = [a for a, _ in result.sent_at]
     sent_wall = [w for _, w in result.sent_at]
 
@@ -313,7 +313,8 @@ def render(minutes: list[Minute], s: dict[str, Any]) -> str:
         "time, so the latency is what the server adds, as in real time when it keeps up. "
         "WER: per minute, the exact-transcript recordings whose audio ended in that minute; "
         "each output word goes to the recording its timing falls in; whisper-normalizer's "
-        "EnglishTextNormalizer on both sides. Repeats: for every recording in the stream, the "
+        "EnglishTextNormalizer on both sides (tokens without a letter or digit dropped, "
+        "`bench/scoring.py`). Repeats: for every recording in the stream, the "
         f"{NGRAM}-gram occurrences beyond the first within its output, against the same count "
         "in its reference (references are verbatim, with the speakers' own repetitions). "
         f"RSS: VmRSS every {RSS_EVERY_S:g} s, the last sample of each minute. Per-minute "
@@ -390,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             args.server_log.write_text(server_text)
     loops = sum(int(x) for x in re.findall(r"loops_caught=(\d+)", server_text))
 
-    normalize = EnglishTextNormalizer()
+    normalize = WordNormalizer()
     assign_words(result, placed)
     minutes = per_minute(result, placed, sampler.samples, started, normalize)
     date = dt.date.today().isoformat()

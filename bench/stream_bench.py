@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
-from whisper_normalizer.english import EnglishTextNormalizer
+from scoring import WordNormalizer
 
 from captioncast.core.text import revised_words
 from captioncast_client.audio_files import decode_pcm, rechunk
@@ -299,7 +299,7 @@ class Row:
     results: list[RecordingResult]
 
 
-def row_values(row: Row, normalize: EnglishTextNormalizer) -> dict[str, Any]:
+def row_values(row: Row, normalize: WordNormalizer) -> dict[str, Any]:
     results = row.results
     scored = [(normalize(r.rec.transcript), r) for r in results if not r.rec.approximate]
     scored = [(ref, r) for ref, r in scored if ref.strip()]
@@ -324,7 +324,7 @@ def row_values(row: Row, normalize: EnglishTextNormalizer) -> dict[str, Any]:
     }
 
 
-def render(rows: list[Row], summary: dict[str, Any], normalize: EnglishTextNormalizer) -> str:
+def render(rows: list[Row], summary: dict[str, Any], normalize: WordNormalizer) -> str:
     s = summary
     table = [
         "| phase | recordings | audio s | WER | offline WER | ratio | final p50 | final p95 "
@@ -383,7 +383,8 @@ def render(rows: list[Row], summary: dict[str, Any], normalize: EnglishTextNorma
         "*stable revised*: of the words shown as `stable` in each utterance's last partial, "
         "the share its final changed or dropped (aligned, `core.text.revised_words`). "
         "WER: corpus WER, both sides normalized with whisper-normalizer's "
-        f"EnglishTextNormalizer. Per-recording rows: `{s['tsv']}`.",
+        "EnglishTextNormalizer (tokens without a letter or digit dropped, `bench/scoring.py`). "
+        f"Per-recording rows: `{s['tsv']}`.",
         "",
     ]
     return "\n".join(lines)
@@ -405,7 +406,7 @@ def write_results_md(path: Path, section: str) -> None:
     path.write_text(new, encoding="utf-8")
 
 
-def write_tsv(path: Path, rows: list[Row], normalize: EnglishTextNormalizer) -> None:
+def write_tsv(path: Path, rows: list[Row], normalize: WordNormalizer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = ["phase", "id", "duration_s", "finals", "finals_by_eos", "partials", "errors",
                "final_latency_p50_s", "final_latency_max_s", "word_latency_p50_s",
@@ -494,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     log("stream_bench: server stopped; offline pass")
     offline_pass(args.model, [r for results in measured.values() for r in results])
 
-    normalize = EnglishTextNormalizer()
+    normalize = WordNormalizer()
     rows: list[Row] = []
     for phase, results in measured.items():
         if phase == "3 streams":
