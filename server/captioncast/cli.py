@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from captioncast import config
+from captioncast import allocator, config
 from captioncast import environment as env
 from captioncast_client.commands import (
     EXIT_OK,
@@ -66,6 +66,10 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                       help="admit a new stream only while the measured cost of the finals of "
                            "all live streams stays under this share of decode capacity "
                            "(0: admit up to --max-sessions)")
+    load.add_argument("--allocator", choices=allocator.ALLOCATORS,
+                      **environment.option("ALLOCATOR", "auto"),
+                      help="auto: run on jemalloc where it is installed (libjemalloc2), "
+                           "which keeps memory flat for hours; system: the C library's")
     serve.add_argument("--max-upload-mb", **environment.option("MAX_UPLOAD_MB", "1024"),
                        help="largest file POST /v1/transcribe accepts (413 past it)")
     serve.add_argument("--model-cache", **environment.option("MODEL_CACHE"),
@@ -185,6 +189,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"captioncast: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     _configure_logging(args.log_level)
+    logging.getLogger("captioncast.memory").info("event=allocator name=%s",
+                                                 allocator.describe())
     if settings := config.changed(options):
         logging.getLogger("captioncast.config").info(
             "event=settings %s", " ".join(f"{k}={v}" for k, v in settings.items()))
@@ -212,6 +218,8 @@ def _announce(ready: Ready) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
+        if argv is None and not args.settings:  # the process's own command line
+            allocator.restart_on_jemalloc(args.allocator)
         return _serve(args)
     return HANDLERS[args.command](args)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 PREFIX = "CAPTIONCAST_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVICES = ("auto", "cpu", "cuda")
+ALLOCATORS = ("auto", "system")  # captioncast.allocator
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 T = TypeVar("T")
@@ -107,6 +108,7 @@ flag = checked(_flag, "a yes/no value (1, true, yes, on or 0, false, no, off)")
 days = checked(_non_negative, "a number of days, 0 or more")
 log_level = one_of(LOG_LEVELS, str.upper)
 device = one_of(DEVICES)
+allocator = one_of(ALLOCATORS)
 
 
 # Every variable the CLI reads, with the type that parses it. None: read as text by the
@@ -118,6 +120,7 @@ VARIABLES: Mapping[str, Callable[[str], Any] | None] = {
     "COMPUTE_TYPE": str, "DECODE_WORKERS": non_negative_int,
     "DECODE_BATCH": non_negative_int, "CPU_THREADS": non_negative_int,
     "MAX_SESSIONS": positive, "MAX_LOAD": share, "MAX_UPLOAD_MB": positive, "MODEL_CACHE": Path,
+    "ALLOCATOR": allocator,
     "LOG_LEVEL": log_level, "RESUME_WINDOW_S": seconds, "MAX_SESSION_S": seconds,
     "CHANNEL_HISTORY": positive, "VIEWER_BACKLOG": positive,
     "MQTT": str, "MQTT_PREFIX": str, "MQTT_USERNAME": str, "MQTT_PASSWORD": str,
