@@ -1,10 +1,10 @@
 """The server runs on jemalloc where the system has it.
 
 CTranslate2's buffers for inputs of every length leave glibc's heap fragmented: a
-3-hour soak grew +28.9 % with glibc, while jemalloc, which hands freed pages back
-from a background thread, held +2.3 % over the first hour (bench/RESULTS.md, soak
-and allocator sections). An allocator is chosen before the process starts, so
-`captioncast serve` starts itself again with jemalloc preloaded; without the library
+3-hour soak grew +28.9 % with glibc and +1.1 % with jemalloc, which hands freed pages
+back from a background thread (bench/RESULTS.md, soak and allocator sections). An
+allocator is chosen before the process starts, so `captioncast serve` starts itself
+again with jemalloc preloaded; without the library
 (`apt install libjemalloc2`) it runs on glibc and the decoder trims glibc's heap
 instead (engine/native_memory.py).
 """

@@ -17,11 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from captioncast.allocator import preloaded
+
 
 def _glibc_malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, unless another allocator is preloaded (it would not help)."""
-    if "jemalloc" in os.environ.get("LD_PRELOAD", "") or \
-            "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+    if preloaded(os.environ):
         return None
     name = ctypes.util.find_library("c")
     if name is None:
