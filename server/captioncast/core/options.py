@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from captioncast.core.coverage import CoverageOptions
 from captioncast.core.decoding import DecodeThresholds
 from captioncast.core.repetition import LoopOptions
 from captioncast.core.segmenter import SegmenterOptions
@@ -46,6 +47,7 @@ class PolicyOptions(DecodeThresholds):
     final_keeps_stable: bool = False
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
     loops: LoopOptions = field(default_factory=LoopOptions)
+    coverage: CoverageOptions = field(default_factory=CoverageOptions)
 
 
 @dataclass(frozen=True)

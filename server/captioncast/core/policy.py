@@ -22,6 +22,7 @@ import numpy as np
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.buffer import AudioBuffer
 from captioncast.core.context import Context, choose_context, context_audio, without_context
+from captioncast.core.coverage import find_gap, merge_gap
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.finals import FinalJudge
 from captioncast.core.options import PolicyOptions, SessionConfig
@@ -33,7 +34,7 @@ from captioncast.core.segmenter import (
     SpeechResume,
     SpeechStart,
 )
-from captioncast.core.text import clean
+from captioncast.core.text import clean, prompt_tail
 from captioncast.core.utterance import OpenUtterance, PendingFinal, Speculation
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.events import End, Error, Event, Partial, Ready, Sequencer
@@ -69,6 +70,9 @@ class CaptionSession:
         self.finished = False
         self.partials_sent = 0
         self.shedding = False  # a saturated server: finals only (shed_partials)
+        # Finals whose words skipped voice, decoded again there; and those it put words back in.
+        self.gaps_asked = 0
+        self.gaps_filled = 0
 
     # -- inputs -----------------------------------------------------------------
 
@@ -204,6 +208,10 @@ class CaptionSession:
                 pending.result = without_context(result, pending.context,
                                                  self.options.context_prefix)
                 return self._emit_ready_finals()
+            if pending.gap_request == request_id:
+                pending.gap_request = 0
+                self._fill_gap(pending, result)
+                return self._emit_ready_finals()
         return []
 
     def on_failure(self, request_id: int, message: str) -> list[Action]:
@@ -218,6 +226,9 @@ class CaptionSession:
         for pending in self._finals.values():
             if pending.request_id == request_id:
                 pending.failed = message
+                return self._emit_ready_finals()
+            if pending.gap_request == request_id:
+                pending.gap_request = 0  # the final goes out with what its decode heard
                 return self._emit_ready_finals()
         return []
 
@@ -427,6 +438,8 @@ class CaptionSession:
         # silence (200 muted microphones would otherwise hold 128 MB of it).
         starts = [f.start for f in self.history] + [p.start for p in self._finals.values()]
         keep = min((s for s in starts if s >= floor - room), default=floor)
+        # A pending final's audio may be decoded again where its words skipped speech.
+        keep = min([keep, *(p.audio_start for p in self._finals.values())])
         self._buffer.forget_before(max(0, min(keep, floor)))
 
     # -- finals -------------------------------------------------------------------
@@ -441,6 +454,49 @@ class CaptionSession:
         pending.request_id, pending.audio, pending.context = request.request_id, None, context
         return request
 
+    def _gap_request(self, pending: PendingFinal) -> DecodeRequest | None:
+        """A decode of the voice the final's words skipped, if they skipped any."""
+        opts = self.options.coverage
+        result = pending.result
+        if not opts.enabled or result is None or pending.failed is not None:
+            return None
+        words = result.words
+        if len(words) != len(clean(result.text).split()):
+            return None  # no timings to tell what the text covers
+        duration = (pending.audio_end - pending.audio_start) / MODEL_SAMPLE_RATE
+        gap = find_gap(words, pending.voiced, self._judge.frame_s, duration, opts)
+        if gap is None or self._judge.is_hallucination(result,
+                                                       self._judge.voiced_s(pending.voiced)):
+            return None
+        lo = pending.audio_start + int(gap.start * MODEL_SAMPLE_RATE)
+        hi = pending.audio_start + int(gap.end * MODEL_SAMPLE_RATE)
+        lo = max(lo, self._buffer.start)
+        if hi - lo < int(opts.min_voiced_s * MODEL_SAMPLE_RATE):
+            return None
+        audio = self._buffer.slice(lo, min(hi, self._buffer.end))
+        if gap.end * MODEL_SAMPLE_RATE >= pending.audio_end - pending.audio_start:
+            audio = np.concatenate([audio, np.zeros(self._tail(), np.float32)])
+        # What came before the gap is its prompt; a skipped head gets none, since the
+        # prompt may be what led the decoder past it.
+        said = clean(result.text).split()[: gap.before]
+        prompt = prompt_tail([self.config.prompt, " ".join(said)], self.options.prompt_chars)
+        self._next_request += 1
+        pending.gap = gap
+        pending.gap_request = self._next_request
+        self.gaps_asked += 1
+        return DecodeRequest(
+            request_id=self._next_request, kind="final", utterance=pending.index,
+            audio=audio, prompt=prompt, language=self.config.language,
+            task=self.config.task, word_timestamps=True,
+        )
+
+    def _fill_gap(self, pending: PendingFinal, heard: DecodeResult) -> None:
+        gap, result = pending.gap, pending.result
+        if gap is None or result is None or self._judge.is_hallucination(heard, gap.voiced_s):
+            return
+        pending.result = merge_gap(result, gap, heard)
+        self.gaps_filled += 1
+
     def _emit_ready_finals(self) -> list[Action]:
         actions: list[Action] = []
         while self._finals:
@@ -449,6 +505,13 @@ class CaptionSession:
                 actions.append(self._ask(pending))
                 break
             if pending.result is None and pending.failed is None:
+                break
+            if not pending.coverage_checked:
+                pending.coverage_checked = True
+                gap_request = self._gap_request(pending)
+                if gap_request is not None:
+                    actions.append(gap_request)
+            if pending.gap_request:
                 break
             del self._finals[pending.index]
             if pending.failed is not None:

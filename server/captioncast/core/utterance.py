@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from captioncast.core.context import Context
+from captioncast.core.coverage import Gap
 from captioncast.core.decoding import DecodeResult
 from captioncast.core.text import agreed_prefix
 
@@ -77,3 +78,8 @@ class PendingFinal:
     audio: np.ndarray | None = None  # from `audio_from` (context room) to the end, padded
     audio_from: int = 0
     context: Context = field(default_factory=Context)
+    # Voice the decode's words do not cover, decoded again alone (core/coverage.py).
+    coverage_checked: bool = False
+    gap: Gap | None = None
+    gap_request: int = 0  # 0: none asked for, or its answer is in
+

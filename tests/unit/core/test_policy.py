@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
+from captioncast.core.coverage import CoverageOptions
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.policy import CaptionSession
 from captioncast.errors import BadAudio
@@ -250,7 +251,9 @@ class _ContextDecoder(ScriptedDecoder):
 
 def test_a_final_hears_the_earlier_finals_audio_and_keeps_only_its_own_words() -> None:
     decoder = _ContextDecoder()
-    options = PolicyOptions(context_s=10.0, context_prefix=True)
+    # its words cover only the end of each utterance: coverage would decode the rest again
+    options = PolicyOptions(context_s=10.0, context_prefix=True,
+                            coverage=CoverageOptions(enabled=False))
     session = CaptionSession(SessionConfig(session_id="s", model="m", language="en",
                                            interim=False, words=False), options)
     driver = Driver(session, decoder)
