@@ -29,6 +29,10 @@ class FinalJudge:
         # Words shown as `stable` in a partial, and those of them the final changed.
         self.stable_words_shown = 0
         self.stable_words_revised = 0
+        # Flicker: words a partial put on screen that the next partial or the final changed
+        # or took away, and the words partials showed.
+        self.shown_words = 0
+        self.shown_words_changed = 0
 
     def voiced_s(self, voiced: np.ndarray) -> float:
         """Seconds of voice in a VAD mask."""
@@ -42,7 +46,8 @@ class FinalJudge:
         return is_hallucination(result, voiced_s, no_speech_threshold=opts.no_speech_threshold,
                                 log_prob_threshold=opts.log_prob_threshold,
                                 compression_ratio_threshold=ratio,
-                                short_speech_s=opts.short_speech_s)
+                                short_speech_s=opts.short_speech_s,
+                                max_words_per_voiced_s=opts.max_words_per_voiced_s)
 
     def final(self, pending: PendingFinal, seq: int) -> Final:
         """The final event of an ended utterance whose decode is done (or failed)."""
@@ -64,6 +69,7 @@ class FinalJudge:
                 text = ""  # the whole utterance's decode heard no speech: it decides
         text, words = self._guard_loops(pending, text, words)
         self._count_revisions(pending.shown_stable, text)
+        self.shown_words_changed += revised_words(pending.shown.split(), text.split())
         self.finals_sent += 1
         offset = pending.audio_start / MODEL_SAMPLE_RATE
         wire_words = tuple(
@@ -83,6 +89,13 @@ class FinalJudge:
             words=wire_words,
             include_words=self.config.words,
         )
+
+    def count_shown(self, shown: str, replacement: str) -> None:
+        """A partial or final replaced `shown` on screen with `replacement`."""
+        before, after = shown.split(), replacement.split()
+        self.shown_words_changed += revised_words(before, after)
+        if after[: len(before)] != before or len(after) > len(before):
+            self.shown_words += max(0, len(after) - agreed_prefix(before, after))
 
     def _count_revisions(self, shown_stable: str, final_text: str) -> None:
         """Words a display held still that the final changed (case and punctuation aside)."""

@@ -9,16 +9,22 @@ from captioncast.core.decoding import DecodedWord, DecodeResult
 
 def is_hallucination(result: DecodeResult, voiced_s: float, *, no_speech_threshold: float,
                      log_prob_threshold: float, compression_ratio_threshold: float,
-                     short_speech_s: float) -> bool:
-    """Whisper's own no-speech and loop rules, with one change for very short speech.
+                     short_speech_s: float, max_words_per_voiced_s: float = 0.0) -> bool:
+    """Whisper's own no-speech and loop rules, with two changes for very short speech.
 
     On a breath or a click (a fraction of a second of "speech"), tiny.en often says
     "Thank you." with a high no-speech probability but a confident-looking log-prob, so
     for utterances shorter than `short_speech_s` the no-speech probability alone decides.
+    And more words than the voice could hold are not speech at all: after a client's
+    flush (Deepgram's `Finalize`) a breath of 0.1 s opened an utterance that came out
+    "Thank you very much." with a no-speech probability of only 0.44.
     """
     silent = result.no_speech_prob > no_speech_threshold and (
         result.avg_logprob < log_prob_threshold or voiced_s < short_speech_s
     )
+    if max_words_per_voiced_s > 0 and voiced_s < short_speech_s:
+        words = len(result.text.split())
+        silent = silent or words > 1 + voiced_s * max_words_per_voiced_s
     return silent or result.compression_ratio > compression_ratio_threshold
 
 

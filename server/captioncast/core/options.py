@@ -21,6 +21,9 @@ class PolicyOptions(DecodeThresholds):
     # "Thank you." with a high no-speech probability but a confident-looking log-prob, so
     # for utterances this short the no-speech probability alone decides.
     short_speech_s: float = 1.0
+    # ... and a decode of it with more words than 1 + this many per second of voice is no
+    # speech (fast talkers say about 6 words in a second of voice).
+    max_words_per_voiced_s: float = 7.0
     word_vad_margin_s: float = 0.2  # word timings are approximate; allow this much slack
     # `stable`: a word must be agreed by this many consecutive partial hypotheses, and
     # this many words at the end of a hypothesis are never stable (the audio may end
@@ -32,6 +35,9 @@ class PolicyOptions(DecodeThresholds):
     # so an unsure one's agreement is no evidence (bench/policy_sim.py, continuous
     # speech: stable words revised by the final 26 % -> 3 % at -0.5, clean read unchanged).
     stable_min_logprob: float = -0.5
+    # A partial shows its hypothesis less this many last words that are not yet `stable`
+    # (at least one word while nothing is stable, so a caption starts at once).
+    partial_holdback_words: int = 0
     # Context: a final may be decoded with up to this much of the earlier finals' audio in
     # front of it, their text as the forced prefix, and only the new words kept. Off by
     # default: it helped in bench/policy_sim.py but hurt live finals (stream_bench,

@@ -130,6 +130,16 @@ class CaptionSession:
         return self._judge.stable_words_revised
 
     @property
+    def shown_words(self) -> int:
+        """Words partials put on screen ..."""
+        return self._judge.shown_words
+
+    @property
+    def shown_words_changed(self) -> int:
+        """... and those a later partial or the final changed or took away: flicker."""
+        return self._judge.shown_words_changed
+
+    @property
     def open_utterance(self) -> int | None:
         """The index of the utterance being spoken, if one is open."""
         return None if self._open is None else self._open.index
@@ -306,11 +316,19 @@ class CaptionSession:
         sure = result.avg_logprob >= opts.stable_min_logprob
         new_words = open_.hear(text[len(open_.stable):].split(),
                                opts.stable_agreement if sure else 0, opts.stable_holdback_words)
+        # The last words of a hypothesis change most from one decode to the next (the audio
+        # may end inside them): a display that waits for them changes less.
+        hold = opts.partial_holdback_words
+        if hold and len(new_words) > hold:
+            new_words = new_words[: len(new_words) - hold]
+        elif hold:
+            new_words = new_words[:1] if not open_.stable else []
         full = " ".join([*open_.stable.split(), *new_words])
         if self._finals or not full:
             return []  # an earlier utterance's final goes out first; a later partial replaces this
         self.partials_sent += 1
-        open_.shown_stable = open_.stable
+        self._judge.count_shown(open_.shown, full)
+        open_.shown_stable, open_.shown = open_.stable, full
         return [
             Partial(
                 self._seq.next(),
@@ -396,7 +414,7 @@ class CaptionSession:
                 open_.shown_stable, voiced, speculation.request_id,
                 None if result is None
                 else without_context(result, speculation.context, self.options.context_prefix),
-                context=speculation.context,
+                context=speculation.context, shown=open_.shown,
             )
         else:
             if speculation is not None and not speculation.done:
@@ -410,6 +428,7 @@ class CaptionSession:
             pending = PendingFinal(
                 open_.index, open_.start, speech_end, open_.start, audio_end, prefix,
                 open_.shown_stable, voiced, 0, audio=audio, audio_from=audio_from,
+                shown=open_.shown,
             )
             # Finals are decoded in order, each prompted with the text of those before it,
             # so a file sent faster than real time is captioned as well as a live one.

@@ -39,6 +39,7 @@ class OpenUtterance:
     # Earlier hypotheses' words after `stable`, newest last, for agreement.
     hypotheses: deque[list[str]] = field(default_factory=lambda: deque(maxlen=8))
     shown_stable: str = ""  # `stable` of the last partial sent: what a display holds still
+    shown: str = ""  # the last partial's whole text: what a display shows now
 
     def hear(self, words: list[str], agreement: int, holdback: int) -> list[str]:
         """A partial hypothesis's words after `stable`: those that `agreement` consecutive
@@ -78,6 +79,7 @@ class PendingFinal:
     audio: np.ndarray | None = None  # from `audio_from` (context room) to the end, padded
     audio_from: int = 0
     context: Context = field(default_factory=Context)
+    shown: str = ""  # the last partial's text, which the final replaces on screen
     # Voice the decode's words do not cover, decoded again alone (core/coverage.py).
     coverage_checked: bool = False
     gap: Gap | None = None
