@@ -33,6 +33,8 @@ class FinalJudge:
         # or took away, and the words partials showed.
         self.shown_words = 0
         self.shown_words_changed = 0
+        self.empty_finals = 0  # finals that said nothing (no speech after all)
+        self.final_words = 0  # words the finals said: with the audio's length, a reading rate
 
     def voiced_s(self, voiced: np.ndarray) -> float:
         """Seconds of voice in a VAD mask."""
@@ -71,6 +73,8 @@ class FinalJudge:
         self._count_revisions(pending.shown_stable, text)
         self.shown_words_changed += revised_words(pending.shown.split(), text.split())
         self.finals_sent += 1
+        self.final_words += len(text.split())
+        self.empty_finals += not text
         offset = pending.audio_start / MODEL_SAMPLE_RATE
         wire_words = tuple(
             Word(w.word.strip(), offset + w.start, offset + w.end, w.probability) for w in words
@@ -114,11 +118,14 @@ class FinalJudge:
         verdict = self.guard.check(surface, protected=protected,
                                     duration=(pending.speech_end - pending.start)
                                     / MODEL_SAMPLE_RATE)
-        if verdict.reset_prompt:
+        reset = verdict.reset_prompt or pending.looped
+        if pending.looped and not verdict.looped:
+            self.guard.loops += 1
+        if reset:
             # A loop in the prompt makes the next decode loop too: forget what led to it.
             self.history.clear()
         if not verdict.looped:
-            if not verdict.reset_prompt:
+            if not reset:
                 self.history.add(pending.start, pending.audio_end, text)
             return text, words
         text = " ".join(surface[i] for i in verdict.keep)

@@ -14,7 +14,7 @@ guess, and the words of `stable` it changes are counted.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -34,7 +34,7 @@ from captioncast.core.segmenter import (
     SpeechResume,
     SpeechStart,
 )
-from captioncast.core.text import clean, prompt_tail
+from captioncast.core.text import clean, compression_ratio, prompt_tail
 from captioncast.core.utterance import OpenUtterance, PendingFinal, Speculation
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.events import End, Error, Event, Partial, Ready, Sequencer
@@ -138,6 +138,14 @@ class CaptionSession:
     def shown_words_changed(self) -> int:
         """... and those a later partial or the final changed or took away: flicker."""
         return self._judge.shown_words_changed
+
+    @property
+    def empty_finals(self) -> int:
+        return self._judge.empty_finals
+
+    @property
+    def final_words(self) -> int:
+        return self._judge.final_words
 
     @property
     def open_utterance(self) -> int | None:
@@ -480,8 +488,19 @@ class CaptionSession:
         if not opts.enabled or result is None or pending.failed is not None:
             return None
         words = result.words
-        if len(words) != len(clean(result.text).split()):
+        surface = clean(result.text).split()
+        if len(words) != len(surface):
             return None  # no timings to tell what the text covers
+        # A loop's repeats lie over real voice that the loop guard will cut them from: the
+        # loop is cut here, so that the voice under it is heard again ("some more word,
+        # word, word, word" said five times came out nine, and was cut to one).
+        keep = collapse_loops(surface, self.options.loops)
+        if len(keep) < len(surface):
+            words = tuple(words[i] for i in keep)
+            result = pending.result = replace(
+                result, text=" ".join(surface[i] for i in keep), words=words,
+                compression_ratio=compression_ratio(" ".join(surface[i] for i in keep)))
+            pending.looped = True
         duration = (pending.audio_end - pending.audio_start) / MODEL_SAMPLE_RATE
         gap = find_gap(words, pending.voiced, self._judge.frame_s, duration, opts)
         if gap is None or self._judge.is_hallucination(result,

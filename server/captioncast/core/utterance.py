@@ -84,4 +84,5 @@ class PendingFinal:
     coverage_checked: bool = False
     gap: Gap | None = None
     gap_request: int = 0  # 0: none asked for, or its answer is in
+    looped: bool = False  # its decode looped and was cut before the gap was looked for
 
