@@ -72,7 +72,8 @@ def add_commands(commands: Any, environment: env.Environment) -> None:
     transcribe.add_argument("file", type=Path, help="audio file in any format FFmpeg reads")
     _server_option(transcribe, environment)
     _access_options(transcribe, environment)
-    transcribe.add_argument("--format", choices=("text", "json", "srt", "vtt"), default="text")
+    transcribe.add_argument("--format", choices=("text", "txt", "json", "srt", "vtt"),
+                            default="text", help="text (or txt), json, srt or vtt")
     transcribe.add_argument("-o", "--output", type=Path, default=None,
                             help="write here instead of standard output")
     transcribe.add_argument("--language", default=None, help="ISO 639-1 code or auto")
@@ -283,7 +284,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    text = render(transcript, args.format)
+    text = render(transcript, "text" if args.format == "txt" else args.format)
     if args.output is not None:
         args.output.write_text(text, encoding="utf-8")
         print(f"captioncast: wrote {args.output}", file=sys.stderr)
