@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.http11 import Request
@@ -13,6 +12,7 @@ from websockets.http11 import Request
 from captioncast.core.params import parse_channel_name, parse_viewer_params
 from captioncast.errors import BadRequest
 from captioncast.protocol.captions import render_srt, render_vtt
+from captioncast.transport.channel_entries import channel_state, live_first
 from captioncast.transport.context import ServerContext
 from captioncast.transport.responses import (
     HttpResponse,
@@ -72,17 +72,6 @@ def caption_file(ctx: ServerContext, request: Request) -> HttpResponse:
                              "text/vtt; charset=utf-8")
     return body_response(200, render_srt(cues).encode(),
                          "application/x-subrip; charset=utf-8")
-
-
-def channel_state(live: bool, last_active: float | None) -> str:
-    """`live` (a speaker now, here or on another node), `ended` (one spoke, none speaks
-    now), or `new` (outputs set up for it, nobody has spoken yet)."""
-    return "live" if live else "ended" if last_active is not None else "new"
-
-
-def live_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Live channels first, each part by name (pages are ranges of names: `after`)."""
-    return sorted(entries, key=lambda e: (e["state"] != "live", e["channel"]))
 
 
 def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:

@@ -24,6 +24,7 @@ from captioncast.store import ChannelInfo, StoredFinal, StoreError
 from captioncast.store.base import MAX_PAGE
 from captioncast.transport import pages
 from captioncast.transport.archive import Archive, as_event
+from captioncast.transport.channel_entries import channel_state, live_first
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.responses import (
@@ -160,7 +161,7 @@ async def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
                            if (after is None or name > after)
                            and (page.next_after is None or name <= page.next_after)}
     body: dict[str, object] = {
-        "channels": pages.live_first([_entry(ctx, n, stored.get(n)) for n in names])}
+        "channels": live_first([_entry(ctx, n, stored.get(n)) for n in names])}
     if page.next_after is not None:
         body["next_after"] = page.next_after
     return json_response(200, body)
@@ -178,7 +179,7 @@ def _entry(ctx: ServerContext, name: str, info: ChannelInfo | None) -> dict[str,
         "channel": name,
         "live": live,
         "live_elsewhere": live_elsewhere,
-        "state": pages.channel_state(live or live_elsewhere, last_active),
+        "state": channel_state(live or live_elsewhere, last_active),
         "last_active": last_active,
         "viewers": len(channel.viewers) if channel is not None else 0,
         "utterances": channel.log.utterances if channel is not None else 0,
