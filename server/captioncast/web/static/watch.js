@@ -60,8 +60,12 @@ async function describeChannel() {
     say($("empty"), `Nobody is speaking on “${channel}” yet. Keep this page open: captions appear `
       + "here by themselves as soon as someone does, and this link is the one to share with "
       + "your readers. ", ...speak);
+  } else if (info === undefined) {  // the server did not say (a token, a later page)
+    setState("open", `Connected to ${channel}`);
+    say($("empty"), `Waiting for captions on “${channel}”: they appear here by themselves as `
+      + "soon as someone speaks on it. ", ...speak);
   } else {
-    const when = info && info.last_active ? ` (last caption ${ago(info.last_active)})` : "";
+    const when = info.last_active ? ` (last caption ${ago(info.last_active)})` : "";
     setState("open", `${channel}: nobody is speaking now${when}`);
     say($("empty"), `Nobody is speaking on “${channel}” now${when}. New captions appear here `
       + "by themselves when someone speaks on it again. ", ...speak);
