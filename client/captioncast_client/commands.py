@@ -18,7 +18,7 @@ from typing import Any
 
 # Stdlib only: the CAPTIONCAST_* table and the argparse types that check its values.
 from captioncast import environment as env
-from captioncast.protocol.events import Event
+from captioncast.protocol.events import Error, Event
 
 DEFAULT_SERVER = "ws://127.0.0.1:8765"
 
@@ -47,7 +47,10 @@ def add_commands(commands: Any, environment: env.Environment) -> None:
         _obs_options(sub, environment)
 
     stream = commands.add_parser("stream", help="caption an audio file, or stdin with -")
-    stream.add_argument("file", help="audio file in any format FFmpeg reads, or - for stdin")
+    stream.add_argument("file", nargs="?", default=None,
+                        help="audio file in any format FFmpeg reads, or - for stdin")
+    stream.add_argument("--demo", action="store_true",
+                        help="stream the bundled 11 s clip (JFK, 1961, public domain) to try it")
     stream.add_argument("--fast", action="store_true",
                         help="send as fast as the server takes it, not at real-time pace")
     stream.add_argument("--raw", action="store_true",
@@ -56,8 +59,10 @@ def add_commands(commands: Any, environment: env.Environment) -> None:
                         help="sample rate of --raw input")
     client_options(stream)
 
-    watch = commands.add_parser("watch", help="print a channel's captions live")
-    watch.add_argument("channel", help="channel name, as given to stream/mic --channel")
+    watch = commands.add_parser("watch", help="print a channel's captions live; with no "
+                                              "name, list the channels")
+    watch.add_argument("channel", nargs="?", default=None,
+                       help="channel name, as given to stream/mic --channel (none: list them)")
     _server_option(watch, environment)
     _access_options(watch, environment)
     watch.add_argument("--since", type=env.non_negative_int, default=None,
@@ -72,7 +77,8 @@ def add_commands(commands: Any, environment: env.Environment) -> None:
     transcribe.add_argument("file", type=Path, help="audio file in any format FFmpeg reads")
     _server_option(transcribe, environment)
     _access_options(transcribe, environment)
-    transcribe.add_argument("--format", choices=("text", "json", "srt", "vtt"), default="text")
+    transcribe.add_argument("--format", choices=("text", "txt", "json", "srt", "vtt"),
+                            default="text", help="text (or txt), json, srt or vtt")
     transcribe.add_argument("-o", "--output", type=Path, default=None,
                             help="write here instead of standard output")
     transcribe.add_argument("--language", default=None, help="ISO 639-1 code or auto")
@@ -81,7 +87,8 @@ def add_commands(commands: Any, environment: env.Environment) -> None:
     transcribe.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     mic = commands.add_parser("mic", help="caption the microphone live")
-    mic.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    mic.add_argument("--list-devices", action="store_true",
+                     help="list input devices (none, if PortAudio finds none) and exit")
     mic.add_argument("--device", default=None, help="input device number or name")
     mic.add_argument("--sample-rate", type=env.positive, default=None,
                      help="capture rate (default: the device's own; the server resamples)")
@@ -159,21 +166,47 @@ def _printer(args: argparse.Namespace) -> Any:
     return CaptionPrinter()
 
 
+class _RefusalOnce:
+    """Hands events on, but holds an `error` that comes before any other event: if it is
+    the refusal that ends the stream, the command says it once, with its hint."""
+
+    def __init__(self, on_event: Callable[[Event], None]) -> None:
+        self.on_event = on_event
+        self.held: Event | None = None
+        self.started = False
+
+    def __call__(self, event: Event) -> None:
+        if not self.started and isinstance(event, Error):
+            self.held = event
+            return
+        self.started = True
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.on_event(held)
+        self.on_event(event)
+
+
 def _run_client(args: argparse.Namespace, source: Any, realtime: bool,
                 sample_rate: int = 16000) -> int:
     from captioncast_client.streaming import ClientError, stream, stream_url
 
     url = stream_url(args.server, **_stream_params(args, sample_rate))
+    said: list[_RefusalOnce] = []
 
     def reconnecting(message: str) -> None:
         print(f"captioncast: {message}", file=sys.stderr, flush=True)
 
+    def run(on_event: Callable[[Event], None]) -> Any:
+        said.append(_RefusalOnce(on_event))
+        return stream(url, source, realtime=realtime, on_event=said[0],
+                      bytes_per_second=2 * sample_rate, access=_access(args),
+                      on_reconnect=reconnecting, keep_partials=False)
+
     try:
-        result = _with_obs(args, lambda on_event: stream(
-            url, source, realtime=realtime, on_event=on_event,
-            bytes_per_second=2 * sample_rate, access=_access(args),
-            on_reconnect=reconnecting, keep_partials=False))
+        result = _with_obs(args, run)
     except ClientError as exc:
+        if said and said[0].held is not None and said[0].held is not exc.event:
+            said[0].on_event(said[0].held)  # an error of its own, then something else failed
         print(f"captioncast: {exc}", file=sys.stderr)
         if exc.result is not None and exc.result.finals:
             _write_files(args, exc.result.finals)  # what was captioned before giving up
@@ -185,6 +218,24 @@ def _run_client(args: argparse.Namespace, source: Any, realtime: bool,
 
 
 def _stream(args: argparse.Namespace) -> int:
+    if args.demo == (args.file is not None):
+        print("captioncast stream: error: give an audio FILE (- for stdin), or --demo for the "
+              "bundled clip; see captioncast stream --help", file=sys.stderr)
+        return EXIT_USAGE
+    if args.demo:
+        from importlib import resources
+
+        with resources.as_file(resources.files("captioncast_client") / DEMO_CLIP) as clip:
+            args.file = str(clip)
+            return _stream_file(args)
+    return _stream_file(args)
+
+
+# John F. Kennedy, 1961, public domain; where it comes from: captioncast_client/clips/README.md
+DEMO_CLIP = "clips/jfk.ogg"
+
+
+def _stream_file(args: argparse.Namespace) -> int:
     from captioncast_client.audio_files import AudioFileError, decode_pcm, raw_pcm, rechunk
 
     chunk = 3200  # 100 ms of 16 kHz 16-bit audio
@@ -219,6 +270,7 @@ def _stream(args: argparse.Namespace) -> int:
 def _mic(args: argparse.Namespace) -> int:
     from captioncast_client.microphone import (
         MicrophoneError,
+        NoInputDevice,
         check_input,
         list_devices,
         microphone_chunks,
@@ -229,7 +281,10 @@ def _mic(args: argparse.Namespace) -> int:
         device = int(device)
     try:
         if args.list_devices:
-            print(list_devices())
+            try:
+                print(list_devices())
+            except NoInputDevice as exc:  # a list of none: nothing on stdout, why on stderr
+                print(f"captioncast: {exc}", file=sys.stderr)
             return EXIT_OK
         rate = check_input(device, args.sample_rate)
     except MicrophoneError as exc:
@@ -248,14 +303,53 @@ def _mic(args: argparse.Namespace) -> int:
     return _run_client(args, capture(), realtime=False, sample_rate=rate)
 
 
-def _watch(args: argparse.Namespace) -> int:
-    from captioncast_client.streaming import ClientError
-    from captioncast_client.viewing import watch
+def _list_channels(args: argparse.Namespace) -> int:
+    """`watch` with no name: the channels, live first, one a line on stdout."""
+    import json
+    import time
 
-    def no_speaker(live: list[str]) -> None:
-        others = f"live now: {', '.join(sorted(live))}" if live else "no channel is live"
-        print(f"captioncast: channel {args.channel!r} has no speaker yet; waiting for one "
-              f"({others}; Ctrl-C to stop)", file=sys.stderr, flush=True)
+    from captioncast_client import channel_lines
+    from captioncast_client.streaming import ClientError
+    from captioncast_client.viewing import list_channels
+
+    if args.since is not None or args.follow or args.obs is not None:
+        print("captioncast watch: error: --since, --follow and --obs need a channel NAME; "
+              "see captioncast watch --help", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        channels = list_channels(args.server, _access(args))
+    except ClientError as exc:
+        print(f"captioncast: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        for c in channels:
+            print(json.dumps({"channel": c.name, "live": c.live, "last_active": c.last_active,
+                              "seq": c.seq}))
+        return EXIT_OK
+    if not channels:
+        print(f"captioncast: {channel_lines.no_channels(args.server)}", file=sys.stderr)
+        return EXIT_OK
+    for line in channel_lines.listing(channels, time.time()):
+        print(line)
+    print("captioncast: watch one with `captioncast watch NAME` (--since 0 replays it from the "
+          "start)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import time
+
+    from captioncast_client import channel_lines
+    from captioncast_client.streaming import ClientError
+    from captioncast_client.viewing import ChannelSummary, watch
+
+    if args.channel is None:
+        return _list_channels(args)
+
+    def no_speaker(channels: list[ChannelSummary]) -> None:
+        line = channel_lines.no_speaker(args.channel, channels, args.since, args.follow,
+                                        time.time())
+        print(f"captioncast: {line}", file=sys.stderr, flush=True)
 
     try:
         _with_obs(args, lambda on_event: watch(
@@ -283,7 +377,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    text = render(transcript, args.format)
+    text = render(transcript, "text" if args.format == "txt" else args.format)
     if args.output is not None:
         args.output.write_text(text, encoding="utf-8")
         print(f"captioncast: wrote {args.output}", file=sys.stderr)

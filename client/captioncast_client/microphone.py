@@ -14,14 +14,21 @@ class MicrophoneError(Exception):
     pass
 
 
+class NoInputDevice(MicrophoneError):
+    """PortAudio works and finds no input device: `--list-devices` lists none."""
+
+
 def _sounddevice() -> Any:
     try:
         import sounddevice
-    except (ImportError, OSError) as exc:  # OSError: PortAudio library missing
+    except ImportError as exc:
+        raise MicrophoneError("microphone capture needs the 'sounddevice' package: "
+                              "pip install 'captioncast[mic]'") from exc
+    except OSError as exc:  # sounddevice is there; the C library it loads is not
         raise MicrophoneError(
-            "microphone capture needs the 'sounddevice' package and PortAudio "
-            "(pip install 'captioncast[mic]'; apt-get install libportaudio2)"
-        ) from exc
+            "microphone capture needs the PortAudio library, which is not installed: "
+            "apt install libportaudio2 (Fedora: dnf install portaudio; macOS: brew install "
+            f"portaudio) ({exc})") from exc
     return sounddevice
 
 
@@ -36,17 +43,18 @@ def _inputs(sd: Any) -> list[dict[str, Any]]:
     devices = [dict(d) for d in sd.query_devices()]
     inputs = [d for d in devices if d["max_input_channels"] > 0]
     if not devices:
-        raise MicrophoneError(
+        raise NoInputDevice(
             "no audio input device: PortAudio finds no audio device at all (is a "
             "microphone plugged in and enabled? in a container, pass the sound device in)")
     if not inputs:
-        raise MicrophoneError("no audio input device: PortAudio finds only output devices:\n"
+        raise NoInputDevice("no audio input device: PortAudio finds only output devices:\n"
                               + _describe(devices))
     return inputs
 
 
 def list_devices() -> str:
-    """The input devices, one a line; MicrophoneError when there is none."""
+    """The input devices, one a line; NoInputDevice (saying what PortAudio sees) when
+    there is none, MicrophoneError without PortAudio."""
     return _describe(_inputs(_sounddevice()))
 
 

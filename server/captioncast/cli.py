@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
+import errno
 import logging
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,10 +32,45 @@ __all__ = ["EXIT_OK", "EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_p
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors exit with EXIT_USAGE (bad input), not 2, which means unreachable here;
-    the message and where to read more, not the whole usage (serve's is 25 lines)."""
+    the message and where to read more, not the whole usage (serve's is 25 lines).
+
+    An option no command knows is the subcommand's error, with the closest option it has
+    (argparse leaves them to the top level, which knows no subcommand's options)."""
 
     def error(self, message: str) -> NoReturn:
+        wrong = re.match(r"argument command: invalid choice: '([^']*)'", message)
+        if wrong is not None:
+            close = difflib.get_close_matches(wrong.group(1), self._subcommands(), n=1)
+            if close:
+                message = f"no command {wrong.group(1)!r} (did you mean {close[0]}?)"
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        command = getattr(parsed, "command", None)
+        if extras and command is not None and self._subcommands():
+            sub = self._subcommands()[command]
+            sub.error(unrecognized(extras, sub))
+        return parsed, extras
+
+    def _subcommands(self) -> dict[str, argparse.ArgumentParser]:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+
+def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """argparse's `unrecognized arguments`, each option with the closest one `parser` has."""
+    known = [o for action in parser._actions for o in action.option_strings]
+    said = []
+    for extra in extras:
+        close = difflib.get_close_matches(extra.split("=", 1)[0], known, n=1, cutoff=0.6) \
+            if extra.startswith("-") else []
+        said.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
+    return f"unrecognized arguments: {' '.join(said)}"
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -200,7 +238,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"captioncast: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"captioncast: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (f"; another program (another captioncast?) has port {args.port}: stop it, "
+                    f"or choose a free port with --port {args.port + 1}")
+        print(f"captioncast: cannot listen on {args.host}:{args.port}: {exc}{hint}",
+              file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 

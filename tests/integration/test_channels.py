@@ -49,16 +49,18 @@ async def _viewer(url: str, max_events: int = 10_000,
     return events
 
 
-async def _until_viewers(server: RunningServer, channel: str, count: int) -> None:
-    """Until the server counts `count` viewers on the channel."""
+def _viewer_count(server: RunningServer) -> int:
+    _, _, body = _http(f"http://127.0.0.1:{server.port}/healthz")
+    return int(json.loads(body)["viewers"])
+
+
+async def _until_viewers(server: RunningServer, count: int) -> None:
+    """Until the server counts `count` viewers (/healthz: a channel nobody has spoken on is
+    not listed in /v1/channels, whoever waits on it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
-    while True:
-        _, _, body = await asyncio.to_thread(_http, f"http://127.0.0.1:{server.port}/v1/channels")
-        listed = {c["channel"]: c for c in json.loads(body)["channels"]}
-        if listed.get(channel, {}).get("viewers", 0) >= count:
-            return
-        assert loop.time() < deadline, listed.get(channel)
+    while (seen := await asyncio.to_thread(_viewer_count, server)) < count:
+        assert loop.time() < deadline, seen
         await asyncio.sleep(0.05)
 
 
@@ -77,12 +79,13 @@ def _texts(finals: list[dict[str, Any]]) -> list[str]:
 async def test_many_viewers_a_slow_one_replay_and_caption_files(server: RunningServer) -> None:
     channel = f"talk-{secrets.token_hex(3)}"
     viewer_url = captions_url(server.url, channel)
+    before = await asyncio.to_thread(_viewer_count, server)
     fast = asyncio.create_task(_viewer(viewer_url))
     # A viewer that reads nothing until the speaker and the fast viewer are done with the
     # whole talk: nobody can have waited for it.
     stalled = asyncio.Event()
     slow = asyncio.create_task(_viewer(viewer_url, hold=stalled))
-    await _until_viewers(server, channel, 2)  # both subscribed before the speaker starts
+    await _until_viewers(server, before + 2)  # both subscribed before the speaker starts
     speaker = await stream(stream_url(server.url, channel=channel),
                            _audio("whisper_jfk", "libri_dev_2412-153948-0000"))
     fast_events = await asyncio.wait_for(fast, 60)

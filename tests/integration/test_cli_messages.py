@@ -122,8 +122,10 @@ async def test_watch_of_a_channel_without_a_speaker_says_it_waits(
         server: RunningServer) -> None:
     args = ["watch", "nosuch", "--server", server.url]
     line = await asyncio.to_thread(_first_stderr_line, args, 30)
-    assert line.startswith("captioncast: channel 'nosuch' has no speaker yet; waiting"), line
-    assert "no channel is live" in line, line
+    # nobody ever spoke on it: no channel, which the watch itself (a viewer) does not make
+    assert line.startswith("captioncast: no channel 'nosuch' yet: it starts when a speaker "
+                           "publishes to it"), line
+    assert "waiting for one (no channel is live" in line, line
 
     audio = [*rechunk(decode_pcm(str(speech_path("whisper_jfk"))), 3200), silence(1.0)]
     speaker = asyncio.create_task(stream(stream_url(server.url, channel="cli-live"), audio))

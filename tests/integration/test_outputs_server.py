@@ -183,12 +183,13 @@ async def test_every_final_to_signed_webhooks_in_order_a_broken_one_recovers(
 async def test_watch_and_stream_send_their_finals_to_obs(server: InProcessServer) -> None:
     channel = f"obs-{secrets.token_hex(3)}"
     async with FakeObs(password="obs-pass") as watch_obs, FakeObs(password="obs-pass") as own:
+        _, health = await _call(server, "GET", "/healthz")
         watcher = asyncio.create_task(asyncio.to_thread(main, [
             "watch", channel, "--server", server.url, "--token", TOKEN,
             "--obs", watch_obs.url, "--obs-password", "obs-pass"]))
-        for _ in range(200):  # until the watcher is subscribed
-            _, channels = await _call(server, "GET", "/v1/channels")
-            if any(c["channel"] == channel and c["viewers"] for c in channels["channels"]):
+        for _ in range(200):  # until the watcher is subscribed (not listed before a speaker)
+            _, now = await _call(server, "GET", "/healthz")
+            if now["viewers"] > health["viewers"]:
                 break
             await asyncio.sleep(0.05)
         streamer = await asyncio.to_thread(main, [

@@ -227,6 +227,109 @@ async def test_the_page_says_what_went_wrong(talk_wav: tuple[Path, float]) -> No
         stop_server(guarded)
 
 
+async def _text(page: Page, selector: str) -> str:
+    return (await page.text_content(selector)) or ""
+
+
+@needs_chromium
+async def test_every_page_says_what_it_waits_for_before_anyone_speaks(
+        server: RunningServer) -> None:
+    """The first minute on each page: the captioning page before Start, a reader and an
+    overlay on a channel nobody speaks on, the channel list empty and not; a favicon, and
+    no request that fails. Their pictures are the README's (docs/web-empty-*.png)."""
+    channel = f"first-{secrets.token_hex(3)}"
+    base = f"http://127.0.0.1:{server.port}"
+    async with async_playwright() as p:
+        browser = await _launch(p)
+        try:
+            context = await browser.new_context(viewport={"width": 1100, "height": 620},
+                                                bypass_csp=True)
+            failed: list[str] = []
+            context.on("response", lambda r: failed.append(f"{r.status} {r.url}")
+                       if r.status >= 400 else None)
+            page = await context.new_page()
+
+            await page.goto(f"{base}/?channel={channel}")
+            await page.wait_for_function(
+                "document.querySelector('#health').textContent.includes('model')")
+            assert await page.is_visible("#empty")
+            empty = await _text(page, "#empty")
+            assert "Captions appear here. Press Start and speak" in empty, empty
+            assert "Share the channel" in empty, empty
+            await _screenshot(page, "web-empty-capture.png")
+
+            # a reader on a channel nobody has spoken on: it says so, and how to speak on it
+            await page.goto(f"{base}/watch?channel={channel}")
+            await page.wait_for_function(
+                "document.querySelector('#state').textContent.includes('nobody is speaking')",
+                timeout=DEADLINE_MS)
+            assert await _text(page, "#state") == f"{channel}: nobody is speaking yet"
+            empty = await _text(page, "#empty")
+            assert f"Nobody is speaking on “{channel}” yet" in empty, empty
+            assert f"captioncast mic --channel {channel}" in empty, empty
+            link = await page.get_attribute("#empty a", "href")
+            assert link is not None and link.endswith(f"/?channel={channel}"), link
+            await _screenshot(page, "web-empty-watch.png")
+
+            # the overlay in a browser tab: a hint and a preview of where captions go
+            await page.goto(f"{base}/overlay?channel={channel}&lines=2&size=40")
+            await page.wait_for_function("document.body.dataset.state === 'open'",
+                                         timeout=DEADLINE_MS)
+            assert await page.is_visible("#hint")
+            hint = await _text(page, "#hint")
+            assert f"overlay of channel {channel}" in hint and "Browser Source" in hint, hint
+            sample = await page.locator("#box .line.sample").all_text_contents()
+            assert sample and f"Captions for “{channel}” appear here" in " ".join(sample)
+            await _screenshot(page, "web-empty-overlay.png")
+            # ... and in OBS (its browser source has window.obsstudio): transparent, no hint
+            obs = await context.new_page()
+            await obs.add_init_script("window.obsstudio = {pluginVersion: '30.2.3'}")
+            await obs.goto(f"{base}/overlay?channel={channel}")
+            await obs.wait_for_function("document.body.dataset.state === 'open'",
+                                        timeout=DEADLINE_MS)
+            assert not await obs.is_visible("#hint")
+            assert await obs.locator("#box .line").count() == 0
+            for element in ("document.documentElement", "document.body"):
+                background = await obs.evaluate(
+                    f"getComputedStyle({element}).backgroundColor + "
+                    f"getComputedStyle({element}).backgroundImage")
+                assert background == "rgba(0, 0, 0, 0)none", (element, background)
+
+            # viewing never made the channel
+            listed = await page.evaluate("fetch('/v1/channels').then((r) => r.json())")
+            assert channel not in [c["channel"] for c in listed["channels"]]
+
+            # the channel list, empty (as on a fresh server) ...
+            lister = await context.new_page()
+            await lister.route("**/v1/channels", lambda route: route.fulfill(
+                json={"channels": []}))
+            await lister.goto(f"{base}/watch")
+            await lister.wait_for_selector("#none:not([hidden])")
+            none = await _text(lister, "#none")
+            assert none.startswith("No channels yet. A channel starts when someone speaks"), none
+            await _screenshot(lister, "web-empty-channels.png")
+
+            # ... and once someone has spoken: ended, with when; then the reader says so
+            audio = [*rechunk(decode_pcm(str(speech_path("whisper_jfk"))), 3200), silence(1.0)]
+            spoken = await stream(stream_url(server.url, channel=channel), audio)
+            assert spoken.finals
+            await page.goto(f"{base}/watch")
+            row = page.locator("#channels li", has_text=channel)
+            await row.wait_for()
+            assert (await row.text_content() or "").startswith(f"{channel} ended, last caption")
+            await _screenshot(page, "web-channels.png")
+            await page.goto(f"{base}/watch?channel={channel}")
+            await page.wait_for_function(
+                "document.querySelector('#state').textContent.includes('nobody is speaking now')",
+                timeout=DEADLINE_MS)
+            assert "(last caption" in await _text(page, "#state")
+            assert not await page.is_visible("#empty")  # the finals are there instead
+            assert await _finals(page)
+            assert failed == [], failed  # no favicon 404, nothing else failed
+        finally:
+            await browser.close()
+
+
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
     """An X display: headless Chromium captures a tab's audio as silence, a headed one

@@ -28,6 +28,8 @@ class PortAudioError(Exception):
     pass
 
 _DEVICES = json.loads(os.environ["FAKE_PORTAUDIO"])
+if _DEVICES == [{"no_portaudio": True}]:
+    raise OSError("PortAudio library not found")
 
 class _Default:
     device = [int(os.environ.get("FAKE_PORTAUDIO_DEFAULT", "-1")), -1]
@@ -69,6 +71,8 @@ def _device(index: int, name: str, inputs: int, outputs: int) -> dict[str, objec
 
 
 SPEAKERS = _device(0, "HDMI speakers", 0, 2)
+# sounddevice installed, its C library not: what it raises on import
+NO_PORTAUDIO = [{"no_portaudio": True}]
 USB_MIC = _device(1, "USB microphone", 1, 0)
 DOWN = f"ws://127.0.0.1:{_free_port()}"  # nothing listens there
 
@@ -137,15 +141,54 @@ CASES = {
         ("stream", "-", "--raw", "--sample-rate", "0"), EXIT_USAGE,
         ("argument --sample-rate: '0' is not an integer from 1 up",)),
     "a missing argument exits 1, not 2 (2 is unreachable)": Case(
-        ("stream",), EXIT_USAGE, ("the following arguments are required: file",)),
+        ("transcribe",), EXIT_USAGE, ("the following arguments are required: file",)),
+    "stream with nothing to stream": Case(
+        ("stream",), EXIT_USAGE,
+        ("captioncast stream: error: give an audio FILE (- for stdin), or --demo",
+         "see captioncast stream --help")),
+    "stream with a file and --demo": Case(
+        ("stream", "{tmp}/quiet.wav", "--demo"), EXIT_USAGE, ("or --demo for the bundled clip",)),
+    # a misspelled option: the subcommand's error and help, with the closest option
+    "a misspelled option": Case(
+        ("stream", "{tmp}/quiet.wav", "--fsat"), EXIT_USAGE,
+        ("captioncast stream: error: unrecognized arguments: --fsat (did you mean --fast?); "
+         "see captioncast stream --help",)),
+    "a misspelled option with its value": Case(
+        ("serve", "--prot=9000"), EXIT_USAGE,
+        ("captioncast serve: error: unrecognized arguments: --prot=9000 (did you mean --port?)",
+         "see captioncast serve --help")),
+    "an option of another command": Case(
+        ("watch", "show", "--fast"), EXIT_USAGE,
+        ("captioncast watch: error: unrecognized arguments: --fast; see captioncast watch --help",),
+        not_said=("Traceback", "did you mean")),
+    "a misspelled command": Case(
+        ("strem", "talk.mp3"), EXIT_USAGE, ("no command 'strem' (did you mean stream?)",)),
+    "watch options that need a channel": Case(
+        ("watch", "--since", "0"), EXIT_USAGE,
+        ("captioncast watch: error: --since, --follow and --obs need a channel NAME",)),
     # mic without an input device, with the stand-in PortAudio
     "mic, no device at all": Case(
         ("mic",), EXIT_USAGE, ("no audio input device: PortAudio finds no audio device",),
         devices=[]),
     "mic --device 3, no device at all": Case(
         ("mic", "--device", "3"), EXIT_USAGE, ("no audio input device",), devices=[]),
-    "mic --list-devices, no device at all": Case(
-        ("mic", "--list-devices"), EXIT_USAGE, ("no audio input device",), devices=[]),
+    "mic --list-devices, no device at all, lists none": Case(
+        ("mic", "--list-devices"), 0, ("no audio input device",), devices=[]),
+    "mic --list-devices, only speakers, lists none": Case(
+        ("mic", "--list-devices"), 0, ("PortAudio finds only output devices",),
+        devices=[SPEAKERS]),
+    # mic without what it needs installed
+    "mic without PortAudio names PortAudio": Case(
+        ("mic",), EXIT_USAGE,
+        ("needs the PortAudio library, which is not installed: apt install libportaudio2",),
+        devices=NO_PORTAUDIO, not_said=("Traceback", "'sounddevice' package")),
+    "mic --list-devices without PortAudio": Case(
+        ("mic", "--list-devices"), EXIT_USAGE, ("apt install libportaudio2",),
+        devices=NO_PORTAUDIO),
+    "mic without sounddevice": Case(
+        ("mic",), EXIT_USAGE,
+        ("needs the 'sounddevice' package: pip install 'captioncast[mic]'",),
+        hidden=("sounddevice",), not_said=("Traceback", "PortAudio")),
     "mic, only speakers": Case(
         ("mic",), EXIT_USAGE, ("PortAudio finds only output devices", "0 HDMI speakers: 0 in"),
         devices=[SPEAKERS]),
@@ -258,5 +301,28 @@ def test_mic_with_the_real_portaudio_and_no_input_device() -> None:
     for args in (("mic",), ("mic", "--device", "3"), ("mic", "--list-devices")):
         done = subprocess.run([sys.executable, "-m", "captioncast.cli", *args],
                               capture_output=True, text=True, timeout=60)
-        assert done.returncode == EXIT_USAGE, done.stderr
+        listing = args == ("mic", "--list-devices")  # lists none: not an error
+        assert done.returncode == (0 if listing else EXIT_USAGE), done.stderr
         assert "no audio input device" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_port_in_use_suggests_another_with_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "captioncast.cli", "serve", "--no-store",
+                               "--port", str(port)], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert f"choose a free port with --port {port + 1}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", ["text", "txt"])
+def test_transcribe_takes_text_or_txt(name: str) -> None:
+    from captioncast.cli import build_parser
+
+    assert build_parser({}).parse_args(["transcribe", "talk.mp3", "--format", name]).format \
+        == name

@@ -70,3 +70,18 @@ def test_every_setting_has_a_variable_the_cli_reads() -> None:
     args = build_parser({"CAPTIONCAST_POLICY__STABLE_AGREEMENT": "4"}).parse_args(["serve"])
     assert config.from_arguments(args).policy.stable_agreement == 4
     assert "CAPTIONCAST_POLICY__SEGMENTER__END_HANGOVER_S" in config.variables()
+
+
+def test_the_readme_table_names_the_apt_packages_ci_installs() -> None:
+    """.ci/run holds the apt list; the README's Development table says what each is for."""
+    script = (ROOT / ".ci" / "run").read_text()
+    command = re.search(r"apt-get install ((?:\\\n|[^\n])*)", script)
+    assert command is not None
+    installed = {word for word in command.group(1).replace("\\\n", " ").split()
+                 if not word.startswith("-") and word not in (">/dev/null",)}
+    readme = (ROOT / "README.md").read_text().split("## Development", 1)[1]
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    tabled = {name for row in rows for name in re.findall(r"`([^`]+)`", row.split("|")[1])}
+    assert tabled == installed
+    top = (ROOT / "README.md").read_text().split("\n## ", 1)[0]
+    assert "apt install libportaudio2" in top and "postgresql" not in top  # not inline

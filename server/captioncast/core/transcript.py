@@ -35,9 +35,16 @@ class TranscribeParams:
     openai: bool = False  # answer in the OpenAI shapes (json is {"text"}; errors too)
 
 
+# Plain text is `text` here and in OpenAI's API, `txt` as a file's extension (and on the
+# channel transcript route): every route takes both.
+ALIASES = {"txt": "text"}
+
+
 def _format(value: str, allowed: Sequence[str]) -> Format:
+    value = ALIASES.get(value, value)
     if value not in allowed:
-        raise BadRequest(f"format must be one of {', '.join(allowed)}, got {value!r}")
+        names = ", ".join("text (or txt)" if name == "text" else name for name in allowed)
+        raise BadRequest(f"format must be one of {names}, got {value!r}")
     return value  # type: ignore[return-value]
 
 

@@ -76,6 +76,13 @@ class Channel:
         self.speaker: str | None = None
         self.viewers: set[Viewer] = set()
         self.pending: asyncio.Task[None] | None = None  # the last event waiting on its commit
+        # Wall clock of its speaker's last event, here or on another node. None: no speaker
+        # has published to it in this process; viewers alone never make a channel.
+        self.last_active: float | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.last_active is not None
 
     @property
     def name(self) -> str:
@@ -138,6 +145,7 @@ class ChannelHub:
             fresh = ChannelLog(name, self.options)
             fresh.continue_from(channel.log.last_seq, 0, 0.0)  # their `since` stays valid
             channel.log = fresh
+            channel.last_active = None
         else:
             del self._channels[name]
         return True
@@ -156,6 +164,7 @@ class ChannelHub:
             raise BadRequest(f"channel {name!r} already has a speaker on another node; "
                              "one speaker per channel")
         channel.speaker = session_id
+        channel.last_active = time.time()
         channel.log.begin()
         for sink in self.sinks:
             sink.channel_live(name)
@@ -169,6 +178,7 @@ class ChannelHub:
         relayed = channel.log.add(event)
         if relayed is None:
             return None
+        channel.last_active = time.time()
         committed = None
         if self.store is not None:
             committed = self.store.record(name, relayed, channel.speaker or "")
@@ -180,6 +190,7 @@ class ChannelHub:
         if channel is None or channel.speaker != session_id:
             return
         speaker, channel.speaker = channel.speaker, None
+        channel.last_active = time.time()
         end = channel.log.end(duration)
         if self.store is not None:
             self.store.record(name, end, speaker)
@@ -223,6 +234,7 @@ class ChannelHub:
             return  # our own events coming back from the broker
         relayed = channel.log.relay(event)
         if relayed is not None:
+            channel.last_active = time.time()
             self._fan_out(channel, relayed, to_sinks=False)  # never back to the broker
 
     def remote_status(self, name: str, live: bool) -> None:
@@ -232,6 +244,8 @@ class ChannelHub:
         channel = channel or self._channel(name)
         if channel.speaker is None:
             channel.log.remote_live = live
+            if live:
+                channel.last_active = time.time()
 
     # -- viewers --------------------------------------------------------------------
 

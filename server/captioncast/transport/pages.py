@@ -12,6 +12,7 @@ from websockets.http11 import Request
 from captioncast.core.params import parse_channel_name, parse_viewer_params
 from captioncast.errors import BadRequest
 from captioncast.protocol.captions import render_srt, render_vtt
+from captioncast.transport.channel_entries import channel_state, live_first
 from captioncast.transport.context import ServerContext
 from captioncast.transport.responses import (
     HttpResponse,
@@ -62,7 +63,7 @@ def caption_file(ctx: ServerContext, request: Request) -> HttpResponse:
     except BadRequest as error:
         return error_response(400, error.code, error.message)
     channel = ctx.channels.get(name)
-    if channel is None:
+    if channel is None or not channel.started:
         return error_response(404, "not_found",
                               f"no channel {name!r} on this server")
     cues = list(channel.log.cues)
@@ -74,18 +75,22 @@ def caption_file(ctx: ServerContext, request: Request) -> HttpResponse:
 
 
 def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
-    """GET /v1/channels: every channel this node knows."""
+    """GET /v1/channels: every channel a speaker has published to on this node (or that has
+    outputs), live first. Viewers waiting on a name never make it a channel."""
+    started = [c for c in ctx.channels.channels() if c.started]
     channels = [
         {"channel": c.name, "live": c.speaker is not None,
          "live_elsewhere": c.log.remote_live,  # its speaker is on another node
-         "viewers": len(c.viewers),
+         "state": channel_state(c.speaker is not None or c.log.remote_live, c.last_active),
+         "last_active": c.last_active, "viewers": len(c.viewers),
          "utterances": c.log.utterances, "seq": c.log.last_seq,
          "outputs": ctx.outputs.statuses(c.name)}
-        for c in ctx.channels.channels()
+        for c in started
     ]
     # A channel may have outputs before its speaker first comes (or after it was forgotten).
-    known = {c.name for c in ctx.channels.channels()}
-    channels += [{"channel": name, "live": False, "live_elsewhere": False, "viewers": 0,
-                  "utterances": 0, "seq": 0, "outputs": ctx.outputs.statuses(name)}
+    known = {c.name for c in started}
+    channels += [{"channel": name, "live": False, "live_elsewhere": False, "state": "new",
+                  "last_active": None, "viewers": 0, "utterances": 0, "seq": 0,
+                  "outputs": ctx.outputs.statuses(name)}
                  for name in ctx.outputs.names() if name not in known]
-    return json_response(200, {"channels": channels})
+    return json_response(200, {"channels": live_first(channels)})

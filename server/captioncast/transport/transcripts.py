@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.http11 import Request
@@ -23,6 +24,7 @@ from captioncast.store import ChannelInfo, StoredFinal, StoreError
 from captioncast.store.base import MAX_PAGE
 from captioncast.transport import pages
 from captioncast.transport.archive import Archive, as_event
+from captioncast.transport.channel_entries import channel_state, live_first
 from captioncast.transport.context import ServerContext
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.responses import (
@@ -72,7 +74,8 @@ async def _finals(ctx: ServerContext, archive: Archive, name: str, start: float 
         last = finals[-1].seq if finals else 0
         finals += [e for e in channel.log.replay(last) if isinstance(e, Final)
                    and (start is None or e.end > start) and (end is None or e.start < end)]
-    if not finals and channel is None and await archive.channel(name) is None:
+    unknown = channel is None or not channel.started  # only viewers wait on that name
+    if not finals and unknown and await archive.channel(name) is None:
         return None
     return finals
 
@@ -99,8 +102,9 @@ async def transcript(ctx: ServerContext, request: Request) -> HttpResponse:
     if unknown:
         raise BadRequest(f"unknown query parameter(s): {', '.join(unknown)}")
     kind = query.get("format", "json")
+    kind = "txt" if kind == "text" else kind  # as /v1/transcribe and OpenAI's name it
     if kind not in FORMATS:
-        raise BadRequest(f"format must be one of {', '.join(FORMATS)}")
+        raise BadRequest("format must be one of json, txt (or text), srt, vtt")
     start, end = _seconds(query, "from"), _seconds(query, "to")
     if ctx.archive is None:
         return error_response(404, "not_found", "this server keeps no transcripts "
@@ -132,7 +136,8 @@ def _text(name: str, kind: str, finals: list[Final]) -> bytes:
 
 
 async def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
-    """GET /v1/channels[?limit=N&after=NAME]: stored channels, live or not, by name."""
+    """GET /v1/channels[?limit=N&after=NAME]: stored channels, live or not, a page of names;
+    in the page, live ones first."""
     if ctx.archive is None:
         return pages.channel_list(ctx, request)
     query = _query(request)
@@ -150,32 +155,40 @@ async def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
     stored = {info.name: info for info in page.channels}
     # Channels live here that have stored nothing yet, within this page's range of names.
     # ... and channels with outputs before their first speaker, likewise.
-    names = set(stored) | {name for name in [*(c.name for c in ctx.channels.channels()),
+    names = set(stored) | {name for name in [*(c.name for c in ctx.channels.channels()
+                                               if c.started),
                                              *ctx.outputs.names()]
                            if (after is None or name > after)
                            and (page.next_after is None or name <= page.next_after)}
-    body: dict[str, object] = {"channels": [_entry(ctx, n, stored.get(n)) for n in sorted(names)]}
+    body: dict[str, object] = {
+        "channels": live_first([_entry(ctx, n, stored.get(n)) for n in names])}
     if page.next_after is not None:
         body["next_after"] = page.next_after
     return json_response(200, body)
 
 
-def _entry(ctx: ServerContext, name: str, info: ChannelInfo | None) -> dict[str, object]:
+def _entry(ctx: ServerContext, name: str, info: ChannelInfo | None) -> dict[str, Any]:
     channel = ctx.channels.get(name)
     seq = channel.log.last_seq if channel is not None else 0
-    entry: dict[str, object] = {
+    live = channel is not None and channel.speaker is not None
+    live_elsewhere = channel is not None and channel.log.remote_live
+    times = [channel.last_active if channel is not None else None,
+             info.last_live if info is not None else None]
+    last_active = max((t for t in times if t is not None), default=None)
+    entry: dict[str, Any] = {
         "channel": name,
-        "live": channel is not None and channel.speaker is not None,
-        "live_elsewhere": channel is not None and channel.log.remote_live,
+        "live": live,
+        "live_elsewhere": live_elsewhere,
+        "state": channel_state(live or live_elsewhere, last_active),
+        "last_active": last_active,
         "viewers": len(channel.viewers) if channel is not None else 0,
         "utterances": channel.log.utterances if channel is not None else 0,
         "seq": max(seq, info.last_seq if info is not None else 0),
         "outputs": ctx.outputs.statuses(name),
     }
     if info is not None:
-        entry.update(created=info.created, last_active=info.last_live,
-                     duration=round(info.duration, 3), finals=info.finals, words=info.words,
-                     sessions=len(info.sessions))
+        entry.update(created=info.created, duration=round(info.duration, 3),
+                     finals=info.finals, words=info.words, sessions=len(info.sessions))
     return entry
 
 

@@ -17,9 +17,9 @@ from websockets.http11 import Request
 from captioncast.transport.responses import HttpResponse, body_response, error_response
 
 PAGES = {"/": "index.html", "/watch": "watch.html"}
-STATIC = re.compile(r"/static/([a-z][a-z0-9-]*\.(js|css))")
+STATIC = re.compile(r"/static/([a-z][a-z0-9-]*\.(js|css|svg))")
 CONTENT_TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
-                 "css": "text/css; charset=utf-8"}
+                 "css": "text/css; charset=utf-8", "svg": "image/svg+xml"}  # the favicon
 # Scripts and styles from this server only, none inline (the AudioWorklet is a script
 # too); sockets to it (ws: wss: for browsers whose 'self' does not cover them yet).
 PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

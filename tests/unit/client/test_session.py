@@ -49,11 +49,12 @@ def _chunks() -> list[bytes]:
 
 
 async def _viewers(server: str, channel: str) -> None:
-    """Until the channel has a viewer (GET /v1/channels)."""
-    url = "http" + server[len("ws"):] + "/v1/channels"
+    """Until the server has a viewer (/healthz): before its first speaker the channel is not
+    listed (GET /v1/channels), its viewers waiting on the name notwithstanding."""
+    url = "http" + server[len("ws"):] + "/healthz"
     while True:
         answer = await asyncio.to_thread(lambda: json.loads(urllib.request.urlopen(url).read()))
-        if any(c["channel"] == channel and c["viewers"] for c in answer["channels"]):
+        if answer["viewers"]:
             return
         await asyncio.sleep(0.02)
 

@@ -184,8 +184,9 @@ async def test_transcript_formats_listing_paging_and_delete(tmp_path: Path) -> N
         for name in ("a", "b", "c"):
             await server.speak(name, f"s-{name}", [_final(1, 0, 0.0, f"{name} first"),
                                                    _final(2, 1, 5.0, f"{name} second")])
-        status, body = await server.get("/v1/channels/a/transcript?format=txt")
-        assert (status, body) == (200, b"a first\na second\n")
+        for name in ("txt", "text"):  # as /v1/transcribe takes them
+            status, body = await server.get(f"/v1/channels/a/transcript?format={name}")
+            assert (status, body) == (200, b"a first\na second\n")
         status, body = await server.get("/v1/channels/a/transcript?format=srt&from=4")
         assert [s.content for s in srt.parse(body.decode())] == ["a second"]
         status, body = await server.get("/v1/channels/a/captions.vtt")

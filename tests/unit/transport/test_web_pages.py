@@ -33,3 +33,14 @@ def test_static_files_have_their_types_and_nothing_else_is_served() -> None:
         answer = _get(path)
         assert answer is None or answer.status == 404, path
     assert _get("/overlay") is None and _get("/watch/") is None
+
+
+def test_the_favicon_is_served_and_every_page_links_it() -> None:
+    icon = _get("/static/favicon.svg")
+    assert icon is not None and icon.status == 200 and icon.content_type == "image/svg+xml"
+    assert isinstance(icon.body, bytes) and icon.body.startswith(b"<svg")
+    from importlib import resources
+
+    web = resources.files("captioncast") / "web"
+    for page in ("index.html", "watch.html", "overlay.html"):
+        assert b'<link rel="icon" href="static/favicon.svg"' in (web / page).read_bytes(), page

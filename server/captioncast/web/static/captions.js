@@ -46,6 +46,27 @@ export function describeError(event) {
   return `${help} (${event.code}: ${event.message})`.trim();
 }
 
+/** "just now", "40 s ago", "5 min ago", "3 h ago", "2 days ago": `when` in Unix seconds. */
+export function ago(when) {
+  const seconds = Math.max(0, Date.now() / 1000 - when);
+  if (seconds < 5) return "just now";
+  if (seconds < 60) return `${Math.floor(seconds)} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  const days = Math.floor(seconds / 86400);
+  return `${days} day${days > 1 ? "s" : ""} ago`;
+}
+
+/** Fills `element` with words: strings, {link: text, href}, {strong: text}, {code: text}. */
+export function say(element, ...parts) {
+  element.replaceChildren(...parts.map((part) => {
+    if (typeof part === "string") return part;
+    if (part.link) return Object.assign(document.createElement("a"), {href: part.href, textContent: part.link});
+    const tag = part.code ? "code" : "strong";
+    return Object.assign(document.createElement(tag), {textContent: part[tag]});
+  }));
+}
+
 export function clock(seconds) {
   const s = Math.max(0, Math.floor(seconds));
   const h = Math.floor(s / 3600);

@@ -1,7 +1,7 @@
 // The captioning page: capture a microphone or a tab, stream it, show and keep the captions.
 "use strict";
 
-import {Transcript, copyText, describeError, download, getJson, pageUrl, query,
+import {Transcript, copyText, describeError, download, getJson, pageUrl, query, say,
         showTranscript} from "./captions.js";
 import {Stream} from "./stream.js";
 
@@ -13,6 +13,27 @@ const transcript = new Transcript();
 let capture = null;  // {stream, context, media, node}
 
 showTranscript(transcript, $("finals"), $("partial"), {scroller: $("captions")});
+transcript.onChange(() => showEmpty());
+
+/** The captions pane before its first caption: what it waits for, and what to do. */
+function showEmpty() {
+  const empty = $("empty");
+  empty.hidden = transcript.finals.length > 0 || Boolean(transcript.partial);
+  if (empty.hidden) return;
+  const state = document.body.dataset.state;
+  const tab = new FormData($("setup")).get("source") === "tab";
+  if (["live", "connecting", "resuming", "reconnecting"].includes(state)) {
+    say(empty, tab ? "Listening to the shared tab: its speech appears here, each sentence as it "
+                     + "is said."
+                   : "Listening: speak, and your words appear here as you say them; each "
+                     + "sentence is settled when you pause.");
+  } else {
+    say(empty, "Captions appear here. Press ", {strong: "Start"}, tab
+      ? " and pick the tab to caption (tick “Share tab audio”)."
+      : " and speak: the browser asks to use your microphone.",
+      " Your readers follow along on the reader page: its link is under “Share the channel”.");
+  }
+}
 
 function setState(state, detail = "") {
   document.body.dataset.state = state;
@@ -28,6 +49,7 @@ function setState(state, detail = "") {
     if (field.id !== "share-token") field.disabled = busy;
   }
   if (!busy) applyHealth(lastHealth);
+  showEmpty();
 }
 
 function showMessage(text) {
@@ -236,6 +258,7 @@ function init() {
   for (const radio of document.querySelectorAll("input[name=source]")) {
     radio.addEventListener("change", () => {
       $("device-row").hidden = new FormData($("setup")).get("source") !== "mic";
+      showEmpty();
     });
   }
   $("setup").addEventListener("submit", (event) => { event.preventDefault(); start(); });

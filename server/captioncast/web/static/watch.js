@@ -1,8 +1,8 @@
 // The reader page: a channel's whole running transcript, live, for people and screen readers.
 "use strict";
 
-import {Backoff, Transcript, describeError, download, getJson, pageUrl, query, showTranscript,
-        socketUrl} from "./captions.js";
+import {Backoff, Transcript, ago, describeError, download, getJson, pageUrl, query, say,
+        showTranscript, socketUrl} from "./captions.js";
 
 const $ = (id) => document.getElementById(id);
 const NEAR_BOTTOM_PX = 48;  // closer than this to the end: the reader is following
@@ -19,6 +19,7 @@ const following = () =>
   scroller.scrollHeight - scroller.scrollTop - window.innerHeight < NEAR_BOTTOM_PX;
 showTranscript(transcript, $("finals"), $("partial"), {scroller, follow: following});
 transcript.onChange((what, item) => {
+  $("empty").hidden = transcript.finals.length > 0 || Boolean(transcript.partial);
   if (what === "final") {
     filterRow($("finals").lastElementChild);
     if (!following()) $("follow").hidden = false;
@@ -30,18 +31,64 @@ function setState(state, text) {
   $("state").textContent = text;
 }
 
+/** The server's entry for this channel; null: nobody has spoken on it; undefined: unknown. */
+async function channelInfo() {
+  try {
+    const {status, body} = await getJson("v1/channels", token);
+    if (status !== 200) return undefined;
+    const found = body.channels.find((c) => c.channel === channel);
+    if (found) return found;
+    return body.next_after ? undefined : null;  // a later page may hold it
+  } catch {
+    return undefined;
+  }
+}
+
+/** Before the first caption, or after a speaker stops: who speaks, and what happens next. */
+async function describeChannel() {
+  const info = await channelInfo();
+  if (transcript.partial || document.body.dataset.state !== "open") return;  // someone spoke
+  const live = info && (info.live || info.live_elsewhere);
+  const speak = ["To speak on it, open the ", {link: "captioning page", href: pageUrl("./", {channel, token})},
+                 " with this channel and press Start, or run ",
+                 {code: `captioncast mic --channel ${channel}`}, "."];
+  if (live) {
+    setState("open", `Live: ${channel}`);
+    say($("empty"), `Someone is speaking on “${channel}”: their words appear here in a moment.`);
+  } else if (info === null) {
+    setState("open", `${channel}: nobody is speaking yet`);
+    say($("empty"), `Nobody is speaking on “${channel}” yet. Keep this page open: captions appear `
+      + "here by themselves as soon as someone does, and this link is the one to share with "
+      + "your readers. ", ...speak);
+  } else if (info === undefined) {  // the server did not say (a token, a later page)
+    setState("open", `Connected to ${channel}`);
+    say($("empty"), `Waiting for captions on “${channel}”: they appear here by themselves as `
+      + "soon as someone speaks on it. ", ...speak);
+  } else {
+    const when = info.last_active ? ` (last caption ${ago(info.last_active)})` : "";
+    setState("open", `${channel}: nobody is speaking now${when}`);
+    say($("empty"), `Nobody is speaking on “${channel}” now${when}. New captions appear here `
+      + "by themselves when someone speaks on it again. ", ...speak);
+  }
+}
+
 function connect() {
   const ws = new WebSocket(socketUrl("v1/captions", {channel, since: lastSeq, token}));
   socket = ws;
   window.captioncast = {transcript, socket};
-  ws.onopen = () => { backoff.reset(); setState("open", `Live: ${channel}`); };
+  ws.onopen = () => {
+    backoff.reset();
+    setState("open", `Connected to ${channel}`);
+    describeChannel();
+  };
   ws.onmessage = (msg) => {
     const event = JSON.parse(msg.data);
     if (event.type === "error") { $("message").hidden = false; $("message").textContent = describeError(event); return; }
     if (event.type !== "partial" && event.seq <= lastSeq) return;  // replayed: already shown
     if (event.type !== "partial") lastSeq = event.seq;
     transcript.accept(event);
-    if (event.type === "end") setState("open", `${channel}: the speaker stopped; waiting for more`);
+    if (event.type === "partial") setState("open", `Live: ${channel}`);
+    if (event.type === "end") describeChannel();
   };
   ws.onclose = (close) => {
     if (ws !== socket) return;
@@ -83,18 +130,29 @@ async function listChannels() {
   });
   const {status, body} = await getJson("v1/channels", token);
   if (status !== 200) return;
-  $("channels").replaceChildren(...body.channels.map((c) => {
+  const live = (c) => Boolean(c.live || c.live_elsewhere);
+  // live first, then the most recently active
+  const channels = [...body.channels].sort((a, b) => (live(b) - live(a))
+    || ((b.last_active || 0) - (a.last_active || 0)) || a.channel.localeCompare(b.channel));
+  $("none").hidden = channels.length > 0;
+  say($("none"), "No channels yet. A channel starts when someone speaks on it: open the ",
+      {link: "captioning page", href: pageUrl("./", {token})}, " and press Start, or run ",
+      {code: "captioncast mic --channel NAME"}, ". Its name then appears here, or type it above.");
+  $("channels").replaceChildren(...channels.map((c) => {
     const row = document.createElement("li");
     const link = Object.assign(document.createElement("a"), {
       href: pageUrl("watch", {channel: c.channel, token}), textContent: c.channel});
-    row.append(link, c.live ? " (live)" : "");
+    const state = Object.assign(document.createElement("span"), {
+      className: live(c) ? "live" : "ended", textContent: live(c) ? "live" : "ended"});
+    const when = c.last_active ? `, last caption ${ago(c.last_active)}` : "";
+    row.append(link, " ", state, when);
     return row;
   }));
 }
 
 function init() {
   if (!channel) {
-    setState("idle", "Choose a channel to read");
+    setState("idle", "Choose a channel to read: live ones first");
     listChannels();
     return;
   }
