@@ -52,7 +52,7 @@ from scoring import WordNormalizer
 import captioncast.core.finals as finals_module
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.options import PolicyOptions, SessionConfig
-from captioncast.core.policy import Action, CaptionSession, Cancel
+from captioncast.core.policy import Action, Cancel, CaptionSession
 from captioncast.engine.decode_options import DecodeOptions
 from captioncast.engine.models import plan_device, resolve_model
 from captioncast.engine.whisper import WhisperDecoder
@@ -244,7 +244,7 @@ def run_live(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions,
     gap_ids: set[int] = set()
 
     def note_pending() -> None:
-        for p in session._finals.values():  # noqa: SLF001 - the bench reads the core's books
+        for p in session._finals.values():
             if p.gap_request:
                 gap_ids.add(p.gap_request)
             if p.index not in utterances:
@@ -297,7 +297,7 @@ def run_live(decoder: WhisperDecoder, audio: np.ndarray, options: PolicyOptions,
         drain()
         seg = session.segmenter
         if finalize_after and seg.in_speech and \
-                seg.position - seg._last_voiced_end >= finalize_after * RATE:  # noqa: SLF001
+                seg.position - seg._last_voiced_end >= finalize_after * RATE:
             handle(session.flush())
             drain()
     eos = True

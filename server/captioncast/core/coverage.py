@@ -12,6 +12,7 @@ stretch of voice that no word covers is decoded again alone and its words put in
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def find_gap(words: tuple[DecodedWord, ...], voiced: np.ndarray, frame_s: float,
     anchors = [i for i, s in enumerate(stretched) if not s]
     edges = [-1, *anchors, len(words)]
     best: Gap | None = None
-    for left, right in zip(edges, edges[1:]):
+    for left, right in pairwise(edges):
         lo = words[left].end if left >= 0 else 0.0
         hi = words[right].start if right < len(words) else duration_s
         inner_lo = lo + (margin if left >= 0 else 0.0)

@@ -153,4 +153,17 @@ class FinalJudge:
         kept_text, kept_words = voiced_words(
             surface, words, pending.voiced, self.frame_s,
             self.options.word_vad_margin_s, protected=len(pending.stable.split()))
+        if pending.keep_from or pending.keep_until:
+            kept_text, kept_words = self._own_words(pending, kept_text, kept_words)
         return " ".join(kept_text), kept_words
+
+    @staticmethod
+    def _own_words(pending: PendingFinal, surface: list[str], words: tuple[DecodedWord, ...]
+                   ) -> tuple[list[str], tuple[DecodedWord, ...]]:
+        """Around a cut without a pause both utterances hear the audio either side of it:
+        a word is the one's in whose part of the audio its middle lies."""
+        offset = pending.audio_start / MODEL_SAMPLE_RATE
+        lo = pending.keep_from / MODEL_SAMPLE_RATE if pending.keep_from else float("-inf")
+        hi = pending.keep_until / MODEL_SAMPLE_RATE if pending.keep_until else float("inf")
+        kept = [i for i, w in enumerate(words) if lo <= offset + (w.start + w.end) / 2 < hi]
+        return [surface[i] for i in kept], tuple(words[i] for i in kept)

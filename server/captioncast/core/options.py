@@ -16,6 +16,10 @@ class PolicyOptions(DecodeThresholds):
     partial_interval_s: float = 0.5  # re-decode the open utterance at most this often
     min_partial_audio_s: float = 0.4  # shorter audio gives Whisper too little to go on
     final_tail_s: float = 0.2  # silence after the last voiced frame helps Whisper end cleanly
+    # Speech cut without a pause (segmenter.max_utterance_s) may be cut inside a word: both
+    # utterances hear this much audio past the cut, and each keeps the words whose middle
+    # is on its side of it.
+    cut_overlap_s: float = 0.3
     prompt_chars: int = 200  # earlier finals to condition on; more slows decoding
     # On a breath or a click (a fraction of a second of "speech"), tiny.en often says
     # "Thank you." with a high no-speech probability but a confident-looking log-prob, so

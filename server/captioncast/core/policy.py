@@ -404,7 +404,8 @@ class CaptionSession:
         actions: list[Action] = []
         if open_.partial_request is not None:
             actions.append(Cancel(open_.partial_request))
-        audio_end = speech_end if continues else min(speech_end + self._tail(), self.position)
+        overlap = int(self.options.cut_overlap_s * MODEL_SAMPLE_RATE)
+        audio_end = min(speech_end + (overlap if continues else self._tail()), self.position)
         speculation = open_.speculation
         voiced = self.segmenter.voiced_mask(open_.start, audio_end)
         prefix = self._final_prefix(open_)
@@ -422,7 +423,7 @@ class CaptionSession:
                 open_.shown_stable, voiced, speculation.request_id,
                 None if result is None
                 else without_context(result, speculation.context, self.options.context_prefix),
-                context=speculation.context, shown=open_.shown,
+                context=speculation.context, shown=open_.shown, keep_from=open_.keep_from,
             )
         else:
             if speculation is not None and not speculation.done:
@@ -436,7 +437,8 @@ class CaptionSession:
             pending = PendingFinal(
                 open_.index, open_.start, speech_end, open_.start, audio_end, prefix,
                 open_.shown_stable, voiced, 0, audio=audio, audio_from=audio_from,
-                shown=open_.shown,
+                shown=open_.shown, keep_from=open_.keep_from,
+                keep_until=speech_end if continues and overlap else 0,
             )
             # Finals are decoded in order, each prompted with the text of those before it,
             # so a file sent faster than real time is captioned as well as a live one.
@@ -444,7 +446,8 @@ class CaptionSession:
                 actions.append(self._ask(pending))
         self._finals[open_.index] = pending
         self._open = (
-            OpenUtterance(self._take_utterance(), speech_end, partial_audio_end=speech_end)
+            OpenUtterance(self._take_utterance(), max(self._buffer.start, speech_end - overlap),
+                          partial_audio_end=speech_end, keep_from=speech_end if overlap else 0)
             if continues
             else None
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from captioncast.core.coverage import CoverageOptions, Gap, find_gap, merge_gap
@@ -9,6 +11,7 @@ from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.hallucination import is_hallucination
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.policy import CaptionSession
+from captioncast.core.segmenter import SegmenterOptions
 from captioncast.protocol.events import Final
 from tests.conftest import read_wav
 from tests.support.fake_decoder import Driver, ScriptedDecoder
@@ -150,3 +153,32 @@ def test_coverage_off_leaves_the_early_end_as_it_was() -> None:
     driver.feed(np.concatenate([gap, read_wav("whisper_jfk"), gap]))
     driver.finish()
     assert session.gaps_asked == 0
+
+
+def _cut_every_3s(overlap: float) -> tuple[list[Final], list[DecodeRequest]]:
+    # Cuts every 3 s, never a pause long enough to end an utterance: the lecture case.
+    options = PolicyOptions(cut_overlap_s=overlap,
+                            segmenter=SegmenterOptions(max_utterance_s=3.0,
+                                                       long_utterance_s=60.0,
+                                                       end_hangover_s=5.0),
+                            coverage=CoverageOptions(enabled=False))
+    session = CaptionSession(SessionConfig(session_id="s", model="m", language="en",
+                                           interim=False), options)
+    decoder = ScriptedDecoder()
+    driver = Driver(session, decoder)
+    driver.feed(read_wav("libri_dev_2412-153948-0000"))
+    driver.finish()
+    finals = [e for e in driver.events if isinstance(e, Final) and e.words]
+    return finals, [r for r in decoder.requests if r.kind == "final"]
+
+
+def test_around_a_cut_without_a_pause_each_word_goes_to_one_side() -> None:
+    finals, requests = _cut_every_3s(0.3)
+    assert len(finals) >= 3, "the speech was cut"
+    for earlier, later in pairwise(finals):
+        # each word's middle lies on its own side of the cut between them
+        assert all((w.start + w.end) / 2 < earlier.end + 1e-6 for w in earlier.words)
+        assert all((w.start + w.end) / 2 >= earlier.end - 1e-6 for w in later.words)
+    # both sides heard the audio past the cut
+    _, without = _cut_every_3s(0.0)
+    assert max(r.duration for r in requests) > max(r.duration for r in without) + 0.25

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.coverage import CoverageOptions
+from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.policy import CaptionSession
 from captioncast.errors import BadAudio
