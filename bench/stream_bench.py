@@ -6,7 +6,9 @@ detection, not `eos`, ends the last utterance), in phases:
 
 - `one`: the English recordings of `../shared/speech/manifest.tsv`, one stream at a time;
 - `continuous`: three recordings with few pauses (the lecture case), at the same time;
-- `eight`: the English recordings dealt onto 8 simultaneous streams.
+- `eight`: the English recordings dealt onto 8 simultaneous streams;
+- `read`: continuous read speech, one stream at a time: consecutive clean recordings of
+  one source (LibriSpeech, CMU ARCTIC, SpeechBrain) end to end, 25-30 s each.
 
 It measures the latencies defined in PROTOCOL.md ("Latency"), a word's partial latency
 by its identity, and how many words shown as `stable` the finals changed; stops the
@@ -28,6 +30,7 @@ import asyncio
 import bisect
 import csv
 import datetime as dt
+import difflib
 import math
 import os
 import re
@@ -40,11 +43,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import jiwer
+import numpy as np
 from scoring import WordNormalizer
 
 from captioncast.core.text import revised_words
@@ -71,6 +76,10 @@ class Recording:
     duration_s: float
     transcript: str
     approximate: bool = False  # approx.tsv: for latency only, never scored
+    parts: tuple[Path, ...] = ()  # several recordings end to end (`wav` is the first)
+
+    def pcm(self) -> bytes:
+        return b"".join(b"".join(decode_pcm(str(p))) for p in self.parts or (self.wav,))
 
 
 @dataclass
@@ -82,11 +91,13 @@ class RecordingResult:
     n_eos_finals: int
     n_errors: int
     final_latencies: list[float]
-    word_latencies: list[float]
+    word_latencies: list[float]  # by identity: the first partial whose aligned word is it
     hypothesis: str
     stable_shown: int = 0
     stable_revised: int = 0
     offline: str = ""
+    position_latencies: list[float] = field(default_factory=list)  # by position, as before
+    flicker: int = 0  # words a partial showed that the next partial or the final changed
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -119,6 +130,24 @@ CONTINUOUS = ("long_mfa_spontaneous_3", "lucier_sitting_in_a_room", "wts_apollo1
 
 def is_clean(recording_id: str) -> bool:
     return recording_id.startswith(CLEAN_PREFIXES)
+
+
+# Continuous read speech: consecutive clean recordings of one source, end to end.
+READ_SOURCES = ("libri_", "arctic_", "speechbrain_spk1", "speechbrain_spk2")
+
+
+def read_concatenated(speech_dir: Path) -> list[Recording]:
+    with (speech_dir / "manifest.tsv").open(encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+                if r["language"] == "en"]
+    out = []
+    for prefix in READ_SOURCES:
+        group = [r for r in rows if r["id"].startswith(prefix)]
+        parts = tuple(speech_dir / r["wav"] for r in group)
+        out.append(Recording(f"read_{prefix.rstrip('_')}", parts[0],
+                             sum(float(r["duration_s"]) for r in group),
+                             " ".join(r["transcript"] for r in group), parts=parts))
+    return out
 
 
 def read_continuous(speech_dir: Path) -> list[Recording]:
@@ -213,18 +242,30 @@ def measure(rec: Recording, result: StreamResult, streamed_s: float) -> Recordin
     partials = [e for e in events if e["type"] == "partial"]
     final_lat = [f["received_at"] - sent_time(result.sent_at, f["end"]) for f in finals]
     word_lat: list[float] = []
+    position_lat: list[float] = []
+    flicker = 0
     for final in finals:
         candidates = [p for p in partials if p["utterance"] == final["utterance"]]
         candidates.sort(key=lambda e: e["received_at"])
         split = [[norm_word(w) for w in p["text"].split()] for p in candidates]
+        final_words = [norm_word(w["word"]) for w in final.get("words", [])]
+        aligned = [_aligned(words, final_words) for words in split]
         for i, word in enumerate(final.get("words", [])):
-            target = norm_word(word["word"])
-            first = final["received_at"]
+            target = final_words[i]
+            by_identity = by_position = final["received_at"]
+            for partial, mapping in zip(candidates, aligned):
+                if mapping.get(i) == target:
+                    by_identity = min(by_identity, partial["received_at"])
+                    break
             for partial, words in zip(candidates, split):
                 if i < len(words) and words[i] == target:
-                    first = min(first, partial["received_at"])
+                    by_position = min(by_position, partial["received_at"])
                     break
-            word_lat.append(first - sent_time(result.sent_at, word["end"]))
+            spoken = sent_time(result.sent_at, word["end"])
+            word_lat.append(by_identity - spoken)
+            position_lat.append(by_position - spoken)
+        shown = [p["text"].split() for p in candidates] + [final["text"].split()]
+        flicker += sum(revised_words(a, b) for a, b in pairwise(shown))
     end = next((e for e in events if e["type"] == "end"), None)
     total = end["duration"] if end else streamed_s
     n_eos = sum(1 for f in finals if f["end"] >= total - EOS_TOLERANCE_S)
@@ -236,13 +277,21 @@ def measure(rec: Recording, result: StreamResult, streamed_s: float) -> Recordin
     return RecordingResult(
         rec, streamed_s, finals, len(partials), n_eos, len(result.errors), final_lat, word_lat,
         " ".join(f["text"] for f in finals if f["text"]).strip(), shown, revised,
+        position_latencies=position_lat, flicker=flicker,
     )
+
+
+def _aligned(partial: list[str], final: list[str]) -> dict[int, str]:
+    """The final's word index -> the partial's word aligned to it (matching blocks)."""
+    matcher = difflib.SequenceMatcher(a=partial, b=final, autojunk=False)
+    return {block.b + k: partial[block.a + k] for block in matcher.get_matching_blocks()
+            for k in range(block.size)}
 
 
 async def stream_all(url: str, recordings: list[Recording]) -> list[RecordingResult]:
     out: list[RecordingResult] = []
     for n, rec in enumerate(recordings, 1):
-        chunks = list(rechunk(decode_pcm(str(rec.wav)), CHUNK_BYTES))
+        chunks = list(rechunk(iter([rec.pcm()]), CHUNK_BYTES))
         chunks += [bytes(CHUNK_BYTES)] * round(PAD_SECONDS * 10)
         streamed_s = sum(len(c) for c in chunks) / 32000
         result = await stream(url, chunks, realtime=True)
@@ -263,7 +312,8 @@ def offline_pass(model_spec: str, results: list[RecordingResult]) -> None:
 
     model = WhisperModel(resolve_model(model_spec).path, device="cpu", compute_type="int8")
     for n, r in enumerate(results, 1):
-        segments, _ = model.transcribe(str(r.rec.wav), beam_size=5, language="en")
+        audio = np.frombuffer(r.rec.pcm(), "<i2").astype(np.float32) / 32768
+        segments, _ = model.transcribe(audio, beam_size=5, language="en")
         r.offline = " ".join(s.text.strip() for s in segments).strip()
         log(f"[offline {n}/{len(results)}] {r.rec.id}")
 
@@ -309,6 +359,8 @@ def row_values(row: Row, normalize: WordNormalizer) -> dict[str, Any]:
     ratio = (wer_s / wer_o if wer_o else (1.0 if wer_s == 0 else math.inf)) if refs else math.nan
     finals = [x for r in results for x in r.final_latencies]
     words = [x for r in results for x in r.word_latencies]
+    positions = [x for r in results for x in r.position_latencies]
+    minutes = sum(r.rec.duration_s for r in results) / 60
     n_finals = sum(len(r.finals) for r in results)
     shown = sum(r.stable_shown for r in results)
     revised = sum(r.stable_revised for r in results)
@@ -317,6 +369,8 @@ def row_values(row: Row, normalize: WordNormalizer) -> dict[str, Any]:
         "scored": len(refs), "wer": wer_s, "offline": wer_o, "ratio": ratio,
         "final_p50": p50(finals), "final_p95": p95(finals),
         "word_p50": p50(words), "word_p95": p95(words), "words": len(words),
+        "position_p95": p95(positions),
+        "flicker": sum(r.flicker for r in results) / minutes if minutes else math.nan,
         "revised": revised / shown if shown else math.nan, "shown": shown,
         "partials_per_final": sum(r.n_partials for r in results) / n_finals if n_finals
         else math.nan,
@@ -328,8 +382,9 @@ def render(rows: list[Row], summary: dict[str, Any], normalize: WordNormalizer) 
     s = summary
     table = [
         "| phase | recordings | audio s | WER | offline WER | ratio | final p50 | final p95 "
-        "| word p50 | word p95 | stable revised | partials/final |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| word p50 | word p95 | by position p95 | flicker/min | stable revised "
+        "| partials/final |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     checks = []
     for row in rows:
@@ -338,7 +393,8 @@ def render(rows: list[Row], summary: dict[str, Any], normalize: WordNormalizer) 
             f"| {row.phase} | {row.subset}: {v['recordings']} | {v['audio_s']:.0f} "
             f"| {fmt(v['wer'])} | {fmt(v['offline'])} | {fmt(v['ratio'], 2)} "
             f"| {fmt(v['final_p50'], 2)} | {fmt(v['final_p95'], 2)} | {fmt(v['word_p50'], 2)} "
-            f"| {fmt(v['word_p95'], 2)} | {fmt(100 * v['revised'], 1)} % of {v['shown']} "
+            f"| {fmt(v['word_p95'], 2)} | {fmt(v['position_p95'], 2)} "
+            f"| {fmt(v['flicker'], 1)} | {fmt(100 * v['revised'], 1)} % of {v['shown']} "
             f"| {fmt(v['partials_per_final'], 1)} |")
         continuous = row.subset.startswith("continuous")
         if not math.isnan(v["ratio"]):
@@ -350,6 +406,7 @@ def render(rows: list[Row], summary: dict[str, Any], normalize: WordNormalizer) 
             checks.append((f"{row.phase}, {row.subset}: final p95", v["final_p95"], 1.2))
         checks.append((f"{row.phase}, {row.subset}: word p50", v["word_p50"], 0.3))
         checks.append((f"{row.phase}, {row.subset}: word p95", v["word_p95"], 1.0))
+        checks.append((f"{row.phase}, {row.subset}: by position p95", v["position_p95"], 1.5))
         checks.append((f"{row.phase}, {row.subset}: stable revised", v["revised"], 0.02))
     lines = [
         SECTION, "",
@@ -378,8 +435,14 @@ def render(rows: list[Row], summary: dict[str, Any], normalize: WordNormalizer) 
         "spontaneous, accented and whispered MFA recordings and the digits. Latencies as in "
         "PROTOCOL.md: receipt minus the wall clock at which the audio at the final's `end` "
         "(a word's `end`, from the final's word timings) was sent. A word's partial latency "
-        "is by identity: the first partial of its utterance whose word at that position is "
-        "the final's word (normalized), else the final itself. p95 by nearest rank. "
+        "is by identity: the first partial of its utterance whose word aligned to it "
+        "(difflib matching blocks, normalized words) is the final's word, else the final "
+        "itself; *by position*: the first partial whose word at that position is the "
+        "final's word. *flicker/min*: words shown by a partial that the next partial or the "
+        "final changed or dropped (aligned, `core.text.revised_words`), per minute of audio. "
+        "*continuous read*: consecutive LibriSpeech, CMU ARCTIC and SpeechBrain recordings "
+        "of `manifest.tsv` end to end (25-30 s each), one stream at a time. "
+        "p95 by nearest rank. "
         "*stable revised*: of the words shown as `stable` in each utterance's last partial, "
         "the share its final changed or dropped (aligned, `core.text.revised_words`). "
         "WER: corpus WER, both sides normalized with whisper-normalizer's "
@@ -441,8 +504,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="first N English recordings")
     parser.add_argument("--ids", nargs="+", default=None,
                         help="recording ids (space or comma separated)")
-    parser.add_argument("--phases", default="one,continuous,eight",
-                        help="comma-separated: one (a stream at a time), continuous, eight")
+    parser.add_argument("--phases", default="one,read,continuous,eight",
+                        help="comma-separated: one (a stream at a time), read, continuous, "
+                        "eight")
     parser.add_argument("--port", type=int, default=None, help="server port (default: a free one)")
     parser.add_argument("--model", default="tiny.en", help="model for the server and offline")
     parser.add_argument("--server-arg", action="append", default=[],
@@ -468,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     if not recordings:
         raise SystemExit("stream_bench: no recordings selected")
     continuous = read_continuous(args.speech_dir) if "continuous" in phases else []
+    concatenated = read_concatenated(args.speech_dir) if "read" in phases else []
     port = args.port or free_port()
     date = dt.date.today().isoformat()
     began = time.monotonic()
@@ -480,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if "one" in phases:
                 measured["one stream"] = asyncio.run(stream_all(url, recordings))
+            if concatenated:
+                measured["one stream, read"] = asyncio.run(stream_all(url, concatenated))
             if continuous:
                 measured["3 streams"] = asyncio.run(stream_lanes(url, [[c] for c in continuous]))
             if "eight" in phases:
@@ -500,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     for phase, results in measured.items():
         if phase == "3 streams":
             rows.append(Row(phase, "continuous", results))
+            continue
+        if phase == "one stream, read":
+            rows.append(Row("one stream", "continuous read", results))
             continue
         rows.append(Row(phase, "clean read", [r for r in results if is_clean(r.rec.id)]))
         rows.append(Row(phase, "all English", results))
