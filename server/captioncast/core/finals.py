@@ -41,15 +41,17 @@ class FinalJudge:
         return float(voiced.sum()) * self.frame_s
 
     def is_hallucination(self, result: DecodeResult, voiced_s: float,
-                         loops_too: bool = True) -> bool:
-        """Whisper's no-speech rule, and with `loops_too` its compression (loop) rule."""
+                         loops_too: bool = True, duration_s: float = 0.0) -> bool:
+        """Whisper's no-speech rule, and with `loops_too` its compression (loop) rule;
+        with the utterance's `duration_s`, more words than it could hold."""
         opts = self.options
         ratio = opts.compression_ratio_threshold if loops_too else float("inf")
         return is_hallucination(result, voiced_s, no_speech_threshold=opts.no_speech_threshold,
                                 log_prob_threshold=opts.log_prob_threshold,
                                 compression_ratio_threshold=ratio,
                                 short_speech_s=opts.short_speech_s,
-                                max_words_per_voiced_s=opts.max_words_per_voiced_s)
+                                max_words_per_s=opts.max_words_per_s,
+                                duration_s=duration_s)
 
     def final(self, pending: PendingFinal, seq: int) -> Final:
         """The final event of an ended utterance whose decode is done (or failed)."""
@@ -62,8 +64,9 @@ class FinalJudge:
             # A final that loops is not dropped whole, as a partial is: the loop guard
             # below cuts the loop and keeps what was said before it ("here are some more
             # words, words, words, words" decoded into a loop lost 8 s of real speech).
+            speech_s = (pending.speech_end - pending.start) / MODEL_SAMPLE_RATE
             if not self.is_hallucination(result, self.voiced_s(pending.voiced),
-                                         loops_too=False):
+                                         loops_too=False, duration_s=speech_s):
                 text, words = self._heard_words(pending, result)
             elif pending.stable:
                 words = self._words_of_prefix(pending, result)
@@ -153,17 +156,16 @@ class FinalJudge:
         kept_text, kept_words = voiced_words(
             surface, words, pending.voiced, self.frame_s,
             self.options.word_vad_margin_s, protected=len(pending.stable.split()))
-        if pending.keep_from or pending.keep_until:
+        if pending.keep_until:
             kept_text, kept_words = self._own_words(pending, kept_text, kept_words)
         return " ".join(kept_text), kept_words
 
     @staticmethod
     def _own_words(pending: PendingFinal, surface: list[str], words: tuple[DecodedWord, ...]
                    ) -> tuple[list[str], tuple[DecodedWord, ...]]:
-        """Around a cut without a pause both utterances hear the audio either side of it:
-        a word is the one's in whose part of the audio its middle lies."""
+        """An utterance cut without a pause heard audio past the cut: a word whose middle
+        lies past it is the next utterance's."""
         offset = pending.audio_start / MODEL_SAMPLE_RATE
-        lo = pending.keep_from / MODEL_SAMPLE_RATE if pending.keep_from else float("-inf")
-        hi = pending.keep_until / MODEL_SAMPLE_RATE if pending.keep_until else float("inf")
-        kept = [i for i, w in enumerate(words) if lo <= offset + (w.start + w.end) / 2 < hi]
+        cut = pending.keep_until / MODEL_SAMPLE_RATE
+        kept = [i for i, w in enumerate(words) if offset + (w.start + w.end) / 2 < cut]
         return [surface[i] for i in kept], tuple(words[i] for i in kept)

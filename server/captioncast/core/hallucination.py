@@ -9,22 +9,27 @@ from captioncast.core.decoding import DecodedWord, DecodeResult
 
 def is_hallucination(result: DecodeResult, voiced_s: float, *, no_speech_threshold: float,
                      log_prob_threshold: float, compression_ratio_threshold: float,
-                     short_speech_s: float, max_words_per_voiced_s: float = 0.0) -> bool:
-    """Whisper's own no-speech and loop rules, with two changes for very short speech.
+                     short_speech_s: float, max_words_per_s: float = 0.0,
+                     duration_s: float = 0.0) -> bool:
+    """Whisper's own no-speech and loop rules, with three changes for very short speech.
 
     On a breath or a click (a fraction of a second of "speech"), tiny.en often says
     "Thank you." with a high no-speech probability but a confident-looking log-prob, so
     for utterances shorter than `short_speech_s` the no-speech probability alone decides.
-    And more words than the voice could hold are not speech at all: after a client's
-    flush (Deepgram's `Finalize`) a breath of 0.1 s opened an utterance that came out
-    "Thank you very much." with a no-speech probability of only 0.44.
+    And more words than the utterance's `duration_s` could hold are not speech at all:
+    after a client's flush (Deepgram's `Finalize`) a breath opened an utterance of 0.28 s
+    that came out "Thank you very much." with a no-speech probability of only 0.44. (The
+    VAD's voiced time is no measure of it: "Right then." was 0.1 s of it in 0.64 s.)
     """
     silent = result.no_speech_prob > no_speech_threshold and (
         result.avg_logprob < log_prob_threshold or voiced_s < short_speech_s
     )
-    if max_words_per_voiced_s > 0 and voiced_s < short_speech_s:
-        words = len(result.text.split())
-        silent = silent or words > 1 + voiced_s * max_words_per_voiced_s
+    if voiced_s < short_speech_s:
+        # On a breath a decode that failed Whisper's own test of gibberish even after its
+        # fallbacks is no speech either ("Thank you." at -1.04 after the flush above).
+        silent = silent or result.avg_logprob < log_prob_threshold
+        if max_words_per_s > 0 and duration_s > 0:
+            silent = silent or len(result.text.split()) > 1 + duration_s * max_words_per_s
     return silent or result.compression_ratio > compression_ratio_threshold
 
 

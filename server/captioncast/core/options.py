@@ -16,18 +16,19 @@ class PolicyOptions(DecodeThresholds):
     partial_interval_s: float = 0.5  # re-decode the open utterance at most this often
     min_partial_audio_s: float = 0.4  # shorter audio gives Whisper too little to go on
     final_tail_s: float = 0.2  # silence after the last voiced frame helps Whisper end cleanly
-    # Speech cut without a pause (segmenter.max_utterance_s) may be cut inside a word: both
-    # utterances hear this much audio past the cut, and each keeps the words whose middle
-    # is on its side of it.
+    # Speech cut without a pause (segmenter.max_utterance_s) may be cut inside a word: the
+    # utterance before the cut hears this much audio past it and keeps the words whose
+    # middle is before it. The one after starts at the cut: Whisper skips a word begun
+    # mid-way at the start of its audio, and with it the next words (bench/word_audit.py).
     cut_overlap_s: float = 0.3
     prompt_chars: int = 200  # earlier finals to condition on; more slows decoding
     # On a breath or a click (a fraction of a second of "speech"), tiny.en often says
     # "Thank you." with a high no-speech probability but a confident-looking log-prob, so
     # for utterances this short the no-speech probability alone decides.
     short_speech_s: float = 1.0
-    # ... and a decode of it with more words than 1 + this many per second of voice is no
-    # speech (fast talkers say about 6 words in a second of voice).
-    max_words_per_voiced_s: float = 7.0
+    # ... and a decode of it with more words than 1 + this many per second of it is no
+    # speech (fast talkers say about 5 words a second).
+    max_words_per_s: float = 7.0
     word_vad_margin_s: float = 0.2  # word timings are approximate; allow this much slack
     # `stable`: a word must be agreed by this many consecutive partial hypotheses, and
     # this many words at the end of a hypothesis are never stable (the audio may end

@@ -310,7 +310,9 @@ class CaptionSession:
 
     def _apply_partial(self, open_: OpenUtterance, result: DecodeResult) -> list[Action]:
         voiced = self.segmenter.voiced_mask(open_.start, open_.partial_audio_end)
-        if self._judge.is_hallucination(result, self._judge.voiced_s(voiced)):
+        if self._judge.is_hallucination(
+                result, self._judge.voiced_s(voiced),
+                duration_s=(open_.partial_audio_end - open_.start) / MODEL_SAMPLE_RATE):
             return []
         text = clean(result.text)
         if not text.startswith(open_.stable):
@@ -423,7 +425,7 @@ class CaptionSession:
                 open_.shown_stable, voiced, speculation.request_id,
                 None if result is None
                 else without_context(result, speculation.context, self.options.context_prefix),
-                context=speculation.context, shown=open_.shown, keep_from=open_.keep_from,
+                context=speculation.context, shown=open_.shown,
             )
         else:
             if speculation is not None and not speculation.done:
@@ -437,8 +439,7 @@ class CaptionSession:
             pending = PendingFinal(
                 open_.index, open_.start, speech_end, open_.start, audio_end, prefix,
                 open_.shown_stable, voiced, 0, audio=audio, audio_from=audio_from,
-                shown=open_.shown, keep_from=open_.keep_from,
-                keep_until=speech_end if continues and overlap else 0,
+                shown=open_.shown, keep_until=speech_end if continues and overlap else 0,
             )
             # Finals are decoded in order, each prompted with the text of those before it,
             # so a file sent faster than real time is captioned as well as a live one.
@@ -446,8 +447,7 @@ class CaptionSession:
                 actions.append(self._ask(pending))
         self._finals[open_.index] = pending
         self._open = (
-            OpenUtterance(self._take_utterance(), max(self._buffer.start, speech_end - overlap),
-                          partial_audio_end=speech_end, keep_from=speech_end if overlap else 0)
+            OpenUtterance(self._take_utterance(), speech_end, partial_audio_end=speech_end)
             if continues
             else None
         )
@@ -533,7 +533,13 @@ class CaptionSession:
 
     def _fill_gap(self, pending: PendingFinal, heard: DecodeResult) -> None:
         gap, result = pending.gap, pending.result
-        if gap is None or result is None or self._judge.is_hallucination(heard, gap.voiced_s):
+        if gap is None or result is None or self._judge.is_hallucination(
+                heard, gap.voiced_s, duration_s=gap.end - gap.start):
+            return
+        # A second opinion on audio the first decode did cover, with a stretched word: only
+        # a sure one is taken (a drawn-out "Maaaan-tree-all", 4.6 s as one word, heard
+        # again as "Mantria..." at an average log-probability of -1.4).
+        if heard.avg_logprob < self.options.log_prob_threshold:
             return
         pending.result = merge_gap(result, gap, heard)
         self.gaps_filled += 1

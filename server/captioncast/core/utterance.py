@@ -40,7 +40,6 @@ class OpenUtterance:
     hypotheses: deque[list[str]] = field(default_factory=lambda: deque(maxlen=8))
     shown_stable: str = ""  # `stable` of the last partial sent: what a display holds still
     shown: str = ""  # the last partial's whole text: what a display shows now
-    keep_from: int = 0  # after a cut: its words start here (its audio begins before)
 
     def hear(self, words: list[str], agreement: int, holdback: int) -> list[str]:
         """A partial hypothesis's words after `stable`: those that `agreement` consecutive
@@ -86,8 +85,7 @@ class PendingFinal:
     gap: Gap | None = None
     gap_request: int = 0  # 0: none asked for, or its answer is in
     looped: bool = False  # its decode looped and was cut before the gap was looked for
-    # Around a cut without a pause (samples; 0: no such bound): its words are those whose
-    # middle lies in [keep_from, keep_until), its audio reaching past either.
-    keep_from: int = 0
+    # Cut without a pause (samples; 0: not cut): its audio reaches past the cut, and its
+    # words are those whose middle lies before it.
     keep_until: int = 0
 

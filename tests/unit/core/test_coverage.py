@@ -95,20 +95,22 @@ def test_a_gap_that_heard_nothing_changes_nothing() -> None:
     assert merge_gap(result, gap, DecodeResult("", "en")) is result
 
 
-def _rule(text: str, voiced_s: float, no_speech: float = 0.44) -> bool:
-    return is_hallucination(DecodeResult(text, "en", avg_logprob=-1.05,
-                                         no_speech_prob=no_speech), voiced_s,
+def _rule(text: str, duration_s: float, no_speech: float = 0.44, logprob: float = -0.9) -> bool:
+    return is_hallucination(DecodeResult(text, "en", avg_logprob=logprob,
+                                         no_speech_prob=no_speech), 0.1,
                             no_speech_threshold=0.6, log_prob_threshold=-1.0,
                             compression_ratio_threshold=2.4, short_speech_s=1.0,
-                            max_words_per_voiced_s=7.0)
+                            max_words_per_s=7.0, duration_s=duration_s)
 
 
 def test_more_words_than_a_breath_could_hold_are_no_speech() -> None:
-    # a 0.1 s breath after a client's Finalize, heard as "Thank you very much."
-    assert _rule("Thank you very much.", 0.1)
-    assert not _rule("No.", 0.1, no_speech=0.1)
-    assert not _rule("Not now.", 0.3, no_speech=0.1)
+    # a 0.28 s breath after a client's Finalize, heard as "Thank you very much."
+    assert _rule("Thank you very much.", 0.28)
+    assert not _rule("No.", 0.2, no_speech=0.1)
+    assert not _rule("Right then.", 0.64, no_speech=0.22)  # little voice, but time to say it
     assert not _rule("Thank you very much.", 1.5, no_speech=0.1)  # long enough to say it
+    # a breath's decode that failed Whisper's own gibberish test after its fallbacks
+    assert _rule("Thank you.", 0.28, logprob=-1.04)
 
 
 class _EndsEarly(ScriptedDecoder):
