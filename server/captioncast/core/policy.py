@@ -26,6 +26,7 @@ from captioncast.core.coverage import find_gap, merge_gap
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.finals import FinalJudge
 from captioncast.core.options import PolicyOptions, SessionConfig
+from captioncast.core.quality import CaptionQuality
 from captioncast.core.repetition import collapse_loops
 from captioncast.core.segmenter import (
     Segmenter,
@@ -138,6 +139,16 @@ class CaptionSession:
     def shown_words_changed(self) -> int:
         """... and those a later partial or the final changed or took away: flicker."""
         return self._judge.shown_words_changed
+
+    def quality(self) -> CaptionQuality:
+        """How the captions read so far (core/quality.py)."""
+        judge = self._judge
+        return CaptionQuality(
+            audio_s=self.duration, finals=judge.finals_sent, empty_finals=judge.empty_finals,
+            final_words=judge.final_words, shown_words=judge.shown_words,
+            shown_words_changed=judge.shown_words_changed,
+            stable_words=judge.stable_words_shown, stable_words_revised=judge.stable_words_revised,
+            gaps_filled=self.gaps_filled)
 
     @property
     def empty_finals(self) -> int:
