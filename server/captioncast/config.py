@@ -128,13 +128,13 @@ def from_arguments(args: argparse.Namespace) -> ServerOptions:
     """The serve command's options: its flags (and their variables), then every setting."""
     from captioncast.core.channel import ChannelOptions
     from captioncast.engine.capacity import CapacityOptions
+    from captioncast.fanout.mqtt import MqttOptions
     from captioncast.options import (
         ServerOptions,
         ShutdownOptions,
         StoreOptions,
         TranscribeOptions,
     )
-    from captioncast.transport.mqtt import MqttOptions
     from captioncast.transport.security import SecurityOptions, tokens_from
 
     mqtt = None if not args.mqtt else MqttOptions.from_url(

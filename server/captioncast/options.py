@@ -20,7 +20,7 @@ from captioncast.core.replay import DEFAULT_REPLAY_EVENTS
 from captioncast.engine.capacity import CapacityOptions
 from captioncast.engine.decode_options import DecodeOptions
 from captioncast.engine.scheduler import Budgets
-from captioncast.transport.mqtt import MqttOptions
+from captioncast.fanout.mqtt import MqttOptions
 from captioncast.transport.security import SecurityOptions
 
 
@@ -54,7 +54,7 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class StoreOptions:
-    """Where finals are kept (transport/archive.py): None keeps them in memory only."""
+    """Where finals are kept (fanout/archive.py): None keeps them in memory only."""
 
     where: str | None = None  # a SQLite file or data dir, ":memory:", or postgresql://...
     retention_days: float = 0.0  # channels last live longer ago are deleted; 0: kept

@@ -70,7 +70,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_is_read() -> None:
     graph = import_graph()
     assert "captioncast.transport.stream" in graph["captioncast.transport.routes"]
-    assert "captioncast.transport.context" in graph["captioncast.transport.live_session"]
+    assert "captioncast.transport.server_context" in graph["captioncast.session.live_session"]
 
 
 def test_no_import_cycles() -> None:

@@ -18,9 +18,9 @@ from websockets.asyncio.server import ServerConnection
 
 from captioncast.core.options import PolicyOptions
 from captioncast.core.params import StreamParams
-from captioncast.transport.context import ServerContext
-from captioncast.transport.live_session import LiveSession
+from captioncast.session.live_session import LiveSession
 from captioncast.transport.security import peer_host, token_key
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.stream import StreamHandler
 from captioncast.transport.websocket import peer_of
 

@@ -27,6 +27,7 @@ from captioncast.core.params import LANGUAGE_CODE, MAX_PROMPT_CHARS, StreamParam
 from captioncast.errors import BadControlMessage, BadRequest, CaptioncastError, Unauthorized
 from captioncast.protocol import codes
 from captioncast.protocol.events import End, Error, Event, Final, Partial, Word
+from captioncast.session.live_session import LiveSession
 from captioncast.transport.compat import (
     ALAW,
     ULAW,
@@ -35,9 +36,8 @@ from captioncast.transport.compat import (
     open_session,
     serve,
 )
-from captioncast.transport.context import ServerContext
-from captioncast.transport.live_session import LiveSession
 from captioncast.transport.responses import HttpResponse, json_response
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.stream import StreamHandler
 from captioncast.transport.websocket import close_or_abort
 

@@ -3,7 +3,7 @@
 The session's settings (input format, language, prompt, turn detection) come in
 `session.update` (or the beta `transcription_session.update`) before the first
 audio; the LiveSession opens on the first `input_audio_buffer.append`, with them.
-Which conversation item our events speak of is transport/realtime_items.py's: with
+Which conversation item our events speak of is api/realtime_items.py's: with
 `server_vad` each of our utterances is an item (our segmenter commits it); with turn
 detection off, `input_audio_buffer.commit` ends the turn (a flush of the utterance
 under way) and all the audio appended since the last commit is one item.
@@ -24,10 +24,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
+from captioncast.api.realtime_config import RealtimeConfig, RealtimeWire, SessionFlavour
+from captioncast.api.realtime_items import ItemWire, TurnItems, VadItems
 from captioncast.core.params import MAX_PROMPT_CHARS, StreamParams
 from captioncast.errors import BadControlMessage, BadRequest, CaptioncastError, Unauthorized
 from captioncast.protocol import codes
 from captioncast.protocol.events import Error, Event, Final, Partial
+from captioncast.session.live_session import LiveSession
 from captioncast.transport.compat import (
     ALAW,
     ULAW,
@@ -36,11 +39,8 @@ from captioncast.transport.compat import (
     open_session,
     serve,
 )
-from captioncast.transport.context import ServerContext
-from captioncast.transport.live_session import LiveSession
-from captioncast.transport.realtime_items import ItemWire, TurnItems, VadItems
-from captioncast.transport.realtime_session import RealtimeConfig, RealtimeWire, SessionFlavour
 from captioncast.transport.responses import HttpResponse, json_response, status_of
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.stream import StreamHandler
 from captioncast.transport.websocket import close_or_abort
 

@@ -12,13 +12,13 @@ from websockets.http11 import Request
 from captioncast.core.params import parse_channel_name, parse_viewer_params
 from captioncast.errors import BadRequest
 from captioncast.protocol.captions import render_srt, render_vtt
-from captioncast.transport.context import ServerContext
 from captioncast.transport.responses import (
     HttpResponse,
     body_response,
     error_response,
     json_response,
 )
+from captioncast.transport.server_context import ServerContext
 
 CAPTION_FILE = re.compile(r"/v1/channels/([^/]+)/captions\.(vtt|srt)")
 OVERLAY_OPTIONS = frozenset({"channel", "since", "token", "size", "lines", "chars", "position",

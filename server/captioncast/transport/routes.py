@@ -19,13 +19,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request
 
 from captioncast.errors import CaptioncastError
+from captioncast.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport import deepgram, openai_realtime
-from captioncast.transport.context import ServerContext
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.http_front import HttpFront, PostHandler
 from captioncast.transport.huggingface import PATH as HF_PATH
 from captioncast.transport.huggingface import HuggingFaceRoute
-from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.output_routes import (
     OUTPUT_PATH,
     OUTPUTS_PATH,
@@ -35,6 +34,7 @@ from captioncast.transport.output_routes import (
 from captioncast.transport.pages import CAPTION_FILE, overlay
 from captioncast.transport.responses import HttpResponse, error_response, json_response
 from captioncast.transport.security import http_refusal, peer_host, redact
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.stream import handle_stream
 from captioncast.transport.transcribe import TranscribeRoutes
 from captioncast.transport.transcripts import (

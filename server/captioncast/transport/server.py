@@ -18,15 +18,15 @@ from websockets.typing import Subprotocol
 from captioncast import __version__
 from captioncast.core.decoding import Decoder
 from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.fanout.archive import Archive
+from captioncast.fanout.mqtt import FLUSH_ON_EXIT_S, MqttBridge
+from captioncast.fanout.output_sink import CLOSE_TIMEOUT_S, start_outputs
 from captioncast.options import ServerOptions
-from captioncast.transport.archive import Archive
-from captioncast.transport.context import ServerContext
 from captioncast.transport.http_front import HttpFront
-from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge
-from captioncast.transport.output_sink import CLOSE_TIMEOUT_S, start_outputs
 from captioncast.transport.responses import to_websockets
 from captioncast.transport.routes import Routes
 from captioncast.transport.security import answered_protocol, ssl_context
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.shutdown import drain, signal_stop
 from captioncast.transport.sniff import SNIFF_TIMEOUT_S
 from captioncast.transport.transcribe import TranscribeRoutes

@@ -14,9 +14,9 @@ from captioncast.core.params import parse_control, parse_stream_params
 from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
 from captioncast.protocol import codes
 from captioncast.protocol.events import Event
-from captioncast.transport.context import ServerContext
-from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
+from captioncast.session.live_session import TAKEN_OVER, LiveSession, find_resumable
 from captioncast.transport.security import peer_host, token_key
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.websocket import close_or_abort, peer_of, query_of, reject
 
 log = logging.getLogger("captioncast.stream")
@@ -96,7 +96,7 @@ class StreamHandler:
             while (item := await self._outbox.get()) is not None:
                 event, after = item
                 if after is not None:
-                    await after  # its commit, bounded by the store (transport/archive.py)
+                    await after  # its commit, bounded by the store (fanout/archive.py)
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
                 # that arrives as its awaitable completes.
                 for message in [event] if isinstance(event, str) else self.render(event):

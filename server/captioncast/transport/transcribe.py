@@ -33,11 +33,11 @@ from captioncast.core.transcript import (
 from captioncast.errors import CaptioncastError, Overloaded
 from captioncast.options import TranscribeOptions
 from captioncast.protocol.events import End, Error, Event, Final
-from captioncast.transport.context import ServerContext
-from captioncast.transport.driver import ScheduledDecodes, SessionDriver
+from captioncast.session.driver import ScheduledDecodes, SessionDriver
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.http_front import PostHandler
 from captioncast.transport.responses import HttpResponse, json_response, status_of
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.uploads import decode_file, decode_raw, read_form, spool_body
 
 RETRY_AFTER_S = 10  # a file takes seconds to minutes: a refused client tries again then

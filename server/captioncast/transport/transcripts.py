@@ -17,13 +17,12 @@ from websockets.http11 import Request
 
 from captioncast.core.params import parse_channel_name
 from captioncast.errors import BadRequest
+from captioncast.fanout.archive import Archive, as_event
 from captioncast.protocol.captions import to_srt, to_vtt
 from captioncast.protocol.events import Final
 from captioncast.store import ChannelInfo, StoredFinal, StoreError
 from captioncast.store.base import MAX_PAGE
 from captioncast.transport import pages
-from captioncast.transport.archive import Archive, as_event
-from captioncast.transport.context import ServerContext
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.responses import (
     HttpResponse,
@@ -31,6 +30,7 @@ from captioncast.transport.responses import (
     error_response,
     json_response,
 )
+from captioncast.transport.server_context import ServerContext
 
 TRANSCRIPT = re.compile(r"/v1/channels/([^/]+)/transcript")
 CHANNEL = re.compile(r"/v1/channels/([^/]+)")

@@ -8,15 +8,15 @@ import pytest
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
+from captioncast.api.realtime_config import RealtimeConfig, RealtimeWire, SessionFlavour
 from captioncast.core.options import PolicyOptions
 from captioncast.errors import BadRequest
 from captioncast.transport import deepgram, openai_realtime
 from captioncast.transport.compat import ALAW, ULAW, endpointing_policy, g711_decoder
-from captioncast.transport.context import ServerContext
 from captioncast.transport.huggingface import parse_parameters
-from captioncast.transport.realtime_session import RealtimeConfig, RealtimeWire, SessionFlavour
 from captioncast.transport.security import SecurityOptions, presented_token
 from captioncast.transport.server import ServerOptions
+from captioncast.transport.server_context import ServerContext
 
 RAW = "/v1/listen?encoding=linear16&sample_rate=16000"
 

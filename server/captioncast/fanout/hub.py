@@ -1,7 +1,7 @@
 """Channels in the running server: who speaks, who watches, and where events go next.
 
 With a transcript store, a channel's events reach its viewers and sinks in order, each
-final once it is committed (or after the store's bound): see transport/archive.py.
+final once it is committed (or after the store's bound): see fanout/archive.py.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ChannelSink(Protocol):
 
 
 class ChannelStore(Protocol):
-    """Where a channel's events are kept (transport/archive.py's Archive)."""
+    """Where a channel's events are kept (fanout/archive.py's Archive)."""
 
     def record(self, channel: str, event: Event, session: str) -> Awaitable[bool] | None: ...
 

@@ -16,7 +16,7 @@ from captioncast.errors import Overloaded
 
 
 class Registered(Protocol):
-    """What the registry asks of a session (transport/live_session.py's LiveSession)."""
+    """What the registry asks of a session (session/live_session.py's LiveSession)."""
 
     @property
     def session_id(self) -> str: ...

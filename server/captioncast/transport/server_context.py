@@ -17,15 +17,15 @@ from captioncast.core.params import StreamParams
 from captioncast.engine.capacity import Decision
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest, Overloaded
+from captioncast.fanout.archive import Archive
+from captioncast.fanout.hub import ChannelHub
+from captioncast.fanout.output_sink import OutputCollector, OutputSink
 from captioncast.options import ServerOptions
 from captioncast.outputs import OutputRegistry
-from captioncast.transport.archive import Archive
-from captioncast.transport.channels import ChannelHub
-from captioncast.transport.metrics import Metrics
-from captioncast.transport.output_sink import OutputCollector, OutputSink
-from captioncast.transport.registry import Registered, SessionRegistry
+from captioncast.session.registry import Registered, SessionRegistry
+from captioncast.telemetry.measures import Telemetry
+from captioncast.telemetry.metrics import Metrics
 from captioncast.transport.security import Gatekeeper, TooManyConnections
-from captioncast.transport.telemetry import Telemetry
 
 log = logging.getLogger("captioncast.admission")
 
@@ -46,7 +46,7 @@ class ServerContext:
         self.gate = Gatekeeper(options.security)
         self.telemetry = Telemetry(options.capacity)
         self.telemetry.on_scrape(self._gauges)
-        self.outputs = OutputRegistry()  # channels' caption outputs (transport/output_sink.py)
+        self.outputs = OutputRegistry()  # channels' caption outputs (fanout/output_sink.py)
         self.channels.sinks.append(OutputSink(self.outputs))
         self.telemetry.metrics.registry.register(OutputCollector(self.outputs))
         self.draining = False

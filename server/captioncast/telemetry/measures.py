@@ -19,7 +19,7 @@ from captioncast.core.decoding import DecodeRequest
 from captioncast.engine.capacity import CapacityMeter, CapacityOptions
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.protocol.events import Error, Event, Final, Partial
-from captioncast.transport.metrics import Metrics
+from captioncast.telemetry.metrics import Metrics
 
 LATENCY_SAMPLES = 1000  # percentiles over the recent finals suffice
 ARRIVALS_KEPT = 4096  # an hour of 20 ms frames would grow without bound

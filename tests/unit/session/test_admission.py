@@ -27,11 +27,11 @@ from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import Overloaded
 from captioncast.options import ServerOptions, ShutdownOptions
 from captioncast.protocol.events import Final
-from captioncast.transport.context import ServerContext
-from captioncast.transport.live_session import LiveSession
-from captioncast.transport.registry import SessionRegistry
+from captioncast.session.live_session import LiveSession
+from captioncast.session.registry import SessionRegistry
 from captioncast.transport.security import SecurityOptions, TooManyConnections, http_refusal
 from captioncast.transport.server import run_server
+from captioncast.transport.server_context import ServerContext
 from tests.conftest import read_wav
 from tests.support.fake_decoder import Driver, ScriptedDecoder
 

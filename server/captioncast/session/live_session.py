@@ -35,13 +35,13 @@ from captioncast.engine.capacity import Decision, SpeechGrace
 from captioncast.errors import BadRequest, CaptioncastError, Overloaded, SessionTimeout
 from captioncast.protocol import codes
 from captioncast.protocol.events import Event, Ready
-from captioncast.transport.coalesce import FrameCoalescer
-from captioncast.transport.driver import ScheduledDecodes, SessionDriver
-from captioncast.transport.telemetry import StreamLatency
-from captioncast.transport.timer import Timer
+from captioncast.session.coalesce import FrameCoalescer
+from captioncast.session.driver import ScheduledDecodes, SessionDriver
+from captioncast.session.timer import Timer
+from captioncast.telemetry.measures import StreamLatency
 
 if TYPE_CHECKING:
-    from captioncast.transport.context import ServerContext
+    from captioncast.transport.server_context import ServerContext
 
 log = logging.getLogger("captioncast.stream")
 
@@ -108,7 +108,7 @@ class LiveSession:
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
                                     on_event=self._publish, on_finished=self._finished)
         self.converter = PcmConverter(params)
-        # Tiny frames are batched before conversion (transport/coalesce.py); what it holds
+        # Tiny frames are batched before conversion (session/coalesce.py); what it holds
         # counts as received, and it outlives a dropped connection with the session.
         self._pending = FrameCoalescer(params.sample_rate * params.bytes_per_frame)
         self.events = EventLog(options.replay_events)

@@ -28,9 +28,9 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from captioncast.errors import BadRequest, CaptioncastError
+from captioncast.fanout.hub import ChannelHub
 from captioncast.protocol.events import End, Event, Final, Partial, ProtocolError, parse_event
 from captioncast.transport.backoff import Backoff
-from captioncast.transport.channels import ChannelHub
 
 log = logging.getLogger("captioncast.mqtt")
 

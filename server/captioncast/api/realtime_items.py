@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from captioncast.api.realtime_config import RealtimeWire, SessionFlavour
 from captioncast.protocol.events import Final, Partial
-from captioncast.transport.realtime_session import RealtimeWire, SessionFlavour
 
 
 class ItemWire:

@@ -1,4 +1,4 @@
-"""The session driver (transport/driver.py): decodes routed, cancels honoured, close final."""
+"""The session driver (session/driver.py): decodes routed, cancels honoured, close final."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from captioncast.core.decoding import DecodeRequest
 from captioncast.core.policy import Cancel, CaptionSession, PolicyOptions, SessionConfig
 from captioncast.protocol.events import End, Event, Final
-from captioncast.transport.driver import Done, Outcome, SessionDriver
+from captioncast.session.driver import Done, Outcome, SessionDriver
 from tests.conftest import read_wav
 from tests.support.fake_decoder import ScriptedDecoder
 

@@ -13,8 +13,8 @@ from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest
 from captioncast.options import ServerOptions
 from captioncast.protocol.events import End, Error, Event, Final, Ready
-from captioncast.transport.context import ServerContext
-from captioncast.transport.live_session import TAKEN_OVER, LiveSession, State, find_resumable
+from captioncast.session.live_session import TAKEN_OVER, LiveSession, State, find_resumable
+from captioncast.transport.server_context import ServerContext
 from tests.conftest import read_wav
 from tests.support.fake_decoder import ScriptedDecoder
 

@@ -1,4 +1,4 @@
-"""The session registry (transport/registry.py): admission, eviction, release."""
+"""The session registry (session/registry.py): admission, eviction, release."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from captioncast.errors import Overloaded
-from captioncast.transport.registry import SessionRegistry
+from captioncast.session.registry import SessionRegistry
 
 
 @dataclass

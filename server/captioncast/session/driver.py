@@ -1,7 +1,7 @@
 """Drives a CaptionSession: its actions dispatched, its decodes run, their results routed back.
 
 The core asks for decodes and says what to cancel; it never runs one. `SessionDriver`
-is the one place that answers it, for live streams (transport/live_session.py), file
+is the one place that answers it, for live streams (session/live_session.py), file
 transcription (transport/transcribe.py) and the scripted tests (tests/support/fake_decoder.py).
 Where the decodes run is a `Decodes`: the shared scheduler (`ScheduledDecodes`) or a
 test's script.

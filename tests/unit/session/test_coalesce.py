@@ -1,8 +1,8 @@
-"""transport/coalesce.py: tiny frames are batched, ordinary ones pass straight through."""
+"""session/coalesce.py: tiny frames are batched, ordinary ones pass straight through."""
 
 from __future__ import annotations
 
-from captioncast.transport.coalesce import FrameCoalescer
+from captioncast.session.coalesce import FrameCoalescer
 
 
 def test_ordinary_frames_pass_through_and_tiny_ones_are_batched_in_order() -> None:
