@@ -29,8 +29,8 @@ import aiomqtt
 
 from captioncast.errors import BadRequest, CaptioncastError
 from captioncast.fanout.hub import ChannelHub
+from captioncast.protocol.backoff import Backoff
 from captioncast.protocol.events import End, Event, Final, Partial, ProtocolError, parse_event
-from captioncast.transport.backoff import Backoff
 
 log = logging.getLogger("captioncast.mqtt")
 

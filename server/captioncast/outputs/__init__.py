@@ -5,7 +5,7 @@ so a client can use `obs.ObsCaptions` and `obs.ObsOutput` on its own; the HTTP k
 `httpx` (the `server` extra).
 """
 
-from captioncast.outputs.base import Delivery, Output, OutputState, RetryPolicy
+from captioncast.outputs.base import Delivery, Output, OutputState
 from captioncast.outputs.errors import DeliveryError, OutputError, OutputSpecError
 from captioncast.outputs.registry import (
     KINDS,
@@ -17,5 +17,5 @@ from captioncast.outputs.registry import (
 
 __all__ = [
     "KINDS", "ChannelOutputs", "Delivery", "DeliveryError", "Output", "OutputError",
-    "OutputRegistry", "OutputSpecError", "OutputState", "RetryPolicy", "Sample", "build_output",
+    "OutputRegistry", "OutputSpecError", "OutputState", "Sample", "build_output",
 ]

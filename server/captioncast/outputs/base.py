@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 from captioncast.outputs.errors import DeliveryError
+from captioncast.protocol.backoff import Backoff
 
 log = logging.getLogger("captioncast.outputs")
 
@@ -39,22 +40,6 @@ class OutputState(StrEnum):
     RETRYING = "retrying"  # the last attempt failed; backing off
     WAITING = "waiting"  # the far end is up but not ready (OBS not streaming, meeting not started)
     CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter; `max_attempts=None` retries for ever (at least once)."""
-
-    initial_s: float = 0.5
-    max_s: float = 30.0  # a far end back after a minute's outage gets its finals within 30 s
-    factor: float = 2.0
-    jitter: float = 0.2  # +-20%: outputs that failed together do not retry in lockstep
-    max_attempts: int | None = None
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """The wait before retry number `attempt` (1 = the first retry)."""
-        base = min(self.max_s, self.initial_s * self.factor ** max(0, attempt - 1))
-        return max(0.0, base * (1.0 + rng.uniform(-self.jitter, self.jitter)))
 
 
 @dataclass
@@ -96,13 +81,13 @@ class Output(abc.ABC, Generic[P]):
     kind: ClassVar[str]
 
     def __init__(self, *, output_id: str | None = None, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 retry: RetryPolicy | None = None, sleep: Sleep = asyncio.sleep,
+                 retry: Backoff | None = None, sleep: Sleep = asyncio.sleep,
                  clock: Callable[[], float] = time.time) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self.id = output_id or secrets.token_hex(4)
         self.queue_size = queue_size
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or Backoff()
         self.stats = OutputStats()
         self._sleep = sleep
         self._clock = clock

@@ -18,15 +18,15 @@ from captioncast.outputs import (
     OutputRegistry,
     OutputSpecError,
     OutputState,
-    RetryPolicy,
     build_output,
 )
 from captioncast.outputs.captions import caption_chunks, utc_millis, wall_time, wrap
 from captioncast.outputs.obs_protocol import authentication, decode, identify
 from captioncast.outputs.spec import redact, with_query
+from captioncast.protocol.backoff import Backoff
 from tests.support.waiting import until
 
-FAST = RetryPolicy(initial_s=0.001, max_s=0.005)
+FAST = Backoff(first_s=0.001, max_s=0.005)
 def final(seq: int, text: str = "", start: float = 0.0, step: float = 0.3) -> dict[str, Any]:
     text = text or f"final number {seq}"
     words = [{"word": w, "start": start + i * step, "end": start + i * step + 0.25}
@@ -101,7 +101,7 @@ async def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
 
 
 async def test_waiting_state_while_the_far_end_is_not_ready() -> None:
-    out = Scripted(fail={99: 1000}, retry=RetryPolicy(initial_s=0.01, max_s=0.01))
+    out = Scripted(fail={99: 1000}, retry=Backoff(first_s=0.01, max_s=0.01))
     out.offer(final(99))
     await until(lambda: out.state is OutputState.WAITING)
     out.fail[99] = 0
@@ -110,7 +110,7 @@ async def test_waiting_state_while_the_far_end_is_not_ready() -> None:
 
 
 async def test_close_drains_then_counts_what_is_left_as_dropped() -> None:
-    out = Scripted(fail={1: 10**6}, retry=RetryPolicy(initial_s=0.01, max_s=0.01))
+    out = Scripted(fail={1: 10**6}, retry=Backoff(first_s=0.01, max_s=0.01))
     out.offer(final(1))
     out.offer(final(2))
     await out.close(timeout=0.1)
@@ -119,7 +119,7 @@ async def test_close_drains_then_counts_what_is_left_as_dropped() -> None:
 
 
 async def test_empty_finals_are_skipped_and_max_attempts_gives_up() -> None:
-    out = Scripted(fail={1: 10}, retry=RetryPolicy(initial_s=0.001, max_s=0.001, max_attempts=2))
+    out = Scripted(fail={1: 10}, retry=Backoff(first_s=0.001, max_s=0.001, max_attempts=2))
     out.offer({**final(1)})
     out.offer({**final(2), "text": ""})
     out.offer(final(3))
@@ -144,7 +144,7 @@ async def test_a_bug_in_a_kind_does_not_block_the_queue_for_ever() -> None:
 
 
 def test_backoff_grows_to_its_cap_with_jitter() -> None:
-    policy = RetryPolicy(initial_s=1.0, max_s=8.0, jitter=0.2)
+    policy = Backoff(first_s=1.0, max_s=8.0, jitter=(0.8, 1.2))
     rng = random.Random(1)
     delays = [policy.delay(n, rng) for n in range(1, 8)]
     assert 0.8 <= delays[0] <= 1.2 and 1.6 <= delays[1] <= 2.4
