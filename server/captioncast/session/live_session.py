@@ -1,15 +1,10 @@
 """A stream's life in the server, which can outlast the WebSocket that started it.
 
 A `LiveSession` owns the caption core (through its SessionDriver), its channel
-publishing and the log of its events. Connections (`StreamHandler`s) attach to it: the
-first one opens it; when one drops without `eos`, the session keeps decoding what it
-already received and logs what it says, for `resume_window_s`; a reconnect with
-`resume=ID&since=SEQ` attaches again and is replayed what it missed (PROTOCOL.md,
-"Resuming"). The session id is a 96-bit secret: knowing it is the right to resume.
-
-Its life is a `State`: STREAMING (audio taken), ENDING (eos, the session limit, an
-expired resume window or a shutdown: the last finals are decoded, no audio is taken),
-OVER (released: nothing more is said; the log may still be read by a resume).
+publishing and the log of its events. Connections (transport/stream.py) attach to it:
+the first one opens it; when one drops without `eos`, the session keeps decoding what
+it already received and logs what it says, for `resume_window_s`, until a reconnect
+resumes it (session/resume.py). Its life is a `State` (session/link.py).
 
 It costs decoding only while it is `speaking`; when it starts speaking from idle the
 server decides what it gets (engine/capacity.py): partials and finals, finals only, or
@@ -19,12 +14,8 @@ an `overloaded` error, its last finals and close 1013.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
 import logging
 import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
 from captioncast.core.options import PolicyOptions, SessionConfig
@@ -32,56 +23,23 @@ from captioncast.core.params import StreamParams
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.replay import EventLog
 from captioncast.engine.capacity import Decision, SpeechGrace
-from captioncast.errors import BadRequest, CaptioncastError, Overloaded, SessionTimeout
+from captioncast.errors import CaptioncastError, Overloaded, SessionTimeout
 from captioncast.protocol import codes
 from captioncast.protocol.events import Event, Ready
 from captioncast.session.coalesce import FrameCoalescer
 from captioncast.session.driver import ScheduledDecodes, SessionDriver
+from captioncast.session.link import Link, SessionHost, State
+from captioncast.session.resume import check_resumable
 from captioncast.session.timer import Timer
 from captioncast.telemetry.measures import StreamLatency
 
-if TYPE_CHECKING:
-    from captioncast.transport.server_context import ServerContext
-
 log = logging.getLogger("captioncast.stream")
-
-TAKEN_OVER = (codes.POLICY, "this session was resumed on another connection")
-
-
-class State(enum.Enum):
-    STREAMING = "streaming"
-    ENDING = "ending"
-    OVER = "over"
-
-
-class Link(Protocol):
-    """The connection attached to a session (transport/stream.py's StreamHandler)."""
-
-    def send(self, event: Event, after: Awaitable[bool] | None = None) -> None:
-        """Queue `event`; with `after`, it is sent once that is done (its commit)."""
-
-    def finish(self, code: int, reason: str) -> None:
-        """Send what is queued, then close with this code."""
-
-    def take_over(self) -> None:
-        """Another connection resumed the session: close this one now."""
-
-    async def wait_closed(self) -> None:
-        """Until the connection is closed."""
-
-
-
-
-def _resume_key(params: StreamParams) -> StreamParams:
-    """What a resuming connection must repeat: everything but resume and since."""
-    return dataclasses.replace(params, resume=None, since=0)
-
 
 
 class LiveSession:
     """One audio stream from its first connection to its `end`, across reconnects."""
 
-    def __init__(self, session_id: str, params: StreamParams, ctx: ServerContext,
+    def __init__(self, session_id: str, params: StreamParams, ctx: SessionHost,
                  address: str | None = None, token_key: str | None = None,
                  policy: PolicyOptions | None = None) -> None:
         """`policy`: the server's, unless a compatible API's stream sets its own endpointing."""
@@ -92,19 +50,12 @@ class LiveSession:
         self.params = params
         self.ctx = ctx
         language = params.language or options.language
-        self.core = CaptionSession(
-            SessionConfig(
-                session_id=session_id,
-                model=ctx.model_name,
-                language=None if language in (None, "auto") else language,
-                task=params.task,
-                interim=params.interim,
-                words=params.words,
-                prompt=params.prompt,
-                resume_until=int(options.resume_window_s),
-            ),
-            policy or options.policy,
-        )
+        self.core = CaptionSession(SessionConfig(
+            session_id=session_id, model=ctx.model_name,
+            language=None if language in (None, "auto") else language, task=params.task,
+            interim=params.interim, words=params.words, prompt=params.prompt,
+            resume_until=int(options.resume_window_s),
+        ), policy or options.policy)
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
                                     on_event=self._publish, on_finished=self._finished)
         self.converter = PcmConverter(params)
@@ -161,6 +112,24 @@ class LiveSession:
     @property
     def eos_received(self) -> bool:
         return self._eos
+
+    @property
+    def in_speech(self) -> bool:
+        """Its segmenter is inside an utterance (what a translator may ask, not the core)."""
+        return self.core.segmenter.in_speech
+
+    @property
+    def open_utterance(self) -> int | None:
+        return self.core.open_utterance
+
+    @property
+    def utterances_begun(self) -> int:
+        return self.core.utterances_begun
+
+    @property
+    def finished(self) -> bool:
+        """The core said `end`: every final is out."""
+        return self.core.finished
 
     @property
     def decoding(self) -> int:
@@ -243,18 +212,7 @@ class LiveSession:
 
     def resumable_by(self, params: StreamParams) -> None:
         """Raise BadRequest unless a connection with `params` may resume this session."""
-        # An expired session is finalizing: audio resent now would be dropped unheard.
-        if self.reason == "expired" or (self.over and not self.core.finished):
-            raise BadRequest(
-                "unknown or expired session: it ended, its resume window passed, or the "
-                "server restarted; start a new stream (without resume) to go on"
-            )
-        if _resume_key(params) != _resume_key(self.params):
-            raise BadRequest("resume with the same stream parameters as the original "
-                             "connection (only resume and since may differ)")
-        if params.since > self.events.last_seq:
-            raise BadRequest(f"since={params.since} is after the last event of this session "
-                             f"({self.events.last_seq})")
+        check_resumable(self, params)
 
     def _expired(self) -> None:
         log.info("event=session_expired session=%s", self.session_id)
@@ -434,18 +392,3 @@ class LiveSession:
             self.core.finals_sent, self.core.partials_sent, finals.p50() or 0.0,
             finals.p95() or 0.0, self.connections, self.core.loops_caught, self.reason,
         )
-
-
-def find_resumable(ctx: ServerContext, params: StreamParams) -> LiveSession:
-    """The live session `params.resume` names, or BadRequest saying what to do instead."""
-    assert params.resume is not None
-    if ctx.draining:
-        raise Overloaded("the server is shutting down; resume on another node")
-    live = ctx.sessions.get(params.resume)
-    if not isinstance(live, LiveSession):
-        raise BadRequest(
-            "unknown or expired session: it ended, its resume window passed, or the server "
-            "restarted; start a new stream (without resume) to go on"
-        )
-    live.resumable_by(params)
-    return live

@@ -20,7 +20,7 @@ from websockets.http11 import Request
 
 from captioncast.errors import CaptioncastError
 from captioncast.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from captioncast.transport import deepgram, openai_realtime
+from captioncast.transport import compat_routes
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.http_front import HttpFront, PostHandler
 from captioncast.transport.huggingface import PATH as HF_PATH
@@ -90,13 +90,13 @@ DELETES: tuple[DeleteHandler, ...] = (delete_channel,)
 WEBSOCKETS: dict[str, WsHandler] = {
     "/v1/stream": handle_stream,
     "/v1/captions": handle_viewer,
-    "/v1/listen": deepgram.handle_listen,  # Deepgram live
-    "/v1/realtime": openai_realtime.handle_realtime,  # OpenAI Realtime transcription
+    "/v1/listen": compat_routes.handle_listen,  # Deepgram live
+    "/v1/realtime": compat_routes.handle_realtime,  # OpenAI Realtime transcription
 }
 # Compatible APIs refuse a bad token or query before the upgrade, in their own shapes.
 UPGRADE_CHECKS: dict[str, UpgradeCheck] = {
-    "/v1/listen": deepgram.vet_upgrade,
-    "/v1/realtime": openai_realtime.vet_upgrade,
+    "/v1/listen": compat_routes.vet_listen,
+    "/v1/realtime": compat_routes.vet_realtime,
 }
 POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
 NOT_FOUND = ("no route {path}; see /, /watch, /healthz, /v1/stream, /v1/captions, /overlay, "

@@ -6,10 +6,10 @@ import json
 from itertools import pairwise
 from typing import Any
 
+from captioncast.api.deepgram import interim_words
 from captioncast.api.realtime_config import RealtimeWire, SessionFlavour
 from captioncast.api.realtime_items import ItemWire, TurnItems, VadItems
 from captioncast.protocol.events import Final, Partial
-from captioncast.transport.deepgram import interim_words
 
 RATE = 24000
 

@@ -13,8 +13,10 @@ from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest
 from captioncast.options import ServerOptions
 from captioncast.protocol.events import End, Error, Event, Final, Ready
-from captioncast.session.live_session import TAKEN_OVER, LiveSession, State, find_resumable
+from captioncast.session.link import TAKEN_OVER, State
+from captioncast.session.live_session import LiveSession
 from captioncast.transport.server_context import ServerContext
+from captioncast.transport.stream import find_resumable
 from tests.conftest import read_wav
 from tests.support.fake_decoder import ScriptedDecoder
 

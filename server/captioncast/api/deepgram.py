@@ -1,10 +1,11 @@
-"""Deepgram's live API, `GET /v1/listen` (WebSocket), translated onto a LiveSession.
+"""Deepgram's live API, `GET /v1/listen`, as a sans-I/O translator onto a session.
 
 Query parameters become StreamParams (and the pause that ends an utterance); our
 events become Deepgram's `Results`, `SpeechStarted`, `UtteranceEnd` and `Metadata`;
 `KeepAlive`, `Finalize` and `CloseStream` become keepalive, flush and eos. A parameter
 that would change the transcript in a way we cannot do is refused at the handshake
-with HTTP 400 and Deepgram's error body, never silently ignored.
+with HTTP 400 and Deepgram's error body (transport/compat_routes.py), never silently
+ignored.
 """
 
 from __future__ import annotations
@@ -19,27 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from websockets.asyncio.server import ServerConnection
-from websockets.http11 import Request
-
 from captioncast import __version__
+from captioncast.api.g711 import ALAW, ULAW, g711_decoder
+from captioncast.api.translator import Port
 from captioncast.core.params import LANGUAGE_CODE, MAX_PROMPT_CHARS, StreamParams, bounded_int
-from captioncast.errors import BadControlMessage, BadRequest, CaptioncastError, Unauthorized
+from captioncast.errors import BadControlMessage, BadRequest
 from captioncast.protocol import codes
 from captioncast.protocol.events import End, Error, Event, Final, Partial, Word
-from captioncast.session.live_session import LiveSession
-from captioncast.transport.compat import (
-    ALAW,
-    ULAW,
-    endpointing_policy,
-    g711_decoder,
-    open_session,
-    serve,
-)
-from captioncast.transport.responses import HttpResponse, json_response
-from captioncast.transport.server_context import ServerContext
-from captioncast.transport.stream import StreamHandler
-from captioncast.transport.websocket import close_or_abort
 
 # Deepgram's close frames for a stream that failed (its "WebSocket DATA & NET errors").
 DATA_ERROR = (codes.POLICY, "DATA-0000")  # the payload cannot be decoded as audio
@@ -146,30 +133,9 @@ def parse_listen_query(target: str) -> ListenOptions:
     )
 
 
-def deepgram_error(status: int, code: str, message: str) -> HttpResponse:
-    """A refused handshake as Deepgram answers it: the body, and dg-error."""
-    request_id = str(uuid.uuid4())
-    response = json_response(status, {"err_code": code, "err_msg": message,
-                                      "request_id": request_id})
-    response.headers.extend([("dg-error", message[:200]), ("dg-request-id", request_id)])
-    return response
-
-
-def vet_upgrade(ctx: ServerContext, request: Request) -> HttpResponse | None:
-    """Before the upgrade: a bad token or query is an HTTP error, as Deepgram's are."""
-    try:
-        ctx.gate.authorize(request.path, request.headers)
-    except Unauthorized:
-        return deepgram_error(401, "INVALID_AUTH", "Invalid credentials.")
-    try:
-        options = parse_listen_query(request.path)
-        ctx.check_model_support(options.stream)
-    except BadRequest as error:
-        return deepgram_error(400, "Bad Request", error.message)
-    if not ctx.ready:
-        return deepgram_error(503, "Service Unavailable",
-                              "the model is still loading or the server is shutting down")
-    return None
+def error_body(code: str, message: str, request_id: str) -> dict[str, str]:
+    """A refused handshake's body as Deepgram's (sent with `dg-error` and `dg-request-id`)."""
+    return {"err_code": code, "err_msg": message, "request_id": request_id}
 
 
 def _plain(token: str) -> str:
@@ -198,15 +164,16 @@ def interim_words(partial: Partial) -> tuple[Word, ...]:
     return tuple(words)
 
 
-class ListenHandler(StreamHandler):
+class DeepgramTranslator:
     """One `/v1/listen` connection: Deepgram's messages in and out."""
 
-    def __init__(self, connection: ServerConnection, live: LiveSession,
-                 options: ListenOptions) -> None:
-        super().__init__(connection, live)
+    eager = False  # rendered as sent: a final waits for its commit to the store first
+
+    def __init__(self, options: ListenOptions, model_name: str) -> None:
         self.options = options
+        self.model_name = model_name
         self.request_id = str(uuid.uuid4())
-        self.model_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"captioncast:{live.ctx.model_name}"))
+        self.model_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"captioncast:{model_name}"))
         self._sha = hashlib.sha256()
         self._heard: set[int] = set()  # utterances whose SpeechStarted went out
         self._finalizing = False  # a Finalize came: the next final says from_finalize
@@ -271,35 +238,38 @@ class ListenHandler(StreamHandler):
                 "punctuated_word": shown}
 
     def _model_info(self) -> dict[str, str]:
-        return {"name": self.live.ctx.model_name, "version": __version__, "arch": "whisper"}
+        return {"name": self.model_name, "version": __version__, "arch": "whisper"}
 
     def _metadata(self, end: End) -> dict[str, Any]:
         return {
             "type": "Metadata", "transaction_key": "deprecated",
             "request_id": self.request_id, "sha256": self._sha.hexdigest(),
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
-            "duration": round(end.duration, 3), "channels": self.live.params.channels,
+            "duration": round(end.duration, 3), "channels": self.options.stream.channels,
             "models": [self.model_uuid], "model_info": {self.model_uuid: self._model_info()},
         }
 
-    def finish(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str) -> tuple[int, str]:
         if code == codes.POLICY and self._failure == "timeout":  # idle: nothing came
-            code, reason = NET_ERROR
-        elif code != codes.NORMAL and self._failure == "bad_audio":
-            code, reason = DATA_ERROR
-        super().finish(code, reason)
+            return NET_ERROR
+        if code != codes.NORMAL and self._failure == "bad_audio":
+            return DATA_ERROR
+        return code, reason
 
     # -- Deepgram's messages in -------------------------------------------------------
 
-    def _audio(self, frame: bytes) -> None:
+    def start(self, port: Port) -> None:
+        pass
+
+    def binary(self, frame: bytes, port: Port) -> None:
         if not frame:  # Deepgram's older close: an empty binary frame
-            self.live.control("eos")
+            port.control("eos")
             return
         self._sha.update(frame)
         decode = self.options.decode
-        super()._audio(decode(frame) if decode is not None else frame)
+        port.audio(decode(frame) if decode is not None else frame)
 
-    def _control(self, text: str) -> None:
+    def text(self, text: str, port: Port) -> None:
         try:
             message = json.loads(text)
             kind = message.get("type") if isinstance(message, dict) else None
@@ -308,25 +278,10 @@ class ListenHandler(StreamHandler):
         if kind == "KeepAlive":
             return
         if kind == "Finalize":
-            self._finalizing = self.live.core.segmenter.in_speech
-            self.live.control("flush")
+            self._finalizing = port.in_speech
+            port.control("flush")
         elif kind == "CloseStream":
-            self.live.control("eos")
+            port.control("eos")
         else:
-            self.live.report(BadControlMessage(
+            port.report(BadControlMessage(
                 "text messages must be JSON with type KeepAlive, Finalize or CloseStream"))
-
-
-async def handle_listen(connection: ServerConnection, ctx: ServerContext) -> None:
-    assert connection.request is not None
-    try:
-        options = parse_listen_query(connection.request.path)
-        policy = endpointing_policy(ctx.options.policy, options.endpointing_ms)
-        live = open_session(connection, ctx, options.stream, policy)
-    except CaptioncastError as error:
-        # The handshake checked the query: what is left is no room (1013, try later).
-        ctx.telemetry.refused(error.code)
-        await close_or_abort(connection, ctx.options.shutdown.close_timeout_s,
-                             error.close_code or codes.INTERNAL, error.message)
-        return
-    await serve(ListenHandler(connection, live, options))
