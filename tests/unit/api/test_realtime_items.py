@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from itertools import pairwise
 from typing import Any
 
-from captioncast.api.deepgram import interim_words
 from captioncast.api.realtime_config import RealtimeWire, SessionFlavour
 from captioncast.api.realtime_items import ItemWire, TurnItems, VadItems
 from captioncast.protocol.events import Final, Partial
@@ -93,13 +91,3 @@ def test_with_vad_each_utterance_is_an_item_and_clear_drops_the_open_one() -> No
         "conversation.item.created", "conversation.item.input_audio_transcription.delta",
         "conversation.item.input_audio_transcription.completed"]  # beta: no item.done
     assert vad.render(_final(1, "and so my fellow")) == []
-
-
-def test_interim_words_spread_over_the_partial() -> None:
-    partial = Partial(3, utterance=0, start=1.0, end=3.0, text="ask not what", stable="ask")
-    words = interim_words(partial)
-    assert [w.word for w in words] == ["ask", "not", "what"]
-    assert words[0].start == 1.0 and words[-1].end < 3.0
-    assert all(a.end <= b.start for a, b in pairwise(words))
-    assert words[2].end - words[2].start > words[1].end - words[1].start  # by length
-    assert interim_words(Partial(4, utterance=0, start=1.0, end=2.0, text="", stable="")) == ()
