@@ -31,13 +31,14 @@ from captioncast.transport.output_routes import (
     OutputRoutes,
     list_outputs,
 )
-from captioncast.transport.pages import CAPTION_FILE, overlay
+from captioncast.transport.pages import overlay, web_page
 from captioncast.transport.responses import HttpResponse, error_response, json_response
 from captioncast.transport.security import http_refusal, peer_host, redact
 from captioncast.transport.server_context import ServerContext
 from captioncast.transport.stream import handle_stream
 from captioncast.transport.transcribe import TranscribeRoutes
 from captioncast.transport.transcripts import (
+    CAPTION_FILE,
     TRANSCRIPT,
     caption_file,
     channel_list,
@@ -45,7 +46,6 @@ from captioncast.transport.transcripts import (
     transcript,
 )
 from captioncast.transport.viewer import handle_viewer
-from captioncast.transport.web_pages import web_page
 from captioncast.transport.websocket import reject
 
 log = logging.getLogger("captioncast.server")
@@ -153,7 +153,7 @@ class Routes:
             return OPEN_GETS[path](ctx, request)
         try:
             ctx.gate.check_origin(request.headers)
-            page = web_page(request)  # no data in them: no token (transport/web_pages.py)
+            page = web_page(request)  # no data in them: no token (transport/pages.py)
             if page is not None:
                 return page
             if path not in WEBSOCKETS:

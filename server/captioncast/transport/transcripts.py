@@ -1,8 +1,8 @@
-"""Channels' transcripts over HTTP, from the store: caption files, exports, listing, deletion.
+"""Channels' transcripts over HTTP: caption files, exports, listing, deletion.
 
-Without a store (`--no-store`) the caption files and the listing are what memory holds
-(transport/pages.py). Reads run in worker threads and files are rendered off the event
-loop: a 3-hour channel is thousands of finals.
+From the store; without one (`--no-store`) the caption files and the listing are what
+memory holds (the channel hub's logs). Reads run in worker threads and files are
+rendered off the event loop: a 3-hour channel is thousands of finals.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from websockets.http11 import Request
 from captioncast.core.params import parse_channel_name
 from captioncast.errors import BadRequest
 from captioncast.fanout.archive import Archive, as_event
-from captioncast.protocol.captions import to_srt, to_vtt
+from captioncast.protocol.captions import render_srt, render_vtt, to_srt, to_vtt
 from captioncast.protocol.events import Final
 from captioncast.store import ChannelInfo, StoredFinal, StoreError
 from captioncast.store.base import MAX_PAGE
-from captioncast.transport import pages
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.responses import (
     HttpResponse,
@@ -32,6 +31,7 @@ from captioncast.transport.responses import (
 )
 from captioncast.transport.server_context import ServerContext
 
+CAPTION_FILE = re.compile(r"/v1/channels/([^/]+)/captions\.(vtt|srt)")
 TRANSCRIPT = re.compile(r"/v1/channels/([^/]+)/transcript")
 CHANNEL = re.compile(r"/v1/channels/([^/]+)")
 FORMATS = {
@@ -83,12 +83,34 @@ def _store_down(error: StoreError) -> HttpResponse:
 
 
 async def caption_file(ctx: ServerContext, request: Request) -> HttpResponse:
-    """GET /v1/channels/NAME/captions.vtt (or .srt): the whole channel, from the store."""
+    """GET /v1/channels/NAME/captions.vtt (or .srt): the whole channel, from the store
+    (from memory without one)."""
     if ctx.archive is None:
-        return pages.caption_file(ctx, request)
-    match = pages.CAPTION_FILE.fullmatch(urlsplit(request.path).path)
+        return _memory_caption_file(ctx, request)
+    match = CAPTION_FILE.fullmatch(urlsplit(request.path).path)
     assert match is not None, "routed by CAPTION_FILE"
     return await _render(ctx, ctx.archive, parse_channel_name(match.group(1)), match.group(2))
+
+
+def _memory_caption_file(ctx: ServerContext, request: Request) -> HttpResponse:
+    """Without a store: the channel's finals that memory holds."""
+    match = CAPTION_FILE.fullmatch(urlsplit(request.path).path)
+    assert match is not None, "routed by CAPTION_FILE"
+    name, kind = match.group(1), match.group(2)
+    try:
+        parse_channel_name(name)
+    except BadRequest as error:
+        return error_response(400, error.code, error.message)
+    channel = ctx.channels.get(name)
+    if channel is None:
+        return error_response(404, "not_found",
+                              f"no channel {name!r} on this server")
+    cues = list(channel.log.cues)
+    if kind == "vtt":
+        return body_response(200, render_vtt(cues).encode(),
+                             "text/vtt; charset=utf-8")
+    return body_response(200, render_srt(cues).encode(),
+                         "application/x-subrip; charset=utf-8")
 
 
 async def transcript(ctx: ServerContext, request: Request) -> HttpResponse:
@@ -134,7 +156,7 @@ def _text(name: str, kind: str, finals: list[Final]) -> bytes:
 async def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
     """GET /v1/channels[?limit=N&after=NAME]: stored channels, live or not, by name."""
     if ctx.archive is None:
-        return pages.channel_list(ctx, request)
+        return _memory_channel_list(ctx)
     query = _query(request)
     try:
         limit = int(query.get("limit", "100"))
@@ -158,6 +180,24 @@ async def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
     if page.next_after is not None:
         body["next_after"] = page.next_after
     return json_response(200, body)
+
+
+def _memory_channel_list(ctx: ServerContext) -> HttpResponse:
+    """Without a store: every channel this node knows."""
+    channels = [
+        {"channel": c.name, "live": c.speaker is not None,
+         "live_elsewhere": c.log.remote_live,  # its speaker is on another node
+         "viewers": len(c.viewers),
+         "utterances": c.log.utterances, "seq": c.log.last_seq,
+         "outputs": ctx.outputs.statuses(c.name)}
+        for c in ctx.channels.channels()
+    ]
+    # A channel may have outputs before its speaker first comes (or after it was forgotten).
+    known = {c.name for c in ctx.channels.channels()}
+    channels += [{"channel": name, "live": False, "live_elsewhere": False, "viewers": 0,
+                  "utterances": 0, "seq": 0, "outputs": ctx.outputs.statuses(name)}
+                 for name in ctx.outputs.names() if name not in known]
+    return json_response(200, {"channels": channels})
 
 
 def _entry(ctx: ServerContext, name: str, info: ChannelInfo | None) -> dict[str, object]:

@@ -1,12 +1,12 @@
-"""transport/web_pages.py: which paths are pages and files, with what type and headers."""
+"""transport/pages.py: which paths are pages and files, with what type and headers."""
 
 from __future__ import annotations
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
+from captioncast.transport.pages import web_page
 from captioncast.transport.responses import HttpResponse
-from captioncast.transport.web_pages import web_page
 
 
 def _get(path: str) -> HttpResponse | None:
