@@ -53,6 +53,10 @@ class Overloaded(CaptioncastError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyConnections(Overloaded):
+    """One address holds too many connections (HTTP 429, WebSocket close 1013)."""
+
+
 class Unauthorized(CaptioncastError):
     code = ErrorCode.UNAUTHORIZED
     close_code = codes.UNAUTHORIZED

@@ -2,7 +2,8 @@
 
 It imports no handler module: the handlers (stream, viewer, transcribe, pages) take a
 `ServerContext`, and `transport/server.py` builds one and wires them to it. Admission
-lives here: at connect (`admit`) and when a session starts speaking (`speech_started`).
+(session/admission.py) is asked through it: at connect (`admit`) and when a session
+starts speaking (`speech_started`). A live session sees it as a `SessionHost`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from captioncast.core.decoding import Decoder
 from captioncast.core.params import StreamParams
 from captioncast.engine.capacity import Decision
 from captioncast.engine.scheduler import DecodeScheduler
-from captioncast.errors import BadRequest, Overloaded
+from captioncast.errors import BadRequest
 from captioncast.fanout.archive import Archive
 from captioncast.fanout.hub import ChannelHub
 from captioncast.fanout.output_sink import OutputCollector, OutputSink
 from captioncast.options import ServerOptions
 from captioncast.outputs import OutputRegistry
+from captioncast.session.admission import Admission
 from captioncast.session.registry import Registered, SessionRegistry
 from captioncast.telemetry.measures import Telemetry
 from captioncast.telemetry.metrics import Metrics
-from captioncast.transport.security import Gatekeeper, TooManyConnections
+from captioncast.transport.security import Gatekeeper
 
 log = logging.getLogger("captioncast.admission")
 
@@ -46,6 +48,7 @@ class ServerContext:
         self.gate = Gatekeeper(options.security)
         self.telemetry = Telemetry(options.capacity)
         self.telemetry.on_scrape(self._gauges)
+        self.admission = Admission(self.sessions, self.telemetry, options.security)
         self.outputs = OutputRegistry()  # channels' caption outputs (fanout/output_sink.py)
         self.channels.sinks.append(OutputSink(self.outputs))
         self.telemetry.metrics.registry.register(OutputCollector(self.outputs))
@@ -70,57 +73,12 @@ class ServerContext:
         self.multilingual = decoder.multilingual
 
     def admit(self, address: str | None = None, token_key: str | None = None) -> None:
-        """Raise Overloaded unless a new stream may connect now.
-
-        A connected session that does not speak costs no decoding: it is refused only
-        when the decoders are already late, at the session limit, or when its address or
-        token holds too many idle sessions.
-        """
-        if self._scheduler is None:
-            raise Overloaded("the model is still loading; try again in a few seconds",
-                             retry_after_s=5)
-        if self.draining:
-            raise Overloaded("the server is shutting down")
-        try:
-            self.sessions.make_room()
-            self._idle_limits(address, token_key)
-            self.telemetry.capacity.admit(self._scheduler.lag())
-        except Overloaded as error:
-            self._decided("connect_refused", address or "-", error.message)
-            raise
-        self._decided("connect", address or "-")
-
-    def _idle_limits(self, address: str | None, token_key: str | None) -> None:
-        security, retry = self.options.security, self.telemetry.capacity.retry_after()
-        limit = security.max_idle_per_ip
-        if limit and self.sessions.idle_from(address) >= limit:
-            raise TooManyConnections(
-                f"too many idle sessions from {address}: the limit is {limit} per address "
-                f"(max_idle_per_ip); retry after {retry} s", retry_after_s=retry)
-        limit = security.max_idle_per_token
-        if limit and token_key is not None and self.sessions.idle_with(token_key) >= limit:
-            raise TooManyConnections(
-                f"too many idle sessions with this token: the limit is {limit} per token "
-                f"(max_idle_per_token); retry after {retry} s", retry_after_s=retry)
+        """Raise Overloaded unless a new stream may connect now (session/admission.py)."""
+        self.admission.admit(self._scheduler, self.draining, address, token_key)
 
     def speech_started(self, session: Registered) -> Decision:
         """`session` starts speaking: SPEAK, SHED (finals only), or raise Overloaded."""
-        meter, lag = self.telemetry.capacity, self.scheduler.lag()
-        speaking = self.sessions.speaking
-        decision = meter.speech_started(speaking, lag)
-        self._decided(decision.value, session.session_id)
-        if decision is Decision.REFUSE:
-            raise meter.refusal(speaking, lag)
-        return decision
-
-    def _decided(self, decision: str, who: str, why: str = "") -> None:
-        meter = self.telemetry.capacity
-        lag = self._scheduler.lag() if self._scheduler is not None else 0.0
-        log.info("event=admission decision=%s who=%s speaking=%d connected=%d capacity=%s "
-                 "hard_capacity=%s lag_s=%.2f%s", decision, who, self.sessions.speaking,
-                 self.sessions.connected, meter.capacity(), meter.hard_capacity(), lag,
-                 f" message={why!r}" if why else "")
-        self.telemetry.admission(decision)
+        return self.admission.speech_started(self.scheduler, session)
 
     def check_model_support(self, params: StreamParams) -> None:
         """BadRequest if the loaded model cannot do what `params` ask."""
