@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from captioncast.outputs import build_output
-from captioncast.outputs.captions import utc_millis
+from captioncast.outputs.caption_chunks import utc_millis
 from captioncast.outputs.teams import TeamsOutput
 from captioncast.outputs.webhook import WebhookOutput
 from captioncast.outputs.youtube import YouTubeOutput

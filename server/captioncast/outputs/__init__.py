@@ -5,9 +5,9 @@ so a client can use `obs.ObsCaptions` and `obs.ObsOutput` on its own; the HTTP k
 `httpx` (the `server` extra).
 """
 
-from captioncast.outputs.base import Delivery, Output, OutputState
 from captioncast.outputs.errors import DeliveryError, OutputError, OutputSpecError
-from captioncast.outputs.registry import (
+from captioncast.outputs.output import Delivery, Output, OutputState
+from captioncast.outputs.output_registry import (
     KINDS,
     ChannelOutputs,
     OutputRegistry,

@@ -2,7 +2,7 @@
 
 The core asks for decodes and says what to cancel; it never runs one. `SessionDriver`
 is the one place that answers it, for live streams (session/live_session.py), file
-transcription (transport/transcribe.py) and the scripted tests (tests/support/fake_decoder.py).
+transcription (transport/file_routes.py) and the scripted tests (tests/support/fake_decoder.py).
 Where the decodes run is a `Decodes`: the shared scheduler (`ScheduledDecodes`) or a
 test's script.
 """

@@ -3,7 +3,7 @@
 The file goes through the same CaptionSession as a live stream (segmentation, guards
 against hallucination, prompts from earlier finals), with partials off, and its decodes
 go to the shared scheduler at background priority, behind every live session. The
-routes that take files (transport/transcribe.py, transport/huggingface.py) run it.
+routes that take files (transport/file_routes.py, transport/huggingface.py) run it.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from typing import IO, Any
 from captioncast.core.params import LANGUAGE_CODE, StreamParams
 from captioncast.core.transcript import TranscribeParams, Transcript
 from captioncast.errors import BadRequest, CaptioncastError
+from captioncast.transport.file_routes import TranscribeRoutes
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.responses import HttpResponse, json_response, status_of
-from captioncast.transport.transcribe import TranscribeRoutes
 from captioncast.transport.uploads import spool_body
 
 PREFIX = "/models/"

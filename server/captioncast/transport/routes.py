@@ -21,6 +21,7 @@ from websockets.http11 import Request
 from captioncast.errors import CaptioncastError
 from captioncast.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport import compat_routes
+from captioncast.transport.file_routes import TranscribeRoutes
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.http_front import HttpFront, PostHandler
 from captioncast.transport.huggingface import PATH as HF_PATH
@@ -36,8 +37,7 @@ from captioncast.transport.responses import HttpResponse, error_response, json_r
 from captioncast.transport.security import http_refusal, peer_host, redact
 from captioncast.transport.server_context import ServerContext
 from captioncast.transport.stream import handle_stream
-from captioncast.transport.transcribe import TranscribeRoutes
-from captioncast.transport.transcripts import (
+from captioncast.transport.transcript_routes import (
     CAPTION_FILE,
     TRANSCRIPT,
     caption_file,
@@ -98,7 +98,7 @@ UPGRADE_CHECKS: dict[str, UpgradeCheck] = {
     "/v1/listen": compat_routes.vet_listen,
     "/v1/realtime": compat_routes.vet_realtime,
 }
-POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
+POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/file_routes.py
 NOT_FOUND = ("no route {path}; see /, /watch, /healthz, /v1/stream, /v1/captions, /overlay, "
              "POST /v1/transcribe")
 

@@ -20,7 +20,7 @@ from captioncast.outputs import (
     OutputState,
     build_output,
 )
-from captioncast.outputs.captions import caption_chunks, utc_millis, wall_time, wrap
+from captioncast.outputs.caption_chunks import caption_chunks, utc_millis, wall_time, wrap
 from captioncast.outputs.obs_protocol import authentication, decode, identify
 from captioncast.outputs.spec import redact, with_query
 from captioncast.protocol.backoff import Backoff

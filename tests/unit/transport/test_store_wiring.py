@@ -21,11 +21,11 @@ from captioncast.options import ServerOptions, StoreOptions
 from captioncast.protocol.captions import split_final
 from captioncast.protocol.events import Event, Final, Partial, Word
 from captioncast.store import Mark, SqliteStore, StoredFinal, StoreError
+from captioncast.transport.file_routes import TranscribeRoutes
 from captioncast.transport.http_exchange import Body, HttpRequest
 from captioncast.transport.responses import HttpResponse
 from captioncast.transport.routes import Routes
 from captioncast.transport.server_context import ServerContext
-from captioncast.transport.transcribe import TranscribeRoutes
 
 
 def _store_options(argv: list[str], environ: dict[str, str] | None = None) -> StoreOptions:

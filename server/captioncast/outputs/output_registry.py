@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from captioncast.outputs.base import Output
 from captioncast.outputs.errors import OutputSpecError
+from captioncast.outputs.output import Output
 from captioncast.outputs.spec import SpecReader
 
 MAX_OUTPUTS_PER_CHANNEL = 16  # each holds a connection and a queue; a route must not add 10 000

@@ -21,7 +21,7 @@ from captioncast.fanout.archive import Archive, as_event
 from captioncast.protocol.captions import render_srt, render_vtt, to_srt, to_vtt
 from captioncast.protocol.events import Final
 from captioncast.store import ChannelInfo, StoredFinal, StoreError
-from captioncast.store.base import MAX_PAGE
+from captioncast.store.transcript_store import MAX_PAGE
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.responses import (
     HttpResponse,
