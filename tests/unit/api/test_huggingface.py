@@ -1,9 +1,9 @@
-"""transport/huggingface.py: HF's `parameters` onto file transcription's."""
+"""api/huggingface.py: HF's `parameters` onto file transcription's."""
 
 import pytest
 
+from captioncast.api.huggingface import parse_parameters
 from captioncast.errors import BadRequest
-from captioncast.transport.huggingface import parse_parameters
 
 
 def test_hf_parameters() -> None:
