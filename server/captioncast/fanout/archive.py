@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from captioncast.options import StoreOptions
-from captioncast.protocol.events import End, Event, Final, Partial, Word
+from captioncast.protocol.events import End, Event, Final, Partial
 from captioncast.store import (
     AsyncStore,
     ChannelInfo,
@@ -28,7 +28,6 @@ from captioncast.store import (
     Mark,
     Position,
     StoredFinal,
-    StoredWord,
     StoreError,
     WriterOptions,
     open_store,
@@ -47,7 +46,7 @@ def stored_final(channel: str, final: Final, session: str) -> StoredFinal:
     return StoredFinal(
         channel=channel, seq=final.seq, utterance=final.utterance, start=final.start,
         end=final.end, text=final.text, language=final.language,
-        words=tuple(StoredWord(w.word, w.start, w.end, w.p) for w in final.words),
+        words=final.words,
         session=session, received=time.time())
 
 
@@ -55,7 +54,7 @@ def as_event(final: StoredFinal) -> Final:
     """A stored final as the event viewers were sent."""
     return Final(final.seq, utterance=final.utterance, start=final.start, end=final.end,
                  text=final.text, language=final.language,
-                 words=tuple(Word(w.word, w.start, w.end, w.p) for w in final.words))
+                 words=final.words)
 
 
 class Archive:
