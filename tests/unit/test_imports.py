@@ -116,7 +116,7 @@ ALLOWED = {
     "outputs": {"outputs", "protocol"},
     "store": {"store", "protocol", "errors"},
     "telemetry": {"telemetry", "engine", "core", "protocol"},
-    "fanout": {"fanout", "core", "protocol", "store", "outputs", "errors", "options"},
+    "fanout": {"fanout", "core", "protocol", "store", "outputs", "errors"},
     "session": {"session", "core", "engine", "protocol", "fanout", "telemetry", "errors",
                 "options"},
     "api": {"api", "core", "protocol", "errors", "__init__"},

@@ -14,12 +14,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from captioncast.options import StoreOptions
 from captioncast.protocol.events import End, Event, Final, Partial
 from captioncast.store import (
     AsyncStore,
@@ -40,6 +40,20 @@ log = logging.getLogger("captioncast.archive")
 
 T = TypeVar("T")
 POSITION_WAIT_S = 2.0  # a new channel waits this long to learn where it stood
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Where finals are kept: None keeps them in memory only."""
+
+    where: str | None = None  # a SQLite file or data dir, ":memory:", or postgresql://...
+    retention_days: float = 0.0  # channels last live longer ago are deleted; 0: kept
+    # A final reaches its clients once stored, or after this long (it is written later).
+    durable_wait_s: float = 0.25
+    max_queued: int = 50_000  # finals held while the store is away; more are dropped
+    retention_every_s: float = 3600.0
+
+
 
 
 def stored_final(channel: str, final: Final, session: str) -> StoredFinal:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from captioncast.options import OutputOptions
 from captioncast.outputs import OutputRegistry
 from captioncast.protocol.events import Event, Final
 
@@ -29,6 +30,17 @@ HELP = {
     "skipped": "Finals an output had nothing to send for (empty text)",
     "queued": "Finals waiting in an output's queue",
 }
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """One output of a channel started with the server (`--output`, `[[outputs]]` in the
+    config file); `spec` is what `POST /v1/channels/NAME/outputs` takes (docs/outputs.md)."""
+
+    channel: str
+    spec: Mapping[str, Any]
+
+
 
 
 class OutputSink:
