@@ -1,9 +1,21 @@
-"""One error family; each error knows its protocol code and, if fatal, its close code."""
+"""One error family; each error knows its protocol code and, if fatal, its close code.
+
+Each code's HTTP status, for the routes answered over HTTP, is in `HTTP_STATUS` below;
+a few errors add their own headers on the way out (transport/security.py's
+`http_refusal`: 401 with its challenge, 403, 429 and 503 with Retry-After).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from captioncast.protocol import codes
 from captioncast.protocol.codes import ErrorCode
+
+HTTP_STATUS: Mapping[str, int] = {
+    "bad_request": 400, "bad_audio": 400, "unauthorized": 401, "too_large": 413,
+    "timeout": 408, "overloaded": 503, "internal": 500,
+}
 
 
 class CaptioncastError(Exception):
@@ -28,6 +40,10 @@ class BadControlMessage(BadRequest):
     """A malformed text frame: reported, and the session goes on."""
 
     close_code = None
+
+
+class Forbidden(BadRequest):
+    """A browser page from an origin the server does not allow (HTTP 403)."""
 
 
 class BadAudio(CaptioncastError):
@@ -72,3 +88,8 @@ class ModelError(CaptioncastError):
 
     code = ErrorCode.INTERNAL
     close_code = codes.INTERNAL
+
+
+def http_status(error: CaptioncastError) -> int:
+    """The HTTP status that says `error` (500 for a code without one)."""
+    return HTTP_STATUS.get(error.code, 500)

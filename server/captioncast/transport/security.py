@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from captioncast.errors import (
-    BadRequest,
     CaptioncastError,
+    Forbidden,
     Overloaded,
     TooManyConnections,
     Unauthorized,
@@ -29,10 +29,6 @@ from captioncast.errors import (
 # credentials. Without a token it says only ok, loading or draining (see server.py).
 PUBLIC_PATHS = frozenset({"/healthz"})
 _TOKEN_IN_QUERY = re.compile(r"(?i)([?&]token=)[^&#]*")
-
-
-class Forbidden(BadRequest):
-    """A browser page from an origin the server does not allow (HTTP 403)."""
 
 
 @dataclass(frozen=True)
