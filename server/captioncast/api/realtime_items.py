@@ -12,8 +12,8 @@ input audio buffer. Two mappings, one per turn detection:
   turn before its commit: then `committed` and the item, then one delta per utterance
   whose final is in, and `completed` with their text once the last one is.
 
-Both are pure: events in, the messages to send out, in order; the handler
-(transport/openai_realtime.py) does the commits and flushes on the LiveSession.
+Both are pure: events in, the messages to send out, in order; the translator
+(api/openai_realtime.py) does the commits and flushes on the session.
 """
 
 from __future__ import annotations
