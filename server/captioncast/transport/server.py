@@ -161,7 +161,7 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             if archive is not None:  # closed after the drain: the last finals are written
                 ctx.attach_store(await bridges.enter_async_context(archive))
             if options.mqtt is not None:
-                ctx.channels.sinks.append(await bridges.enter_async_context(
+                ctx.attach_bus(await bridges.enter_async_context(
                     MqttBridge(options.mqtt, ctx.channels, options.port)))
             start_outputs(ctx.outputs, options.outputs)
             ctx.attach(model, scheduler)

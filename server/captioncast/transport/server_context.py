@@ -19,7 +19,7 @@ from captioncast.engine.capacity import Decision
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadRequest
 from captioncast.fanout.archive import Archive
-from captioncast.fanout.hub import ChannelHub
+from captioncast.fanout.hub import ChannelHub, ChannelSink
 from captioncast.fanout.output_sink import OutputCollector, OutputSink
 from captioncast.options import ServerOptions
 from captioncast.outputs import OutputRegistry
@@ -94,6 +94,13 @@ class ServerContext:
                 f"model {self.model_name} is English-only: task=translate needs a "
                 "multilingual model"
             )
+
+    # A channel's sinks are attached here, in this order: the outputs (at construction),
+    # the store (`attach_store`), the bus (`attach_bus`).
+
+    def attach_bus(self, bridge: ChannelSink) -> None:
+        """The MQTT bridge follows every channel from now on, after the outputs."""
+        self.channels.sinks.append(bridge)
 
     def attach_store(self, archive: Archive) -> None:
         """Finals are stored from now on, and channels continue from the store."""
