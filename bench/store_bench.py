@@ -31,7 +31,7 @@ from captioncast.store import (  # noqa: E402
     TranscriptStore,
     open_store,
 )
-from captioncast_client.captions import to_srt  # noqa: E402
+from captioncast_client.caption_files import to_srt  # noqa: E402
 
 SPEECH = ROOT.parent / "shared" / "speech" / "manifest.tsv"
 STREAMS = 16

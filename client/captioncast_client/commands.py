@@ -146,7 +146,7 @@ def _stream_params(args: argparse.Namespace, sample_rate: int = 16000) -> dict[s
 
 
 def _write_files(args: argparse.Namespace, finals: list[dict[str, Any]]) -> None:
-    from captioncast_client.captions import write_captions
+    from captioncast_client.caption_files import write_captions
 
     for path in (args.srt, args.vtt):
         if path is not None:

@@ -9,10 +9,10 @@ captions continue the old ones.
 
 from __future__ import annotations
 
-import random
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from captioncast.protocol.backoff import Backoff
 from captioncast.protocol.events import End, Event, Final, Partial, Ready
 
 
@@ -80,21 +80,10 @@ class SentAudio:
             self.base = offset + len(chunk)
 
 
-@dataclass
-class Backoff:
-    """Exponential delays with jitter, so that many clients do not reconnect in step."""
-
-    first_s: float = 0.25
-    max_s: float = 8.0
-    attempts: int = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.max_s, self.first_s * 2 ** self.attempts)
-        self.attempts += 1
-        return float(delay * random.uniform(0.5, 1.0))
-
-    def reset(self) -> None:
-        self.attempts = 0
+def reconnect_backoff() -> Backoff:
+    """The client's resume delays: from 0.25 s to 8 s, each a random half to whole of its
+    nominal value, so that clients cut off together do not come back in step."""
+    return Backoff(first_s=0.25, max_s=8.0, jitter=(0.5, 1.0))
 
 
 class EventContinuity:

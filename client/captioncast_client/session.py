@@ -26,7 +26,7 @@ from captioncast.protocol.events import End, Error, Event, Final, Ready
 from captioncast_client.access import NO_ACCESS, Access
 from captioncast_client.connection import decode, open_connection, read_event, refusal
 from captioncast_client.errors import ClientError, ServerRefused, ServerUnreachable
-from captioncast_client.resume import Backoff, EventContinuity, SentAudio
+from captioncast_client.resume import EventContinuity, SentAudio, reconnect_backoff
 
 BYTES_PER_SECOND = 32000  # 16 kHz, 16-bit mono: what the clients send
 READY_TIMEOUT_S = 30.0
@@ -216,7 +216,7 @@ class CaptionStream:
         if budget is None:
             budget = min(MAX_RECONNECT_S, max(MIN_RECONNECT_S, self._resume_until))
         deadline = time.monotonic() + budget
-        backoff = Backoff()
+        backoff = reconnect_backoff()
         self.on_reconnect(f"connection lost ({why}); reconnecting")
         last_error = why
         while True:

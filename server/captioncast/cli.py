@@ -25,7 +25,7 @@ from captioncast_client.commands import (
 )
 
 if TYPE_CHECKING:
-    from captioncast.transport.server import Ready
+    from captioncast.transport.server import Listening
 
 __all__ = ["EXIT_OK", "EXIT_REFUSED", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_parser", "main"]
 
@@ -248,7 +248,7 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _announce(ready: Ready) -> None:
+def _announce(ready: Listening) -> None:
     """The one line a person reads: the server takes sessions, and where to open it."""
     where = " (listening on every interface)" if ready.every_interface else ""
     base = ready.http_url

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import tomllib
-import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from captioncast import environment as env
+from captioncast.config_values import expected, parser, show
 
 if TYPE_CHECKING:
     from captioncast.options import OutputOptions, ServerOptions
@@ -74,7 +73,7 @@ class Setting:
 
     @property
     def kind(self) -> str:
-        return _expected(self.hint).removeprefix("an ").removeprefix("a ").split(" (")[0]
+        return expected(self.hint).removeprefix("an ").removeprefix("a ").split(" (")[0]
 
 
 def settings() -> dict[str, Setting]:
@@ -91,7 +90,7 @@ def settings() -> dict[str, Setting]:
                 walk(hint, value, (*path, f.name))
                 continue
             key = ".".join(path or (TOP,)) + "." + f.name
-            if key not in FLAGGED and _parser(hint) is not None:
+            if key not in FLAGGED and parser(hint) is not None:
                 found[key] = Setting(key, (*path, f.name), hint, value)
 
     walk(ServerOptions, ServerOptions(), ())
@@ -111,14 +110,14 @@ def changed(options: ServerOptions) -> dict[str, str]:
         for name in setting.path:
             value = getattr(value, name)
         if value != setting.default:
-            found[setting.key] = _show(value)
+            found[setting.key] = show(value)
     return found
 
 
 def describe() -> str:
     """What `captioncast serve --settings` prints: each setting, its type and default."""
     rows = [("SETTING", "TYPE", "DEFAULT", "VARIABLE")]
-    rows += [(s.key, s.kind, _show(s.default), s.variable) for s in settings().values()]
+    rows += [(s.key, s.kind, show(s.default), s.variable) for s in settings().values()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{k:<{widths[0]}}  {t:<{widths[1]}}  {d:<{widths[2]}}  {v}"
                      for k, t, d, v in rows)
@@ -128,13 +127,13 @@ def from_arguments(args: argparse.Namespace) -> ServerOptions:
     """The serve command's options: its flags (and their variables), then every setting."""
     from captioncast.core.channel import ChannelOptions
     from captioncast.engine.capacity import CapacityOptions
+    from captioncast.fanout.mqtt import MqttOptions
     from captioncast.options import (
         ServerOptions,
         ShutdownOptions,
         StoreOptions,
         TranscribeOptions,
     )
-    from captioncast.transport.mqtt import MqttOptions
     from captioncast.transport.security import SecurityOptions, tokens_from
 
     mqtt = None if not args.mqtt else MqttOptions.from_url(
@@ -277,12 +276,12 @@ def _setting(table: Mapping[str, Setting], key: str, where: str) -> Setting:
 
 
 def _convert(setting: Setting, text: str, given: str) -> object:
-    parse = _parser(setting.hint)
+    parse = parser(setting.hint)
     assert parse is not None  # settings() keeps only the fields it can parse
     try:
         return parse(text)
     except ValueError:
-        raise ConfigError(f"{given} is not {_expected(setting.hint)}") from None
+        raise ConfigError(f"{given} is not {expected(setting.hint)}") from None
 
 
 def _apply(options: Any, changes: Mapping[tuple[str, ...], object]) -> Any:
@@ -318,74 +317,10 @@ def _read_toml(data: Mapping[str, Any]) -> dict[str, str]:
             elif isinstance(value, list):
                 found[prefix + name] = ",".join(str(v) for v in value)
             else:
-                found[prefix + name] = _show(value)
+                found[prefix + name] = show(value)
 
     walk(data, "")
     return found
-
-
-def _number(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(text)
-    return number
-
-
-def _flag(text: str) -> bool:
-    if text.lower() in env.TRUE:
-        return True
-    if text.lower() in env.FALSE:
-        return False
-    raise ValueError(text)
-
-
-_SCALARS: Mapping[Any, tuple[Callable[[str], Any], str]] = {
-    int: (int, "an integer"),
-    float: (_number, "a number"),
-    bool: (_flag, "a yes/no value (1, true, yes, on or 0, false, no, off)"),
-    str: (str, "text"),
-    Path: (Path, "a path"),
-}
-
-
-def _optional(hint: Any) -> Any | None:
-    """X of `X | None`, else None."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        rest = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(rest) == 1:
-            return rest[0]
-    return None
-
-
-def _parser(hint: Any) -> Callable[[str], Any] | None:
-    """What turns a setting's text into a value of the field's type; None: not settable."""
-    if hint in _SCALARS:
-        return _SCALARS[hint][0]
-    if (inner := _optional(hint)) is not None and (parse := _parser(inner)) is not None:
-        return lambda text: None if text.lower() in ("", "none") else parse(text)
-    if typing.get_origin(hint) is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis and args[0] in _SCALARS:
-            item = _SCALARS[args[0]][0]
-            return lambda text: tuple(item(t.strip()) for t in text.split(",") if t.strip())
-    return None
-
-
-def _expected(hint: Any) -> str:
-    if hint in _SCALARS:
-        return _SCALARS[hint][1]
-    if (inner := _optional(hint)) is not None:
-        return f"{_expected(inner)} or none"
-    item = _SCALARS[typing.get_args(hint)[0]][1].removeprefix("an ").removeprefix("a ")
-    return f"a comma-separated list of {item}s"
-
-
-def _show(value: object) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "none" if value is None else str(value)
 
 
 def add_arguments(serve: argparse.ArgumentParser, environment: env.Environment) -> None:

@@ -1,9 +1,21 @@
-"""One error family; each error knows its protocol code and, if fatal, its close code."""
+"""One error family; each error knows its protocol code and, if fatal, its close code.
+
+Each code's HTTP status, for the routes answered over HTTP, is in `HTTP_STATUS` below;
+a few errors add their own headers on the way out (transport/security.py's
+`http_refusal`: 401 with its challenge, 403, 429 and 503 with Retry-After).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from captioncast.protocol import codes
 from captioncast.protocol.codes import ErrorCode
+
+HTTP_STATUS: Mapping[str, int] = {
+    "bad_request": 400, "bad_audio": 400, "unauthorized": 401, "too_large": 413,
+    "timeout": 408, "overloaded": 503, "internal": 500,
+}
 
 
 class CaptioncastError(Exception):
@@ -30,6 +42,10 @@ class BadControlMessage(BadRequest):
     close_code = None
 
 
+class Forbidden(BadRequest):
+    """A browser page from an origin the server does not allow (HTTP 403)."""
+
+
 class BadAudio(CaptioncastError):
     """Audio bytes that do not match the declared format; the frame is dropped."""
 
@@ -53,6 +69,10 @@ class Overloaded(CaptioncastError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyConnections(Overloaded):
+    """One address holds too many connections (HTTP 429, WebSocket close 1013)."""
+
+
 class Unauthorized(CaptioncastError):
     code = ErrorCode.UNAUTHORIZED
     close_code = codes.UNAUTHORIZED
@@ -68,3 +88,8 @@ class ModelError(CaptioncastError):
 
     code = ErrorCode.INTERNAL
     close_code = codes.INTERNAL
+
+
+def http_status(error: CaptioncastError) -> int:
+    """The HTTP status that says `error` (500 for a code without one)."""
+    return HTTP_STATUS.get(error.code, 500)

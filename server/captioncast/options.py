@@ -1,17 +1,16 @@
 """The server's options: one frozen dataclass tree, built once (captioncast.config), passed down.
 
-Options of a part live beside it when that module is a leaf (`PolicyOptions` in core,
-`CapacityOptions` in engine); the transport's own live here, because the modules that
-use them also use the server context, which holds these options.
+Options of a part live beside it (`PolicyOptions` in core, `CapacityOptions` in engine,
+`StoreOptions` in fanout/archive.py, `MqttOptions` in fanout/mqtt.py); this module
+composes them. The transport's own live here, because the modules that use them also
+use the server context, which holds these options.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from captioncast.core.channel import ChannelOptions
 from captioncast.core.decoding import DecodeThresholds
@@ -20,7 +19,9 @@ from captioncast.core.replay import DEFAULT_REPLAY_EVENTS
 from captioncast.engine.capacity import CapacityOptions
 from captioncast.engine.decode_options import DecodeOptions
 from captioncast.engine.scheduler import Budgets
-from captioncast.transport.mqtt import MqttOptions
+from captioncast.fanout.archive import StoreOptions as StoreOptions
+from captioncast.fanout.mqtt import MqttOptions
+from captioncast.fanout.output_sink import OutputOptions as OutputOptions
 from captioncast.transport.security import SecurityOptions
 
 
@@ -41,27 +42,6 @@ class ShutdownOptions:
         for; never less than 60% of the timeout."""
         reserve = min(self.close_timeout_s + 1.0 + after_s, self.timeout_s * 0.4)
         return max(0.0, self.timeout_s - reserve)
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """One output of a channel started with the server (`--output`, `[[outputs]]` in the
-    config file); `spec` is what `POST /v1/channels/NAME/outputs` takes (docs/outputs.md)."""
-
-    channel: str
-    spec: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class StoreOptions:
-    """Where finals are kept (transport/archive.py): None keeps them in memory only."""
-
-    where: str | None = None  # a SQLite file or data dir, ":memory:", or postgresql://...
-    retention_days: float = 0.0  # channels last live longer ago are deleted; 0: kept
-    # A final reaches its clients once stored, or after this long (it is written later).
-    durable_wait_s: float = 0.25
-    max_queued: int = 50_000  # finals held while the store is away; more are dropped
-    retention_every_s: float = 3600.0
 
 
 @dataclass(frozen=True)

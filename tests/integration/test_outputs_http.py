@@ -10,15 +10,16 @@ import json
 import re
 from typing import Any
 
-from captioncast.outputs import RetryPolicy, build_output
-from captioncast.outputs.captions import utc_millis
+from captioncast.outputs import build_output
+from captioncast.outputs.caption_chunks import utc_millis
 from captioncast.outputs.teams import TeamsOutput
 from captioncast.outputs.webhook import WebhookOutput
 from captioncast.outputs.youtube import YouTubeOutput
 from captioncast.outputs.zoom import ZoomOutput
+from captioncast.protocol.backoff import Backoff
 from tests.integration.http_recorder import Answer, HttpRecorder, Recorded
 
-FAST = RetryPolicy(initial_s=0.01, max_s=0.05)
+FAST = Backoff(first_s=0.01, max_s=0.05)
 SECRET = "a-webhook-secret-of-some-length"
 LONG = ("so we went down to the river early in the morning and the fog was still lying on the "
         "water like a blanket when the first boats came out of the harbour and the gulls "
@@ -104,7 +105,7 @@ async def test_zoom_resumes_seq_retries_every_code_and_waits_for_the_meeting() -
     async with HttpRecorder(zoom) as server:
         out = build_output({"kind": "zoom", "url": server.url("/closedcaption", ZOOM_QUERY)})
         assert isinstance(out, ZoomOutput)
-        out.retry = RetryPolicy(initial_s=0.05, max_s=0.05)
+        out.retry = Backoff(first_s=0.05, max_s=0.05)
         out.offer(final(1, "first line"))
         await asyncio.sleep(0.03)
         assert out.status()["state"] == "waiting"
@@ -175,7 +176,7 @@ async def test_webhook_signs_each_final_and_survives_an_endpoint_down_then_up() 
     server = HttpRecorder(receiver)
     await server.start()
     out = WebhookOutput(server.url("/hook"), secret=SECRET,
-                        retry=RetryPolicy(initial_s=0.02, max_s=0.1))
+                        retry=Backoff(first_s=0.02, max_s=0.1))
     out.offer(final(1))
     await server.wait_accepted(1)
     await server.stop()  # down: connections refused

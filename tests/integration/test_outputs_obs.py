@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from captioncast.outputs import DeliveryError, RetryPolicy, build_output
+from captioncast.outputs import DeliveryError, build_output
 from captioncast.outputs.obs import ObsAuthError, ObsCaptions, ObsOutput
+from captioncast.protocol.backoff import Backoff
 from tests.integration.obs_server import FakeObs
 from tests.support.waiting import until
 
-FAST = RetryPolicy(initial_s=0.02, max_s=0.05)
+FAST = Backoff(first_s=0.02, max_s=0.05)
 LONG = ("so we went down to the river early in the morning and the fog was still lying on the "
         "water like a blanket when the first boats came out of the harbour")
 

@@ -6,7 +6,7 @@ from collections import deque
 
 from captioncast.core.decoding import DecodedWord, DecodeRequest, DecodeResult
 from captioncast.core.policy import Action, CaptionSession
-from captioncast.transport.driver import Done, SessionDriver
+from captioncast.session.driver import Done, SessionDriver
 
 WORDS = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",

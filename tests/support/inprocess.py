@@ -19,7 +19,7 @@ from typing import Any
 
 from captioncast.engine.capacity import CapacityOptions
 from captioncast.options import ServerOptions
-from captioncast.transport.server import Ready, run_server
+from captioncast.transport.server import Listening, run_server
 from tests.support.fake_decoder import ScriptedDecoder
 
 DEADLINE_S = 30.0  # a server that does not start or stop: a failure, never a wait
@@ -39,7 +39,7 @@ class HttpAnswer:
 class ScriptedServer:
     """A started server: where it is, and the decoder behind it."""
 
-    ready: Ready
+    ready: Listening
     decoder: ScriptedDecoder
 
     @property
@@ -72,7 +72,7 @@ async def scripted_server(decoder: ScriptedDecoder | None = None,
     options.setdefault("port", 0)
     options.setdefault("capacity", CapacityOptions(max_load=0))
     decoder = decoder or ScriptedDecoder()
-    ready: list[Ready] = []
+    ready: list[Listening] = []
     started, stop = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_server(ServerOptions(**options), decoder, started=started,
                                           stop=stop, on_ready=ready.append))

@@ -14,7 +14,7 @@ from captioncast.store import (
     TranscriptStore,
     WriterOptions,
 )
-from captioncast_client.captions import to_srt
+from captioncast_client.caption_files import to_srt
 
 MakeStore = Callable[[], TranscriptStore]
 T0 = 1_780_000_000.0  # a wall clock in 2026

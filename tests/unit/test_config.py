@@ -10,8 +10,8 @@ import pytest
 
 from captioncast import config
 from captioncast.cli import build_parser
+from captioncast.fanout.hub import ChannelHub
 from captioncast.options import ServerOptions, StoreOptions
-from captioncast.transport.channels import ChannelHub
 
 
 def _options(argv: list[str], environ: dict[str, str] | None = None) -> ServerOptions:

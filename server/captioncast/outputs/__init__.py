@@ -5,9 +5,9 @@ so a client can use `obs.ObsCaptions` and `obs.ObsOutput` on its own; the HTTP k
 `httpx` (the `server` extra).
 """
 
-from captioncast.outputs.base import Delivery, Output, OutputState, RetryPolicy
 from captioncast.outputs.errors import DeliveryError, OutputError, OutputSpecError
-from captioncast.outputs.registry import (
+from captioncast.outputs.output import Delivery, Output, OutputState
+from captioncast.outputs.output_registry import (
     KINDS,
     ChannelOutputs,
     OutputRegistry,
@@ -17,5 +17,5 @@ from captioncast.outputs.registry import (
 
 __all__ = [
     "KINDS", "ChannelOutputs", "Delivery", "DeliveryError", "Output", "OutputError",
-    "OutputRegistry", "OutputSpecError", "OutputState", "RetryPolicy", "Sample", "build_output",
+    "OutputRegistry", "OutputSpecError", "OutputState", "Sample", "build_output",
 ]

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from captioncast.outputs.base import Output
 from captioncast.outputs.errors import DeliveryError
+from captioncast.outputs.output import Output
 from captioncast.outputs.spec import redact
 
 P = TypeVar("P")

@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 import captioncast.outputs.obs_protocol as proto
-from captioncast.outputs.base import Delivery, Output
-from captioncast.outputs.captions import Chunk, caption_chunks
+from captioncast.outputs.caption_chunks import Chunk, caption_chunks
 from captioncast.outputs.errors import DeliveryError
+from captioncast.outputs.output import Delivery, Output
 from captioncast.outputs.spec import SpecReader, redact
 
 DEFAULT_URL = f"ws://127.0.0.1:{proto.DEFAULT_PORT}"
@@ -79,15 +79,15 @@ class ObsCaptions:
         try:
             op, hello = proto.decode(await asyncio.wait_for(ws.recv(), self._timeout))
             if op != proto.OpCode.HELLO:
-                raise proto.ProtocolError(f"expected Hello, got op {op}")
+                raise proto.ObsProtocolError(f"expected Hello, got op {op}")
             self.obs_version = hello.get("obsStudioVersion")
             try:
                 await ws.send(proto.identify(hello, self._password))
-            except proto.ProtocolError as e:
+            except proto.ObsProtocolError as e:
                 raise ObsAuthError(str(e)) from e
             op, _ = proto.decode(await asyncio.wait_for(ws.recv(), self._timeout))
             if op != proto.OpCode.IDENTIFIED:
-                raise proto.ProtocolError(f"expected Identified, got op {op}")
+                raise proto.ObsProtocolError(f"expected Identified, got op {op}")
         except asyncio.CancelledError:
             await ws.close()
             raise
@@ -148,7 +148,7 @@ def _connection_error(e: Exception) -> Exception:
         return DeliveryError(f"OBS closed the connection ({code} {reason})".strip())
     if isinstance(e, TimeoutError):
         return DeliveryError("OBS did not answer in time")
-    if isinstance(e, proto.ProtocolError):
+    if isinstance(e, proto.ObsProtocolError):
         return DeliveryError(f"OBS protocol: {e}")
     if isinstance(e, OSError):
         return DeliveryError(f"OBS connection: {e}")

@@ -46,7 +46,7 @@ class CloseCode(IntEnum):
     UNSUPPORTED_RPC_VERSION = 4010
 
 
-class ProtocolError(Exception):
+class ObsProtocolError(Exception):
     """A message that does not follow obs-websocket v5."""
 
 
@@ -64,9 +64,9 @@ def decode(text: str | bytes) -> tuple[int, dict[str, Any]]:
         message = json.loads(text)
         op, d = message["op"], message["d"]
     except (ValueError, KeyError, TypeError) as e:
-        raise ProtocolError(f"not an obs-websocket message: {str(text)[:80]!r}") from e
+        raise ObsProtocolError(f"not an obs-websocket message: {str(text)[:80]!r}") from e
     if not isinstance(op, int) or not isinstance(d, dict):
-        raise ProtocolError("obs-websocket message with a bad op or d")
+        raise ObsProtocolError("obs-websocket message with a bad op or d")
     return op, d
 
 
@@ -76,7 +76,7 @@ def identify(hello: dict[str, Any], password: str | None) -> str:
     auth = hello.get("authentication")
     if auth:
         if password is None:
-            raise ProtocolError("OBS asks for a password and none was given")
+            raise ObsProtocolError("OBS asks for a password and none was given")
         d["authentication"] = authentication(password, str(auth["salt"]),
                                              str(auth["challenge"]))
     return encode(OpCode.IDENTIFY, d)

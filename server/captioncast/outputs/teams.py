@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from captioncast.outputs.base import Delivery
-from captioncast.outputs.captions import wrap
+from captioncast.outputs.caption_chunks import wrap
 from captioncast.outputs.http import TEXT_PLAIN, HttpOutput
+from captioncast.outputs.output import Delivery
 from captioncast.outputs.spec import SpecReader, with_query
 
 TEAMS_LINE_CHARS = 120  # longer lines are cut in the caption bar; greedy wrap fills each to 80+

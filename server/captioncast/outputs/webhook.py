@@ -14,9 +14,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from captioncast.outputs.base import Delivery
 from captioncast.outputs.errors import OutputSpecError
 from captioncast.outputs.http import HttpOutput
+from captioncast.outputs.output import Delivery
 from captioncast.outputs.spec import SpecReader
 
 SIGNATURE_HEADER = "X-Captioncast-Signature"

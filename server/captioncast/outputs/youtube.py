@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from captioncast.outputs.base import Delivery
-from captioncast.outputs.captions import caption_chunks, utc_millis, wall_time
+from captioncast.outputs.caption_chunks import caption_chunks, utc_millis, wall_time
 from captioncast.outputs.http import TEXT_PLAIN, HttpOutput
+from captioncast.outputs.output import Delivery
 from captioncast.outputs.spec import SpecReader, with_query
 
 YOUTUBE_LINE_CHARS = 32  # YouTube renders HTTP captions into the stream's 608 track

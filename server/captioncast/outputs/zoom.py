@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from captioncast.outputs.base import Delivery
 from captioncast.outputs.http import TEXT_PLAIN, HttpOutput
+from captioncast.outputs.output import Delivery
 from captioncast.outputs.spec import SpecReader, with_query
 
 log = logging.getLogger("captioncast.outputs")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from captioncast.store.base import TranscriptStore
 from captioncast.store.model import (
     ChannelInfo,
     ChannelPage,
@@ -20,6 +19,7 @@ from captioncast.store.model import (
     StoreHealth,
 )
 from captioncast.store.sqlite import SqliteStore
+from captioncast.store.transcript_store import TranscriptStore
 from captioncast.store.writer import AsyncStore, WriterOptions
 
 __all__ = [

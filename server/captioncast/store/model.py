@@ -1,7 +1,7 @@
 """What the transcript store holds and answers: finals, channel metadata, health, errors.
 
-Stdlib only and free of the server's event types, so that the store can be wired in (and
-the protocol module reshaped) without either importing the other's internals.
+Stdlib only, beside the protocol's word type (`Word`, stdlib too): a stored final's words
+are the wire's, and the rest is the store's own.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.codes import ErrorCode
+from captioncast.protocol.events import Word
 
 
 class StoreError(CaptioncastError):
@@ -34,16 +35,8 @@ def _t(seconds: float) -> float:
     return round(seconds, 3)
 
 
-@dataclass(frozen=True)
-class StoredWord:
-    word: str
-    start: float
-    end: float
-    p: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"word": self.word, "start": _t(self.start), "end": _t(self.end),
-                "p": round(self.p, 3)}
+# A stored final's words are the protocol's: one word type for the wire and the store.
+StoredWord = Word
 
 
 @dataclass(frozen=True)

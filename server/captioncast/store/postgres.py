@@ -10,8 +10,8 @@ import contextlib
 import logging
 from typing import Any
 
-from captioncast.store.base import SqlStore
 from captioncast.store.model import StoreError
+from captioncast.store.transcript_store import SqlStore
 
 log = logging.getLogger("captioncast.store")
 

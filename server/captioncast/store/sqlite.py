@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from captioncast.store.base import SqlStore
 from captioncast.store.model import Mark, StoredFinal, StoreError
+from captioncast.store.transcript_store import SqlStore
 
 log = logging.getLogger("captioncast.store")
 

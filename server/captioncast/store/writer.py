@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from captioncast.store.base import TranscriptStore
 from captioncast.store.model import (
     ChannelInfo,
     ChannelPage,
@@ -30,6 +29,7 @@ from captioncast.store.model import (
     StoreError,
     StoreHealth,
 )
+from captioncast.store.transcript_store import TranscriptStore
 
 log = logging.getLogger("captioncast.store")
 

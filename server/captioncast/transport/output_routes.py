@@ -16,9 +16,9 @@ from websockets.http11 import Request
 from captioncast.core.params import parse_channel_name
 from captioncast.errors import BadRequest
 from captioncast.outputs import OutputSpecError
-from captioncast.transport.context import ServerContext
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.responses import HttpResponse, error_response, json_response
+from captioncast.transport.server_context import ServerContext
 
 log = logging.getLogger("captioncast.outputs")
 

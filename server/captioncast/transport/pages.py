@@ -1,27 +1,68 @@
-"""HTTP GET pages for channels: the overlay page, the channel list, live caption files."""
+"""The pages: `/` (captioning), `/watch` (reader), `/overlay` (OBS) and files under `/static/`.
+
+Plain files from `captioncast/web`, no build step. They pass the server's origin check
+but need no token: they hold no data, and every request they make carries the token the
+user gives them. Their URLs are relative, so they work behind a proxy's path prefix too.
+"""
 
 from __future__ import annotations
 
 import re
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.http11 import Request
 
-from captioncast.core.params import parse_channel_name, parse_viewer_params
+from captioncast.core.params import parse_viewer_params
 from captioncast.errors import BadRequest
-from captioncast.protocol.captions import render_srt, render_vtt
-from captioncast.transport.channel_entries import channel_state, live_first
-from captioncast.transport.context import ServerContext
-from captioncast.transport.responses import (
-    HttpResponse,
-    body_response,
-    error_response,
-    json_response,
-)
+from captioncast.transport.responses import HttpResponse, body_response, error_response
 
-CAPTION_FILE = re.compile(r"/v1/channels/([^/]+)/captions\.(vtt|srt)")
+if TYPE_CHECKING:
+    from captioncast.transport.server_context import ServerContext
+
+PAGES = {"/": "index.html", "/watch": "watch.html"}
+STATIC = re.compile(r"/static/([a-z][a-z0-9-]*\.(js|css|svg))")
+CONTENT_TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
+                 "css": "text/css; charset=utf-8", "svg": "image/svg+xml"}  # the favicon
+# Scripts and styles from this server only, none inline (the AudioWorklet is a script
+# too); sockets to it (ws: wss: for browsers whose 'self' does not cover them yet).
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "connect-src 'self' ws: wss:; media-src 'self' blob:; object-src 'none'; "
+               "base-uri 'none'; frame-ancestors 'none'")
+# Every response is Cache-Control: no-store (transport/responses.py): a server upgrade's
+# pages are never stale, and a page opened with ?token= stays in no cache.
+HEADERS = [("X-Content-Type-Options", "nosniff"),
+           ("Referrer-Policy", "no-referrer")]  # a page's URL may hold a token
+PAGE_HEADERS = [("Content-Security-Policy", PAGE_POLICY),
+                ("Permissions-Policy", "microphone=(self), display-capture=(self)")]
+
+
+@cache
+def _file(name: str) -> bytes | None:
+    entry = resources.files("captioncast").joinpath("web", *name.split("/"))
+    return entry.read_bytes() if entry.is_file() else None
+
+
+def _serve(name: str) -> HttpResponse:
+    body = _file(name)
+    if body is None:
+        return error_response(404, "not_found", f"no file {name} on this server")
+    kind = name.rsplit(".", 1)[1]
+    return body_response(200, body, CONTENT_TYPES[kind],
+                         HEADERS + (PAGE_HEADERS if kind == "html" else []))
+
+
+def web_page(request: Request) -> HttpResponse | None:
+    """The page or file for a GET of `/`, `/watch` or `/static/NAME`; None for any other path."""
+    path = urlsplit(request.path).path
+    if path in PAGES:
+        return _serve(PAGES[path])
+    match = STATIC.fullmatch(path)
+    return _serve(f"static/{match.group(1)}") if match else None
+
+
 OVERLAY_OPTIONS = frozenset({"channel", "since", "token", "size", "lines", "chars", "position",
                              "color", "partial_color", "background", "font", "partials", "align",
                              "hide_after"})
@@ -51,46 +92,3 @@ def overlay(ctx: ServerContext, request: Request) -> HttpResponse:
                            "connect-src 'self' ws: wss:"),
                           # its URL may hold a token: never send it on as a Referer
                           ("Referrer-Policy", "no-referrer")])
-
-
-def caption_file(ctx: ServerContext, request: Request) -> HttpResponse:
-    """GET /v1/channels/NAME/captions.vtt (or .srt): the channel's finals so far."""
-    match = CAPTION_FILE.fullmatch(urlsplit(request.path).path)
-    assert match is not None, "routed by CAPTION_FILE"
-    name, kind = match.group(1), match.group(2)
-    try:
-        parse_channel_name(name)
-    except BadRequest as error:
-        return error_response(400, error.code, error.message)
-    channel = ctx.channels.get(name)
-    if channel is None or not channel.started:
-        return error_response(404, "not_found",
-                              f"no channel {name!r} on this server")
-    cues = list(channel.log.cues)
-    if kind == "vtt":
-        return body_response(200, render_vtt(cues).encode(),
-                             "text/vtt; charset=utf-8")
-    return body_response(200, render_srt(cues).encode(),
-                         "application/x-subrip; charset=utf-8")
-
-
-def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:
-    """GET /v1/channels: every channel a speaker has published to on this node (or that has
-    outputs), live first. Viewers waiting on a name never make it a channel."""
-    started = [c for c in ctx.channels.channels() if c.started]
-    channels = [
-        {"channel": c.name, "live": c.speaker is not None,
-         "live_elsewhere": c.log.remote_live,  # its speaker is on another node
-         "state": channel_state(c.speaker is not None or c.log.remote_live, c.last_active),
-         "last_active": c.last_active, "viewers": len(c.viewers),
-         "utterances": c.log.utterances, "seq": c.log.last_seq,
-         "outputs": ctx.outputs.statuses(c.name)}
-        for c in started
-    ]
-    # A channel may have outputs before its speaker first comes (or after it was forgotten).
-    known = {c.name for c in started}
-    channels += [{"channel": name, "live": False, "live_elsewhere": False, "state": "new",
-                  "last_active": None, "viewers": 0, "utterances": 0, "seq": 0,
-                  "outputs": ctx.outputs.statuses(name)}
-                 for name in ctx.outputs.names() if name not in known]
-    return json_response(200, {"channels": live_first(channels)})

@@ -14,17 +14,12 @@ from dataclasses import dataclass, field
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from captioncast.errors import CaptioncastError
+from captioncast.errors import CaptioncastError, http_status
 from captioncast.transport.security import http_refusal
-
-STATUS = {
-    "bad_request": 400, "bad_audio": 400, "unauthorized": 401, "too_large": 413,
-    "timeout": 408, "overloaded": 503, "internal": 500,
-}
 
 
 def status_of(error: CaptioncastError) -> int:
-    return STATUS.get(error.code, 500)
+    return http_status(error)
 
 
 @dataclass

@@ -19,25 +19,26 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request
 
 from captioncast.errors import CaptioncastError
-from captioncast.transport import deepgram, openai_realtime
-from captioncast.transport.context import ServerContext
+from captioncast.telemetry.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from captioncast.transport import compat_routes
+from captioncast.transport.file_routes import TranscribeRoutes
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.http_front import HttpFront, PostHandler
 from captioncast.transport.huggingface import PATH as HF_PATH
 from captioncast.transport.huggingface import HuggingFaceRoute
-from captioncast.transport.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from captioncast.transport.output_routes import (
     OUTPUT_PATH,
     OUTPUTS_PATH,
     OutputRoutes,
     list_outputs,
 )
-from captioncast.transport.pages import CAPTION_FILE, overlay
+from captioncast.transport.pages import overlay, web_page
 from captioncast.transport.responses import HttpResponse, error_response, json_response
 from captioncast.transport.security import http_refusal, peer_host, redact
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.stream import handle_stream
-from captioncast.transport.transcribe import TranscribeRoutes
-from captioncast.transport.transcripts import (
+from captioncast.transport.transcript_routes import (
+    CAPTION_FILE,
     TRANSCRIPT,
     caption_file,
     channel_list,
@@ -45,7 +46,6 @@ from captioncast.transport.transcripts import (
     transcript,
 )
 from captioncast.transport.viewer import handle_viewer
-from captioncast.transport.web_pages import web_page
 from captioncast.transport.websocket import reject
 
 log = logging.getLogger("captioncast.server")
@@ -90,15 +90,15 @@ DELETES: tuple[DeleteHandler, ...] = (delete_channel,)
 WEBSOCKETS: dict[str, WsHandler] = {
     "/v1/stream": handle_stream,
     "/v1/captions": handle_viewer,
-    "/v1/listen": deepgram.handle_listen,  # Deepgram live
-    "/v1/realtime": openai_realtime.handle_realtime,  # OpenAI Realtime transcription
+    "/v1/listen": compat_routes.handle_listen,  # Deepgram live
+    "/v1/realtime": compat_routes.handle_realtime,  # OpenAI Realtime transcription
 }
 # Compatible APIs refuse a bad token or query before the upgrade, in their own shapes.
 UPGRADE_CHECKS: dict[str, UpgradeCheck] = {
-    "/v1/listen": deepgram.vet_upgrade,
-    "/v1/realtime": openai_realtime.vet_upgrade,
+    "/v1/listen": compat_routes.vet_listen,
+    "/v1/realtime": compat_routes.vet_realtime,
 }
-POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/transcribe.py
+POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/file_routes.py
 NOT_FOUND = ("no route {path}; see /, /watch, /healthz, /v1/stream, /v1/captions, /overlay, "
              "POST /v1/transcribe")
 
@@ -153,7 +153,7 @@ class Routes:
             return OPEN_GETS[path](ctx, request)
         try:
             ctx.gate.check_origin(request.headers)
-            page = web_page(request)  # no data in them: no token (transport/web_pages.py)
+            page = web_page(request)  # no data in them: no token (transport/pages.py)
             if page is not None:
                 return page
             if path not in WEBSOCKETS:

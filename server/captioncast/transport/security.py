@@ -17,20 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from captioncast.errors import BadRequest, CaptioncastError, Overloaded, Unauthorized
+from captioncast.errors import (
+    CaptioncastError,
+    Forbidden,
+    Overloaded,
+    TooManyConnections,
+    Unauthorized,
+)
 
 # Open without a token: load balancers and Docker HEALTHCHECK probe it without
 # credentials. Without a token it says only ok, loading or draining (see server.py).
 PUBLIC_PATHS = frozenset({"/healthz"})
 _TOKEN_IN_QUERY = re.compile(r"(?i)([?&]token=)[^&#]*")
-
-
-class Forbidden(BadRequest):
-    """A browser page from an origin the server does not allow (HTTP 403)."""
-
-
-class TooManyConnections(Overloaded):
-    """One address holds too many connections (HTTP 429, WebSocket close 1013)."""
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,18 @@ from websockets.typing import Subprotocol
 from captioncast import __version__
 from captioncast.core.decoding import Decoder
 from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.fanout.archive import Archive
+from captioncast.fanout.mqtt import FLUSH_ON_EXIT_S, MqttBridge
+from captioncast.fanout.output_sink import CLOSE_TIMEOUT_S, start_outputs
 from captioncast.options import ServerOptions
-from captioncast.transport.archive import Archive
-from captioncast.transport.context import ServerContext
+from captioncast.transport.file_routes import TranscribeRoutes
 from captioncast.transport.http_front import HttpFront
-from captioncast.transport.mqtt import FLUSH_ON_EXIT_S, MqttBridge
-from captioncast.transport.output_sink import CLOSE_TIMEOUT_S, start_outputs
 from captioncast.transport.responses import to_websockets
 from captioncast.transport.routes import Routes
 from captioncast.transport.security import answered_protocol, ssl_context
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.shutdown import drain, signal_stop
 from captioncast.transport.sniff import SNIFF_TIMEOUT_S
-from captioncast.transport.transcribe import TranscribeRoutes
 
 if TYPE_CHECKING:
     from captioncast.engine.models import DevicePlan
@@ -41,7 +41,7 @@ TRANSPORT_MAX_MESSAGE = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Ready:
+class Listening:
     """A server that accepts sessions: where it is reached, what its owner tells people."""
 
     host: str
@@ -90,7 +90,7 @@ def load_decoder(options: ServerOptions) -> tuple[Decoder, DevicePlan]:
 async def run_server(options: ServerOptions, decoder: Decoder | None = None,
                      workers: int = 1, started: asyncio.Event | None = None,
                      stop: asyncio.Event | None = None,
-                     on_ready: Callable[[Ready], None] | None = None) -> None:
+                     on_ready: Callable[[Listening], None] | None = None) -> None:
     """Serve until `stop` is set or SIGTERM/SIGINT arrives.
 
     With `decoder` given (tests, embedding), that decoder is used instead of loading one.
@@ -161,11 +161,11 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
             if archive is not None:  # closed after the drain: the last finals are written
                 ctx.attach_store(await bridges.enter_async_context(archive))
             if options.mqtt is not None:
-                ctx.channels.sinks.append(await bridges.enter_async_context(
+                ctx.attach_bus(await bridges.enter_async_context(
                     MqttBridge(options.mqtt, ctx.channels, options.port)))
             start_outputs(ctx.outputs, options.outputs)
             ctx.attach(model, scheduler)
-            ready = Ready(options.host, port, tls is not None, ctx.model_name)
+            ready = Listening(options.host, port, tls is not None, ctx.model_name)
             log.info("event=ready url=%s/v1/stream model=%s", ready.ws_url, ready.model)
             if started is not None:
                 started.set()

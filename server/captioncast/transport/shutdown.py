@@ -20,8 +20,8 @@ from websockets.asyncio.server import Server
 from captioncast.options import ShutdownOptions
 
 if TYPE_CHECKING:
-    from captioncast.transport.context import ServerContext
     from captioncast.transport.http_front import HttpFront
+    from captioncast.transport.server_context import ServerContext
 
 log = logging.getLogger("captioncast.shutdown")
 

@@ -1,4 +1,10 @@
-"""`/v1/stream`: moves bytes between one WebSocket and the LiveSession it is attached to."""
+"""The one connection handler: bytes between a WebSocket and its LiveSession, in any wire format.
+
+A `Connection` is given a translator (api/): the translator says what each client message
+asks of the session and how each event is said; the connection reads, sends, times out
+and closes. `/v1/stream` is the native translator's route; the compatible APIs'
+(transport/compat_routes.py) open their sessions with `open_session` and `serve` them.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,19 @@ from collections.abc import Awaitable
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from captioncast.core.params import parse_control, parse_stream_params
-from captioncast.errors import BadRequest, CaptioncastError, SessionTimeout, TooLarge
+from captioncast.api.native import NativeTranslator
+from captioncast.api.translator import Translator
+from captioncast.core.options import PolicyOptions
+from captioncast.core.params import StreamParams, parse_stream_params
+from captioncast.errors import BadRequest, CaptioncastError, Overloaded, SessionTimeout, TooLarge
+from captioncast.options import ServerOptions
 from captioncast.protocol import codes
 from captioncast.protocol.events import Event
-from captioncast.transport.context import ServerContext
-from captioncast.transport.live_session import TAKEN_OVER, LiveSession, find_resumable
+from captioncast.session.link import TAKEN_OVER
+from captioncast.session.live_session import LiveSession
+from captioncast.session.resume import EXPIRED
 from captioncast.transport.security import peer_host, token_key
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.websocket import close_or_abort, peer_of, query_of, reject
 
 log = logging.getLogger("captioncast.stream")
@@ -27,17 +39,21 @@ log = logging.getLogger("captioncast.stream")
 MAX_UNSENT_EVENTS = 256
 
 
-class StreamHandler:
+class Connection:
     """One WebSocket attached to a LiveSession: reads audio and control, sends events.
 
     The session outlives it: when the connection drops, the session waits for a resume.
+    It is the session's `Link` and its translator's `Port`.
     """
 
-    def __init__(self, connection: ServerConnection, live: LiveSession) -> None:
+    def __init__(self, connection: ServerConnection, live: LiveSession,
+                 translator: Translator, options: ServerOptions) -> None:
         self.connection = connection
         self.live = live
-        self.ctx = live.ctx
-        # str: sent as is (a compatible API's own message); the awaitable: a final's commit
+        self.translator = translator
+        self.options = options
+        # str: sent as is (rendered already, or the translator's own message); an Event is
+        # rendered as it is sent; the awaitable: a final's commit
         self._outbox: asyncio.Queue[tuple[Event | str, Awaitable[bool] | None] | None] = (
             asyncio.Queue())
         self._done = asyncio.Event()
@@ -49,12 +65,20 @@ class StreamHandler:
     # -- Link: what the session asks of its connection ------------------------------------
 
     def send(self, event: Event | str, after: Awaitable[bool] | None = None) -> None:
+        if self.translator.eager and not isinstance(event, str):
+            for message in self.translator.render(event):
+                self._queue(message, after)
+                after = None
+            return
+        self._queue(event, after)
+
+    def _queue(self, event: Event | str, after: Awaitable[bool] | None) -> None:
         self._outbox.put_nowait((event, after))
         if self._outbox.qsize() >= MAX_UNSENT_EVENTS:
             self._room.clear()
 
     def finish(self, code: int, reason: str) -> None:
-        self._close = (code, reason)
+        self._close = self.translator.close(code, reason)
         self._outbox.put_nowait(None)
 
     def take_over(self) -> None:
@@ -64,15 +88,44 @@ class StreamHandler:
     async def wait_closed(self) -> None:
         await self.connection.wait_closed()
 
-    # -- the wire format: a compatible API (transport/deepgram.py...) overrides these -----
+    # -- Port: what the translator asks of the session ------------------------------------
 
-    def render(self, event: Event) -> list[str]:
-        """The messages that say `event` on this connection."""
-        return [event.to_json()]
+    def audio(self, frame: bytes) -> None:
+        if len(frame) > self.options.max_frame_bytes:
+            raise TooLarge(
+                f"binary frame of {len(frame)} bytes is over the maximum of "
+                f"{self.options.max_frame_bytes}"
+            )
+        if self.live.eos_received:
+            self.live.report(BadRequest("audio after eos is ignored"))
+            return
+        self.live.audio(frame)
+
+    def control(self, kind: str) -> None:
+        self.live.control(kind)
+
+    def report(self, error: CaptioncastError) -> None:
+        self.live.report(error)
+
+    def say(self, message: str) -> None:
+        self.send(message)
+
+    @property
+    def in_speech(self) -> bool:
+        return self.live.in_speech
+
+    @property
+    def open_utterance(self) -> int | None:
+        return self.live.open_utterance
+
+    @property
+    def utterances_begun(self) -> int:
+        return self.live.utterances_begun
 
     # -- the connection -------------------------------------------------------------------
 
     async def run(self, first: list[Event]) -> None:
+        self.translator.start(self)
         for event in first:
             self.send(event)
         if self.live.over:  # resumed after its end: replay, then close
@@ -88,7 +141,7 @@ class StreamHandler:
             self.live.detach(self, self._why)
         if self._close is not None:
             code, reason = self._close
-            await close_or_abort(self.connection, self.ctx.options.shutdown.close_timeout_s,
+            await close_or_abort(self.connection, self.options.shutdown.close_timeout_s,
                                  code, reason)
 
     async def _send_loop(self) -> None:
@@ -96,11 +149,12 @@ class StreamHandler:
             while (item := await self._outbox.get()) is not None:
                 event, after = item
                 if after is not None:
-                    await after  # its commit, bounded by the store (transport/archive.py)
+                    await after  # its commit, bounded by the store (fanout/archive.py)
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
                 # that arrives as its awaitable completes.
-                for message in [event] if isinstance(event, str) else self.render(event):
-                    async with asyncio.timeout(self.ctx.options.send_timeout_s):
+                for message in ([event] if isinstance(event, str)
+                                else self.translator.render(event)):
+                    async with asyncio.timeout(self.options.send_timeout_s):
                         await self.connection.send(message)
                 if self._outbox.qsize() <= MAX_UNSENT_EVENTS // 2:
                     self._room.set()
@@ -116,7 +170,7 @@ class StreamHandler:
         self._done.set()
 
     async def _receive_loop(self) -> None:
-        options = self.ctx.options
+        options = self.options
         try:
             while True:
                 # Back-pressure: a client that does not read its events is not read either,
@@ -135,9 +189,9 @@ class StreamHandler:
                 if self._done.is_set() or self.live.over:
                     return  # `end` (or a fatal error) is out: nothing more is said
                 if isinstance(message, bytes):
-                    self._audio(message)
+                    self.translator.binary(message, self)
                 else:
-                    self._control(message)
+                    self.translator.text(message, self)
         except ConnectionClosedOK:
             self._why = "closed"  # the client closed cleanly (it may have read `end`)
             self._done.set()
@@ -147,24 +201,17 @@ class StreamHandler:
         except CaptioncastError as error:
             self.live.fail(error)
 
-    def _audio(self, frame: bytes) -> None:
-        if len(frame) > self.ctx.options.max_frame_bytes:
-            raise TooLarge(
-                f"binary frame of {len(frame)} bytes is over the maximum of "
-                f"{self.ctx.options.max_frame_bytes}"
-            )
-        if self.live.eos_received:
-            self.live.report(BadRequest("audio after eos is ignored"))
-            return
-        self.live.audio(frame)
 
-    def _control(self, text: str) -> None:
-        try:
-            kind = parse_control(text)
-        except CaptioncastError as error:
-            self.live.report(error)
-            return
-        self.live.control(kind)
+def find_resumable(ctx: ServerContext, params: StreamParams) -> LiveSession:
+    """The live session `params.resume` names, or BadRequest saying what to do instead."""
+    assert params.resume is not None
+    if ctx.draining:
+        raise Overloaded("the server is shutting down; resume on another node")
+    live = ctx.sessions.get(params.resume)
+    if not isinstance(live, LiveSession):
+        raise BadRequest(EXPIRED)
+    live.resumable_by(params)
+    return live
 
 
 async def handle_stream(connection: ServerConnection, ctx: ServerContext) -> None:
@@ -190,5 +237,29 @@ async def handle_stream(connection: ServerConnection, ctx: ServerContext) -> Non
         ctx.telemetry.refused(error.code)
         await reject(connection, error)
         return
-    handler = StreamHandler(connection, live)
+    handler = Connection(connection, live, NativeTranslator(), ctx.options)
     await handler.run(live.attach(handler, since, peer_of(connection)))
+
+
+def open_session(connection: ServerConnection, ctx: ServerContext, params: StreamParams,
+                 policy: PolicyOptions | None = None) -> LiveSession:
+    """Admit and open a new live session as /v1/stream does, by its address and token
+    (Overloaded when there is no room): a compatible API's."""
+    address = peer_host(connection.remote_address)
+    request = connection.request
+    token = None if request is None else token_key(request.path, request.headers)
+    ctx.admit(address, token)
+    live = LiveSession(secrets.token_urlsafe(12), params, ctx, address, token, policy=policy)
+    live.open()
+    return live
+
+
+async def serve(handler: Connection) -> None:
+    """Run a compatible API's `handler` on its session to the end; then end the session,
+    since nobody can resume it: what it already heard is still finalized (channel viewers
+    get it)."""
+    live = handler.live
+    try:
+        await handler.run(live.attach(handler, None, peer_of(handler.connection)))
+    finally:
+        live.expire_now()

@@ -10,12 +10,12 @@ from websockets.exceptions import ConnectionClosed
 
 from captioncast.core.params import parse_viewer_params
 from captioncast.errors import CaptioncastError, SessionTimeout
+from captioncast.fanout.archive import as_event
+from captioncast.fanout.hub import Viewer
 from captioncast.protocol import codes
 from captioncast.protocol.events import Error, Event
 from captioncast.store import StoreError
-from captioncast.transport.archive import as_event
-from captioncast.transport.channels import Viewer
-from captioncast.transport.context import ServerContext
+from captioncast.transport.server_context import ServerContext
 from captioncast.transport.websocket import close_or_abort, query_of, reject
 
 log = logging.getLogger("captioncast.viewer")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from captioncast.protocol.events import End, Final, Partial, Ready, Word
-from captioncast_client.resume import Backoff, EventContinuity, SentAudio
+from captioncast_client.resume import EventContinuity, SentAudio, reconnect_backoff
 
 
 def _send_all(audio: SentAudio) -> bytes:
@@ -75,7 +75,7 @@ def test_a_new_session_continues_the_numbers_and_the_clock() -> None:
 
 
 def test_backoff_grows_to_its_cap() -> None:
-    backoff = Backoff(first_s=0.25, max_s=8.0)
+    backoff = reconnect_backoff()
     delays = [backoff.next_delay() for _ in range(10)]
     assert 0.125 <= delays[0] <= 0.25
     assert all(d <= 8.0 for d in delays) and delays[-1] >= 4.0

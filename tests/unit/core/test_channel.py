@@ -90,7 +90,7 @@ async def test_hub_cuts_off_a_viewer_that_stops_reading_and_keeps_the_others() -
     import pytest
 
     from captioncast.errors import BadRequest
-    from captioncast.transport.channels import ChannelHub
+    from captioncast.fanout.hub import ChannelHub
 
     hub = ChannelHub(ChannelOptions(viewer_backlog=2))
     hub.attach_speaker("show", "s1")

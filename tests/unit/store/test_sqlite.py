@@ -186,7 +186,8 @@ asyncio.run(main())
 def test_every_acknowledged_final_survives_sigkill(tmp_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "data")],
                                stdout=subprocess.PIPE, text=True,
-                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                   filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
     assert process.stdout is not None
     acknowledged = [int(process.stdout.readline()) for _ in range(300)]
     os.kill(process.pid, signal.SIGKILL)

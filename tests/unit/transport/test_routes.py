@@ -8,11 +8,11 @@ import json
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
-from captioncast.transport.context import ServerContext
+from captioncast.transport.file_routes import TranscribeRoutes
 from captioncast.transport.responses import HttpResponse
 from captioncast.transport.routes import POSTS, UPGRADE_CHECKS, WEBSOCKETS, Routes
 from captioncast.transport.server import ServerOptions
-from captioncast.transport.transcribe import TranscribeRoutes
+from captioncast.transport.server_context import ServerContext
 
 
 def _get(path: str, **headers: str) -> HttpResponse | None:

@@ -1,4 +1,4 @@
-"""The store wired into the server (transport/archive.py, transcripts.py): options, durable
+"""The store wired into the server (fanout/archive.py, transcripts.py): options, durable
 fan-out, numbering across restarts, replay, exports, listing, deletion, retention; in
 process, on SQLite, with no model."""
 
@@ -16,16 +16,16 @@ from websockets.http11 import Request
 
 from captioncast import config
 from captioncast.cli import build_parser
+from captioncast.fanout.archive import Archive
 from captioncast.options import ServerOptions, StoreOptions
 from captioncast.protocol.captions import split_final
 from captioncast.protocol.events import Event, Final, Partial, Word
 from captioncast.store import Mark, SqliteStore, StoredFinal, StoreError
-from captioncast.transport.archive import Archive
-from captioncast.transport.context import ServerContext
+from captioncast.transport.file_routes import TranscribeRoutes
 from captioncast.transport.http_exchange import Body, HttpRequest
 from captioncast.transport.responses import HttpResponse
 from captioncast.transport.routes import Routes
-from captioncast.transport.transcribe import TranscribeRoutes
+from captioncast.transport.server_context import ServerContext
 
 
 def _store_options(argv: list[str], environ: dict[str, str] | None = None) -> StoreOptions:

@@ -1,0 +1,34 @@
+"""Our own protocol, `/v1/stream` (PROTOCOL.md): binary PCM and JSON control in, events out."""
+
+from __future__ import annotations
+
+from captioncast.api.translator import Port
+from captioncast.core.params import parse_control
+from captioncast.errors import CaptioncastError
+from captioncast.protocol.events import Event
+
+
+class NativeTranslator:
+    """Binary frames are audio as they are; text frames are control messages."""
+
+    eager = False  # rendered as sent: a final waits for its commit to the store first
+
+    def start(self, port: Port) -> None:
+        pass
+
+    def binary(self, frame: bytes, port: Port) -> None:
+        port.audio(frame)
+
+    def text(self, message: str, port: Port) -> None:
+        try:
+            kind = parse_control(message)
+        except CaptioncastError as error:
+            port.report(error)
+            return
+        port.control(kind)
+
+    def render(self, event: Event) -> list[str]:
+        return [event.to_json()]
+
+    def close(self, code: int, reason: str) -> tuple[int, str]:
+        return code, reason

@@ -1,0 +1,1 @@
+"""A live or file session driving the core: admission, registry, timers, coalescing."""

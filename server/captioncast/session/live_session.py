@@ -1,0 +1,394 @@
+"""A stream's life in the server, which can outlast the WebSocket that started it.
+
+A `LiveSession` owns the caption core (through its SessionDriver), its channel
+publishing and the log of its events. Connections (transport/stream.py) attach to it:
+the first one opens it; when one drops without `eos`, the session keeps decoding what
+it already received and logs what it says, for `resume_window_s`, until a reconnect
+resumes it (session/resume.py). Its life is a `State` (session/link.py).
+
+It costs decoding only while it is `speaking`; when it starts speaking from idle the
+server decides what it gets (engine/capacity.py): partials and finals, finals only, or
+an `overloaded` error, its last finals and close 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
+from captioncast.core.options import PolicyOptions, SessionConfig
+from captioncast.core.params import StreamParams
+from captioncast.core.policy import Action, CaptionSession
+from captioncast.core.replay import EventLog
+from captioncast.engine.capacity import Decision, SpeechGrace
+from captioncast.errors import CaptioncastError, Overloaded, SessionTimeout
+from captioncast.protocol import codes
+from captioncast.protocol.events import Event, Ready
+from captioncast.session.coalesce import FrameCoalescer
+from captioncast.session.driver import ScheduledDecodes, SessionDriver
+from captioncast.session.link import Link, SessionHost, State
+from captioncast.session.resume import check_resumable
+from captioncast.session.timer import Timer
+from captioncast.telemetry.measures import StreamLatency
+
+log = logging.getLogger("captioncast.stream")
+
+
+class LiveSession:
+    """One audio stream from its first connection to its `end`, across reconnects."""
+
+    def __init__(self, session_id: str, params: StreamParams, ctx: SessionHost,
+                 address: str | None = None, token_key: str | None = None,
+                 policy: PolicyOptions | None = None) -> None:
+        """`policy`: the server's, unless a compatible API's stream sets its own endpointing."""
+        options = ctx.options
+        self.session_id = session_id
+        self.address = address  # where its first connection came from
+        self.token_key = token_key
+        self.params = params
+        self.ctx = ctx
+        language = params.language or options.language
+        self.core = CaptionSession(SessionConfig(
+            session_id=session_id, model=ctx.model_name,
+            language=None if language in (None, "auto") else language, task=params.task,
+            interim=params.interim, words=params.words, prompt=params.prompt,
+            resume_until=int(options.resume_window_s),
+        ), policy or options.policy)
+        self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
+                                    on_event=self._publish, on_finished=self._finished)
+        self.converter = PcmConverter(params)
+        # Tiny frames are batched before conversion (session/coalesce.py); what it holds
+        # counts as received, and it outlives a dropped connection with the session.
+        self._pending = FrameCoalescer(params.sample_rate * params.bytes_per_frame)
+        self.events = EventLog(options.replay_events)
+        self.latency = StreamLatency(ctx.telemetry)
+        self.samples_received = 0  # client samples (per channel) taken, at its own rate
+        self.state = State.STREAMING
+        self.link: Link | None = None
+        self._last_link: Link | None = None
+        self._over = asyncio.Event()
+        self.reason = ""
+        self.connections = 0
+        # Waiting for a resume (or, once over, for a client to read its last events).
+        self._expiry = Timer()
+        self.detached_at = 0.0
+        self._limit = Timer()
+        self._eos = False
+        self._close_reason = (codes.NORMAL, "end of stream")
+        self.started = time.monotonic()
+        self._speech = SpeechGrace(options.capacity.speech_grace_s, ctx.clock)
+
+    # -- state --------------------------------------------------------------------------
+
+    def _set_state(self, state: State) -> None:
+        log.debug("event=session_state session=%s from=%s to=%s", self.session_id,
+                  self.state.value, state.value)
+        self.state = state
+
+    @property
+    def over(self) -> bool:
+        return self.state is State.OVER
+
+    @property
+    def taking_audio(self) -> bool:
+        """Neither ending nor over: audio is captioned and keepalives are owed."""
+        return self.state is State.STREAMING
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None
+
+    @property
+    def speaking(self) -> bool:
+        """It has speech to decode, or had within the grace (a pause between sentences)."""
+        return not self.over and (self.core.speaking or self._speech.recent())
+
+    @property
+    def awaiting_resume(self) -> bool:
+        return self.link is None and self._expiry.pending and not self.over
+
+    @property
+    def eos_received(self) -> bool:
+        return self._eos
+
+    @property
+    def in_speech(self) -> bool:
+        """Its segmenter is inside an utterance (what a translator may ask, not the core)."""
+        return self.core.segmenter.in_speech
+
+    @property
+    def open_utterance(self) -> int | None:
+        return self.core.open_utterance
+
+    @property
+    def utterances_begun(self) -> int:
+        return self.core.utterances_begun
+
+    @property
+    def finished(self) -> bool:
+        """The core said `end`: every final is out."""
+        return self.core.finished
+
+    @property
+    def decoding(self) -> int:
+        """Decodes asked for and not answered yet."""
+        return self.driver.inflight
+
+    # -- life -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Register the new session and say `ready` (into the log, for the first link)."""
+        ctx = self.ctx
+        if self.params.channel is not None:
+            ctx.channels.attach_speaker(self.params.channel, self.session_id)
+        ctx.sessions.register(self)
+        ctx.telemetry.session_started()
+        if ctx.options.max_session_s:
+            self._limit.start(ctx.options.max_session_s, self._limit_reached)
+        self.dispatch(self.core.start())
+
+    def attach(self, link: Link, since: int | None, peer: str) -> list[Event]:
+        """Attach a connection; returns what it must be sent before live events.
+
+        A new session's first connection gets the logged `ready`; a resumed one gets a
+        fresh `ready` with `audio_received`, then every event after `since`. A connection
+        still attached (half-open: its client already gave up on it) is closed.
+        """
+        self._expiry.cancel()
+        previous, self.link = self.link, link
+        self._last_link = link
+        self.connections += 1
+        if since is None:
+            log.info(
+                "event=session_start session=%s peer=%s sample_rate=%d encoding=%s "
+                "channels=%d language=%s task=%s channel=%s", self.session_id, peer,
+                self.params.sample_rate, self.params.encoding, self.params.channels,
+                self.params.language or self.ctx.options.language or "auto", self.params.task,
+                self.params.channel or "-",
+            )
+            return [self.core.ready(1)]
+        if previous is not None:
+            previous.take_over()
+        replay = self.events.replay(since)
+        if not self.events.complete_after(since):
+            log.warning("event=replay_incomplete session=%s since=%d first_held=%d",
+                        self.session_id, since, self.events.first_held)
+        received = self.samples_received / self.params.sample_rate
+        log.info("event=session_resumed session=%s peer=%s since=%d replayed=%d "
+                 "audio_received_s=%.3f took_over=%s", self.session_id, peer, since,
+                 len(replay), received, previous is not None)
+        ready: Event = self.core.ready(1, audio_received=received)
+        return [ready, *replay]
+
+    def detach(self, link: Link, why: str) -> None:
+        """A connection ended; unless it was replaced or the session is over, wait for a resume."""
+        if self.link is not link:
+            return  # taken over: the new connection owns the session
+        self.link = None
+        if self.over:
+            if why == "closed" or not self._eos:
+                self._forget()  # `end` went out and the connection closed cleanly
+            else:
+                self._keep_for_replay()  # `end` may never have reached the client
+            return
+        window = self.ctx.options.resume_window_s
+        if window <= 0 or not self.samples_received:
+            # Nobody can resume, or there is nothing to resume (no audio yet): a client
+            # that comes back starts a new stream just as well.
+            self._end(why)
+            return
+        log.info("event=session_detached session=%s reason=%s resume_window_s=%.0f "
+                 "audio_s=%.1f", self.session_id, why, window, self.core.duration)
+        self.detached_at = time.monotonic()
+        self._expiry.start(window, self._expired)
+
+    def expire_now(self) -> None:
+        """Give up waiting for a resume (the server needs the room)."""
+        if self._expiry.pending:
+            self._expiry.cancel()
+            self._expired()
+
+    def resumable_by(self, params: StreamParams) -> None:
+        """Raise BadRequest unless a connection with `params` may resume this session."""
+        check_resumable(self, params)
+
+    def _expired(self) -> None:
+        log.info("event=session_expired session=%s", self.session_id)
+        self.reason = "expired"
+        # Finalize rather than drop: channel viewers still get the last words' final.
+        self._finalize()
+
+    def _limit_reached(self) -> None:
+        if not self.taking_audio:
+            return
+        limit = self.ctx.options.max_session_s or 0
+        self._close_reason = (codes.NORMAL, f"session reached the server's limit of {limit:.0f} s")
+        self.reason = "max_session"
+        self.report(SessionTimeout(
+            f"this session reached the server's limit of {limit:.0f} s: finalizing; "
+            "start a new stream to go on"))
+        self._finalize()
+
+    def finalize(self, code: int = codes.NORMAL, reason: str = "end of stream") -> None:
+        """Finish now as if `eos` had arrived: every final, then `end`, then close."""
+        if self.over:
+            return
+        self._close_reason = (code, reason)
+        self._finalize()
+
+    def go_away(self) -> None:
+        """Server shutdown: finalize as at eos, then close 1001 (going away).
+
+        A client that reconnects is refused (draining), so it starts a new stream
+        elsewhere from the end of its last final.
+        """
+        self.reason = self.reason or "shutdown"
+        self.finalize(codes.GOING_AWAY, "server shutting down")
+
+    async def wait_closed(self) -> None:
+        """Until the session is over and its last connection closed."""
+        await self._over.wait()
+        if self._last_link is not None:
+            await self._last_link.wait_closed()
+
+    def _finalize(self) -> None:
+        if not self.taking_audio:
+            return
+        # Ending first: speech in the last audio asks no admission (it could end us twice).
+        self._set_state(State.ENDING)
+        self._feed_pending()
+        tail = self.converter.drain()
+        if len(tail):
+            self.dispatch(self.core.feed(tail))
+        self.latency.arrived(self.core.position)
+        self.dispatch(self.core.eos())
+
+    def report(self, error: CaptioncastError) -> None:
+        """Say `error` in the session's events; the stream goes on."""
+        self.dispatch(self.core.error(error))
+
+    def fail(self, error: CaptioncastError) -> None:
+        """A fatal error: report it, close with its code, and end (no resume)."""
+        if self.over:
+            return
+        self.report(error)
+        link = self.link
+        self._end(error.code)
+        if link is not None:
+            link.finish(error.close_code or codes.INTERNAL, error.message[:120])
+
+    def _finished(self) -> None:
+        """The core said `end`: release, and close the connection with its reason."""
+        link = self.link
+        self._end(self.reason or "eos")
+        if link is not None:
+            link.finish(*self._close_reason)
+
+    def _end(self, reason: str) -> None:
+        """Release everything the session holds; events after this are dropped."""
+        if self.over:
+            return
+        self._set_state(State.OVER)
+        self._over.set()
+        self.reason = self.reason or reason
+        self._expiry.cancel()
+        self._limit.cancel()
+        self.driver.close()
+        if self.params.channel is not None:
+            self.ctx.channels.detach_speaker(self.params.channel, self.session_id,
+                                             self.core.duration)
+        self._log_end()
+        if self.link is None and self._eos and self.core.finished:
+            self._keep_for_replay()
+        elif self.link is None:
+            self._forget()
+        # else: the connection sends `end` and closes; detach() decides then.
+
+    def _keep_for_replay(self) -> None:
+        """The client sent eos and lost its connection before it read `end`: it may resume
+        to read the last finals. Keep the log (not the decoding) for the resume window."""
+        window = self.ctx.options.resume_window_s
+        if window <= 0:
+            self._forget()
+            return
+        self._expiry.start(window, self._forget)
+
+    def _forget(self) -> None:
+        self.ctx.sessions.release(self)
+
+    # -- input from the attached connection ---------------------------------------------
+
+    def audio(self, frame: bytes) -> None:
+        if not self.taking_audio:
+            return  # past the session limit: the rest is not captioned
+        if len(frame) % self.params.bytes_per_frame:
+            self._feed(frame)  # not whole samples: the converter reports it and drops it
+            return
+        self.samples_received += len(frame) // self.params.bytes_per_frame
+        batch = self._pending.add(frame)
+        if batch is not None:
+            self._feed(batch)
+
+    def _feed(self, pcm: bytes) -> None:
+        try:
+            audio = self.converter.convert(pcm)
+        except CaptioncastError as error:
+            self.report(error)
+            return
+        self.dispatch(self.core.feed(audio))
+        self.latency.arrived(self.core.position)
+        self.ctx.telemetry.audio(len(audio) / MODEL_SAMPLE_RATE)
+        if self._speech.update(self.core.speaking) and self.taking_audio:
+            self._speech_started()
+
+    def _speech_started(self) -> None:
+        """Idle to speaking: ask admission what this session may cost now."""
+        try:
+            decision = self.ctx.speech_started(self)
+        except Overloaded as error:
+            # This session only: what it said is finalized, the others' finals stay on time.
+            self.reason = "overloaded"
+            self.report(error)
+            self.finalize(error.close_code or codes.OVERLOADED, error.message[:120])
+            return
+        self.dispatch(self.core.shed_partials(decision is Decision.SHED))
+
+    def _feed_pending(self) -> None:
+        pending = self._pending.take()
+        if pending:
+            self._feed(pending)
+
+    def control(self, kind: str) -> None:
+        if kind == "flush" and not self._eos:
+            self._feed_pending()
+            self.dispatch(self.core.flush())
+        elif kind == "eos" and not self._eos:
+            self._eos = True
+            self._finalize()
+
+    # -- events -------------------------------------------------------------------------
+
+    def dispatch(self, actions: list[Action]) -> None:
+        self.driver.dispatch(actions)
+
+    def _publish(self, event: Event) -> None:
+        self.events.add(event)
+        self.latency.sent(event, self.core.stable_words_shown, self.core.stable_words_revised)
+        committed = None
+        if self.params.channel is not None:
+            committed = self.ctx.channels.publish(self.params.channel, event)
+        if self.link is not None and not isinstance(event, Ready):
+            self.link.send(event, committed)
+
+    def _log_end(self) -> None:
+        finals = self.latency.finals
+        log.info(
+            "event=session_end session=%s duration_s=%.1f audio_s=%.1f utterances=%d "
+            "partials=%d final_latency_p50_s=%.3f final_latency_p95_s=%.3f connections=%d "
+            "loops_caught=%d reason=%s",
+            self.session_id, time.monotonic() - self.started, self.core.duration,
+            self.core.finals_sent, self.core.partials_sent, finals.p50() or 0.0,
+            finals.p95() or 0.0, self.connections, self.core.loops_caught, self.reason,
+        )

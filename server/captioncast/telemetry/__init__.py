@@ -1,0 +1,1 @@
+"""What the server measures: Prometheus metrics, latencies, capacity figures."""
