@@ -128,7 +128,9 @@ class FinalJudge:
             # A loop in the prompt makes the next decode loop too: forget what led to it.
             self.history.clear()
         if not verdict.looped:
-            if not reset:
+            sure = pending.result is not None and \
+                pending.result.avg_logprob >= self.options.prompt_min_logprob
+            if not reset and sure:
                 self.history.add(pending.start, pending.audio_end, text)
             return text, words
         text = " ".join(surface[i] for i in verdict.keep)

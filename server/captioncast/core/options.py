@@ -22,6 +22,10 @@ class PolicyOptions(DecodeThresholds):
     # mid-way at the start of its audio, and with it the next words (bench/word_audit.py).
     cut_overlap_s: float = 0.3
     prompt_chars: int = 200  # earlier finals to condition on; more slows decoding
+    # Only finals decoded at least this surely are the prompt of later ones: a misheard
+    # name in the prompt is put in place of the next name ("Mister Carkeur ... Mister
+    # John Carkeur").
+    prompt_min_logprob: float = float("-inf")
     # On a breath or a click (a fraction of a second of "speech"), tiny.en often says
     # "Thank you." with a high no-speech probability but a confident-looking log-prob, so
     # for utterances this short the no-speech probability alone decides.
