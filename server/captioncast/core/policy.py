@@ -35,7 +35,7 @@ from captioncast.core.segmenter import (
     SpeechResume,
     SpeechStart,
 )
-from captioncast.core.text import clean, compression_ratio, prompt_tail
+from captioncast.core.text import agreed_prefix, clean, compression_ratio, prompt_tail
 from captioncast.core.utterance import OpenUtterance, PendingFinal, Speculation
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.events import End, Error, Event, Partial, Ready, Sequencer
@@ -339,11 +339,13 @@ class CaptionSession:
                                opts.stable_agreement if sure else 0, opts.stable_holdback_words)
         # The last words of a hypothesis change most from one decode to the next (the audio
         # may end inside them): a display that waits for them changes less.
+        # Words the previous hypothesis said too are shown whatever their place.
         hold = opts.partial_holdback_words
-        if hold and len(new_words) > hold:
-            new_words = new_words[: len(new_words) - hold]
-        elif hold:
-            new_words = new_words[:1] if not open_.stable else []
+        if hold:
+            earlier = list(open_.hypotheses)[-2] if len(open_.hypotheses) > 1 else []
+            show = max(agreed_prefix(earlier, new_words), len(new_words) - hold,
+                       0 if open_.stable else 1)
+            new_words = new_words[:show]
         full = " ".join([*open_.stable.split(), *new_words])
         if self._finals or not full:
             return []  # an earlier utterance's final goes out first; a later partial replaces this

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
 from captioncast.core.channel import ChannelLog, ChannelOptions, ViewerBacklog
+from captioncast.core.quality import CaptionQuality
 from captioncast.errors import BadRequest, Overloaded
 from captioncast.protocol.events import Event
 from captioncast.store.model import Position, StoreError
@@ -79,6 +80,7 @@ class Channel:
         # Wall clock of its speaker's last event, here or on another node. None: no speaker
         # has published to it in this process; viewers alone never make a channel.
         self.last_active: float | None = None
+        self.quality = CaptionQuality()  # how its captions read, every speaker's added up
 
     @property
     def started(self) -> bool:
@@ -168,6 +170,11 @@ class ChannelHub:
         channel.log.begin()
         for sink in self.sinks:
             sink.channel_live(name)
+
+    def add_quality(self, name: str, added: CaptionQuality) -> None:
+        channel = self._channels.get(name)
+        if channel is not None:
+            channel.quality += added
 
     def publish(self, name: str, event: Event) -> Awaitable[bool] | None:
         """Renumber the speaker's event for the channel and send it on; for a final with a

@@ -25,7 +25,7 @@ from captioncast.core.replay import EventLog
 from captioncast.engine.capacity import Decision, SpeechGrace
 from captioncast.errors import CaptioncastError, Overloaded, SessionTimeout
 from captioncast.protocol import codes
-from captioncast.protocol.events import Event, Ready
+from captioncast.protocol.events import Event, Final, Ready
 from captioncast.session.coalesce import FrameCoalescer
 from captioncast.session.driver import ScheduledDecodes, SessionDriver
 from captioncast.session.link import Link, SessionHost, State
@@ -375,20 +375,26 @@ class LiveSession:
 
     def _publish(self, event: Event) -> None:
         self.events.add(event)
-        self.latency.sent(event, self.core.stable_words_shown, self.core.stable_words_revised)
+        added = self.latency.sent(event, self.core.quality() if isinstance(event, Final) else None)
         committed = None
         if self.params.channel is not None:
+            if added is not None:
+                self.ctx.channels.add_quality(self.params.channel, added)
             committed = self.ctx.channels.publish(self.params.channel, event)
         if self.link is not None and not isinstance(event, Ready):
             self.link.send(event, committed)
 
     def _log_end(self) -> None:
         finals = self.latency.finals
+        quality = self.core.quality()
         log.info(
             "event=session_end session=%s duration_s=%.1f audio_s=%.1f utterances=%d "
             "partials=%d final_latency_p50_s=%.3f final_latency_p95_s=%.3f connections=%d "
-            "loops_caught=%d reason=%s",
+            "loops_caught=%d empty_finals=%d flicker_per_min=%.1f words_per_min=%.1f "
+            "gaps_filled=%d reason=%s",
             self.session_id, time.monotonic() - self.started, self.core.duration,
             self.core.finals_sent, self.core.partials_sent, finals.p50() or 0.0,
-            finals.p95() or 0.0, self.connections, self.core.loops_caught, self.reason,
+            finals.p95() or 0.0, self.connections, self.core.loops_caught,
+            quality.empty_finals, quality.flicker_per_min or 0.0, quality.words_per_min or 0.0,
+            quality.gaps_filled, self.reason,
         )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.decoding import DecodeRequest
+from captioncast.core.quality import CaptionQuality
 from captioncast.engine.capacity import CapacityMeter, CapacityOptions
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.protocol.events import Error, Event, Final, Partial
@@ -120,10 +121,17 @@ class Telemetry:
             self.final_latencies.add(latency)
             self.metrics.final_latency.observe(latency)
 
-    def stable_words(self, shown: int, revised: int) -> None:
-        """Of the words partials showed as stable, how many the final changed (protocol 2)."""
-        self.metrics.stable_words.inc(shown)
-        self.metrics.stable_words_revised.inc(revised)
+    def caption_quality(self, added: CaptionQuality) -> None:
+        """A session's captions since it last reported (core/quality.py)."""
+        m = self.metrics
+        # of the words partials showed as stable, how many the final changed (protocol 2)
+        m.stable_words.inc(added.stable_words)
+        m.stable_words_revised.inc(added.stable_words_revised)
+        m.shown_words.inc(added.shown_words)
+        m.shown_words_changed.inc(added.shown_words_changed)
+        m.empty_finals.inc(added.empty_finals)
+        m.final_words.inc(added.final_words)
+        m.gaps_filled.inc(added.gaps_filled)
 
     def partial(self, latency: float | None) -> None:
         self.metrics.partials.inc()
@@ -191,26 +199,29 @@ class StreamLatency:
         self.telemetry = telemetry
         self.arrivals = ArrivalClock()
         self.finals = Latencies()
-        self._stable_counted = (0, 0)  # the core's counters already reported
+        self._counted = CaptionQuality()  # the core's counts already reported
 
     def arrived(self, position: int) -> None:
         """Audio up to `position` (16 kHz samples) has arrived now."""
         self.arrivals.add(position, time.monotonic())
 
-    def sent(self, event: Event, stable_shown: int, stable_revised: int) -> None:
-        """`event` goes out now; the core's stable-word counters as they stand."""
+    def sent(self, event: Event, quality: CaptionQuality | None = None) -> CaptionQuality | None:
+        """`event` goes out now; with a final, the core's counts as they stand. Returns what
+        they added since the last final (for the channel's counts)."""
         if isinstance(event, Final):
             latency = self._since_arrival(event.end)
             if latency is not None:
                 self.finals.add(latency)
             self.telemetry.final(latency)
-            self.telemetry.stable_words(stable_shown - self._stable_counted[0],
-                                        stable_revised - self._stable_counted[1])
-            self._stable_counted = (stable_shown, stable_revised)
+            if quality is not None:
+                added, self._counted = quality - self._counted, quality
+                self.telemetry.caption_quality(added)
+                return added
         elif isinstance(event, Partial):
             self.telemetry.partial(self._since_arrival(event.end))
         elif isinstance(event, Error):
             self.telemetry.error(event.code)
+        return None
 
     def _since_arrival(self, end_s: float) -> float | None:
         sent = self.arrivals.time_of(int(end_s * MODEL_SAMPLE_RATE))

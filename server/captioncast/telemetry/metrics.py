@@ -86,6 +86,19 @@ class Metrics:
         self.stable_words_revised = Counter(
             "captioncast_stable_words_revised",
             "Words shown as stable that the utterance's final changed or dropped", registry=r)
+        # How the captions read (core/quality.py): flicker, empty finals, reading rate.
+        self.shown_words = Counter("captioncast_shown_words", "Words partials put on screen",
+                                   registry=r)
+        self.shown_words_changed = Counter(
+            "captioncast_shown_words_changed",
+            "Words a partial showed that a later partial or the final changed or took away "
+            "(flicker)", registry=r)
+        self.empty_finals = Counter("captioncast_empty_finals",
+                                    "Finals that said nothing (no speech after all)", registry=r)
+        self.final_words = Counter("captioncast_final_words", "Words the finals said", registry=r)
+        self.gaps_filled = Counter(
+            "captioncast_gaps_filled",
+            "Finals whose skipped speech a second decode put back", registry=r)
         self.errors = Counter("captioncast_errors", "Error events sent, by code", ["code"],
                               registry=r)
         self._refresh: list[Callable[[], None]] = []

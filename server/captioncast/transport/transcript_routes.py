@@ -199,7 +199,7 @@ def _memory_channel_list(ctx: ServerContext) -> HttpResponse:
          "state": channel_state(c.speaker is not None or c.log.remote_live, c.last_active),
          "last_active": c.last_active, "viewers": len(c.viewers),
          "utterances": c.log.utterances, "seq": c.log.last_seq,
-         "outputs": ctx.outputs.statuses(c.name)}
+         "outputs": ctx.outputs.statuses(c.name), "quality": c.quality.to_dict()}
         for c in started
     ]
     # A channel may have outputs before its speaker first comes (or after it was forgotten).
@@ -229,6 +229,8 @@ def _entry(ctx: ServerContext, name: str, info: ChannelInfo | None) -> dict[str,
         "utterances": channel.log.utterances if channel is not None else 0,
         "seq": max(seq, info.last_seq if info is not None else 0),
         "outputs": ctx.outputs.statuses(name),
+        # how its captions read since this server started (core/quality.py)
+        "quality": channel.quality.to_dict() if channel is not None else None,
     }
     if info is not None:
         entry.update(created=info.created, duration=round(info.duration, 3),

@@ -45,10 +45,12 @@ async def _until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
     return events
 
 
-async def _speak_all(server: ScriptedServer, channel: str) -> None:
+async def _speak_all(server: ScriptedServer, channel: str, pace_s: float = 0.0) -> None:
     async with connect(f"{server.ws_url}/v1/stream?channel={channel}") as ws:
         for frame in _speech():
             await ws.send(frame)
+            if pace_s:
+                await asyncio.sleep(pace_s)  # time for partials between frames
         await ws.send(json.dumps({"type": "eos"}))
         await _until(ws, "end")
 
@@ -100,3 +102,23 @@ async def test_the_list_marks_live_and_ended_with_last_activity_live_first(
         for entry in listed:
             assert before <= entry["last_active"] <= time.time(), entry
         assert listed[1]["last_active"] <= listed[0]["last_active"]
+
+
+async def test_a_channel_and_the_metrics_say_how_its_captions_read(
+        server: ScriptedServer) -> None:
+    await _speak_all(server, "talk", pace_s=0.01)
+    await _speak_all(server, "talk", pace_s=0.01)  # a second speaker's counts add up
+    (entry,) = [c for c in await _listed(server) if c["channel"] == "talk"]
+    quality = entry["quality"]
+    assert quality["finals"] >= 2 and quality["final_words"] > 0
+    # the scripted decoder garbles every partial's last word: the next one changes it
+    assert 0 < quality["shown_words_changed"] <= quality["shown_words"]
+    assert quality["flicker_per_min"] > 0 and quality["words_per_min"] > 0
+    assert quality["audio_s"] > 20  # two passes over the 11 s clip
+    metrics = (await server.get("/metrics")).body.decode()
+    for name in ("captioncast_shown_words_total", "captioncast_shown_words_changed_total",
+                 "captioncast_final_words_total", "captioncast_empty_finals_total"):
+        assert name in metrics, name
+    line = next(x for x in metrics.splitlines()
+                if x.startswith("captioncast_final_words_total"))
+    assert float(line.split()[-1]) == quality["final_words"]
