@@ -14,7 +14,7 @@ guess, and the words of `stable` it changes are counted.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -22,12 +22,11 @@ import numpy as np
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.buffer import AudioBuffer
 from captioncast.core.context import Context, choose_context, context_audio, without_context
-from captioncast.core.coverage import find_gap, merge_gap
 from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.finals import FinalJudge
+from captioncast.core.gaps import Gaps
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.quality import CaptionQuality
-from captioncast.core.repetition import collapse_loops
 from captioncast.core.segmenter import (
     Segmenter,
     SpeechEnd,
@@ -35,8 +34,7 @@ from captioncast.core.segmenter import (
     SpeechResume,
     SpeechStart,
 )
-from captioncast.core.text import agreed_prefix, clean, compression_ratio, prompt_tail
-from captioncast.core.utterance import OpenUtterance, PendingFinal, Speculation
+from captioncast.core.utterance import OpenUtterance, PendingFinal, Speculation, shown_text
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.events import End, Error, Event, Partial, Ready, Sequencer
 
@@ -71,9 +69,7 @@ class CaptionSession:
         self.finished = False
         self.partials_sent = 0
         self.shedding = False  # a saturated server: finals only (shed_partials)
-        # Finals whose words skipped voice, decoded again there; and those it put words back in.
-        self.gaps_asked = 0
-        self.gaps_filled = 0
+        self.gaps = Gaps(config, self.options, self._judge)  # voice finals' words skipped
 
     # -- inputs -----------------------------------------------------------------
 
@@ -130,16 +126,6 @@ class CaptionSession:
         """... and those of them the final changed."""
         return self._judge.stable_words_revised
 
-    @property
-    def shown_words(self) -> int:
-        """Words partials put on screen ..."""
-        return self._judge.shown_words
-
-    @property
-    def shown_words_changed(self) -> int:
-        """... and those a later partial or the final changed or took away: flicker."""
-        return self._judge.shown_words_changed
-
     def quality(self) -> CaptionQuality:
         """How the captions read so far (core/quality.py)."""
         judge = self._judge
@@ -148,15 +134,7 @@ class CaptionSession:
             final_words=judge.final_words, shown_words=judge.shown_words,
             shown_words_changed=judge.shown_words_changed,
             stable_words=judge.stable_words_shown, stable_words_revised=judge.stable_words_revised,
-            gaps_filled=self.gaps_filled)
-
-    @property
-    def empty_finals(self) -> int:
-        return self._judge.empty_finals
-
-    @property
-    def final_words(self) -> int:
-        return self._judge.final_words
+            gaps_filled=self.gaps.filled)
 
     @property
     def open_utterance(self) -> int | None:
@@ -238,8 +216,7 @@ class CaptionSession:
                                                  self.options.context_prefix)
                 return self._emit_ready_finals()
             if pending.gap_request == request_id:
-                pending.gap_request = 0
-                self._fill_gap(pending, result)
+                self.gaps.fill(pending, result)
                 return self._emit_ready_finals()
         return []
 
@@ -325,28 +302,7 @@ class CaptionSession:
                 result, self._judge.voiced_s(voiced),
                 duration_s=(open_.partial_audio_end - open_.start) / MODEL_SAMPLE_RATE):
             return []
-        text = clean(result.text)
-        if not text.startswith(open_.stable):
-            return []  # the decoder did not honour the prefix; never contradict `stable`
-        words = text.split()
-        if len(collapse_loops(words, self.options.loops)) < len(words) \
-                or self._judge.guard.copies_previous(words):
-            return []  # a looping or copied hypothesis: its words must never become `stable`
-        opts = self.options
-        # an unsure decode agreeing with the prefix it was forced onto is no evidence
-        sure = result.avg_logprob >= opts.stable_min_logprob
-        new_words = open_.hear(text[len(open_.stable):].split(),
-                               opts.stable_agreement if sure else 0, opts.stable_holdback_words)
-        # The last words of a hypothesis change most from one decode to the next (the audio
-        # may end inside them): a display that waits for them changes less.
-        # Words the previous hypothesis said too are shown whatever their place.
-        hold = opts.partial_holdback_words
-        if hold:
-            earlier = list(open_.hypotheses)[-2] if len(open_.hypotheses) > 1 else []
-            show = max(agreed_prefix(earlier, new_words), len(new_words) - hold,
-                       0 if open_.stable else 1)
-            new_words = new_words[:show]
-        full = " ".join([*open_.stable.split(), *new_words])
+        full = shown_text(open_, result, self.options, self._judge.guard)
         if self._finals or not full:
             return []  # an earlier utterance's final goes out first; a later partial replaces this
         self.partials_sent += 1
@@ -497,66 +453,6 @@ class CaptionSession:
         pending.request_id, pending.audio, pending.context = request.request_id, None, context
         return request
 
-    def _gap_request(self, pending: PendingFinal) -> DecodeRequest | None:
-        """A decode of the voice the final's words skipped, if they skipped any."""
-        opts = self.options.coverage
-        result = pending.result
-        if not opts.enabled or result is None or pending.failed is not None:
-            return None
-        words = result.words
-        surface = clean(result.text).split()
-        if len(words) != len(surface):
-            return None  # no timings to tell what the text covers
-        # A loop's repeats lie over real voice that the loop guard will cut them from: the
-        # loop is cut here, so that the voice under it is heard again ("some more word,
-        # word, word, word" said five times came out nine, and was cut to one).
-        keep = collapse_loops(surface, self.options.loops)
-        if len(keep) < len(surface):
-            words = tuple(words[i] for i in keep)
-            result = pending.result = replace(
-                result, text=" ".join(surface[i] for i in keep), words=words,
-                compression_ratio=compression_ratio(" ".join(surface[i] for i in keep)))
-            pending.looped = True
-        duration = (pending.audio_end - pending.audio_start) / MODEL_SAMPLE_RATE
-        gap = find_gap(words, pending.voiced, self._judge.frame_s, duration, opts)
-        if gap is None or self._judge.is_hallucination(result,
-                                                       self._judge.voiced_s(pending.voiced)):
-            return None
-        lo = pending.audio_start + int(gap.start * MODEL_SAMPLE_RATE)
-        hi = pending.audio_start + int(gap.end * MODEL_SAMPLE_RATE)
-        lo = max(lo, self._buffer.start)
-        if hi - lo < int(opts.min_voiced_s * MODEL_SAMPLE_RATE):
-            return None
-        audio = self._buffer.slice(lo, min(hi, self._buffer.end))
-        if gap.end * MODEL_SAMPLE_RATE >= pending.audio_end - pending.audio_start:
-            audio = np.concatenate([audio, np.zeros(self._tail(), np.float32)])
-        # What came before the gap is its prompt; a skipped head gets none, since the
-        # prompt may be what led the decoder past it.
-        said = clean(result.text).split()[: gap.before]
-        prompt = prompt_tail([self.config.prompt, " ".join(said)], self.options.prompt_chars)
-        self._next_request += 1
-        pending.gap = gap
-        pending.gap_request = self._next_request
-        self.gaps_asked += 1
-        return DecodeRequest(
-            request_id=self._next_request, kind="final", utterance=pending.index,
-            audio=audio, prompt=prompt, language=self.config.language,
-            task=self.config.task, word_timestamps=True,
-        )
-
-    def _fill_gap(self, pending: PendingFinal, heard: DecodeResult) -> None:
-        gap, result = pending.gap, pending.result
-        if gap is None or result is None or self._judge.is_hallucination(
-                heard, gap.voiced_s, duration_s=gap.end - gap.start):
-            return
-        # A second opinion on audio the first decode did cover, with a stretched word: only
-        # a sure one is taken (a drawn-out "Maaaan-tree-all", 4.6 s as one word, heard
-        # again as "Mantria..." at an average log-probability of -1.4).
-        if heard.avg_logprob < self.options.log_prob_threshold:
-            return
-        pending.result = merge_gap(result, gap, heard)
-        self.gaps_filled += 1
-
     def _emit_ready_finals(self) -> list[Action]:
         actions: list[Action] = []
         while self._finals:
@@ -568,7 +464,8 @@ class CaptionSession:
                 break
             if not pending.coverage_checked:
                 pending.coverage_checked = True
-                gap_request = self._gap_request(pending)
+                self._next_request += 1
+                gap_request = self.gaps.request(pending, self._buffer, self._next_request)
                 if gap_request is not None:
                     actions.append(gap_request)
             if pending.gap_request:

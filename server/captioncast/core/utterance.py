@@ -1,4 +1,5 @@
-"""The caption session's bookkeeping for one utterance: open, speculatively decoded, pending."""
+"""The caption session's bookkeeping for one utterance: open, speculatively decoded, pending;
+and what a partial of the open one shows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import numpy as np
 from captioncast.core.context import Context
 from captioncast.core.coverage import Gap
 from captioncast.core.decoding import DecodeResult
-from captioncast.core.text import agreed_prefix
+from captioncast.core.options import PolicyOptions
+from captioncast.core.repetition import RepetitionGuard, collapse_loops
+from captioncast.core.text import agreed_prefix, clean
 
 
 @dataclass
@@ -89,3 +92,32 @@ class PendingFinal:
     # words are those whose middle lies before it.
     keep_until: int = 0
 
+
+def shown_text(open_: OpenUtterance, result: DecodeResult, options: PolicyOptions,
+               guard: RepetitionGuard) -> str:
+    """The partial's text for the open utterance's latest hypothesis; "" to show none.
+
+    The hypothesis is heard by `open_` (its agreed words join `stable`) unless it must not
+    be: a decode that ignored the forced prefix, or one that loops or copies the last final.
+    """
+    text = clean(result.text)
+    if not text.startswith(open_.stable):
+        return ""  # the decoder did not honour the prefix; never contradict `stable`
+    words = text.split()
+    if len(collapse_loops(words, options.loops)) < len(words) or guard.copies_previous(words):
+        return ""  # a looping or copied hypothesis: its words must never become `stable`
+    # an unsure decode agreeing with the prefix it was forced onto is no evidence
+    sure = result.avg_logprob >= options.stable_min_logprob
+    new_words = open_.hear(text[len(open_.stable):].split(),
+                           options.stable_agreement if sure else 0,
+                           options.stable_holdback_words)
+    # The last words of a hypothesis change most from one decode to the next (the audio
+    # may end inside them): a display that waits for them changes less. Words the
+    # previous hypothesis said too are shown whatever their place.
+    hold = options.partial_holdback_words
+    if hold:
+        earlier = list(open_.hypotheses)[-2] if len(open_.hypotheses) > 1 else []
+        show = max(agreed_prefix(earlier, new_words), len(new_words) - hold,
+                   0 if open_.stable else 1)
+        new_words = new_words[:show]
+    return " ".join([*open_.stable.split(), *new_words])

@@ -136,7 +136,7 @@ def test_a_final_that_skipped_its_tail_gets_it_back_from_a_second_decode() -> No
     driver.feed(np.concatenate([gap, read_wav("whisper_jfk"), gap]))
     driver.finish()
     finals = [e for e in driver.events if isinstance(e, Final) and e.text]
-    assert session.gaps_asked >= 1 and session.gaps_filled >= 1
+    assert session.gaps.asked >= 1 and session.gaps.filled >= 1
     first = finals[0]
     assert len(first.text.split()) > 2, first.text
     assert len(first.words) == len(first.text.split())
@@ -154,7 +154,7 @@ def test_coverage_off_leaves_the_early_end_as_it_was() -> None:
     gap = np.zeros(16000, np.float32)
     driver.feed(np.concatenate([gap, read_wav("whisper_jfk"), gap]))
     driver.finish()
-    assert session.gaps_asked == 0
+    assert session.gaps.asked == 0
 
 
 def _cut_every_3s(overlap: float) -> tuple[list[Final], list[DecodeRequest]]:
