@@ -249,11 +249,11 @@ def measure(rec: Recording, result: StreamResult, streamed_s: float) -> Recordin
         candidates.sort(key=lambda e: e["received_at"])
         split = [[norm_word(w) for w in p["text"].split()] for p in candidates]
         final_words = [norm_word(w["word"]) for w in final.get("words", [])]
-        aligned = [_aligned(words, final_words) for words in split]
+        mappings = [aligned(words, final_words) for words in split]
         for i, word in enumerate(final.get("words", [])):
             target = final_words[i]
             by_identity = by_position = final["received_at"]
-            for partial, mapping in zip(candidates, aligned):
+            for partial, mapping in zip(candidates, mappings):
                 if mapping.get(i) == target:
                     by_identity = min(by_identity, partial["received_at"])
                     break
@@ -281,7 +281,7 @@ def measure(rec: Recording, result: StreamResult, streamed_s: float) -> Recordin
     )
 
 
-def _aligned(partial: list[str], final: list[str]) -> dict[int, str]:
+def aligned(partial: list[str], final: list[str]) -> dict[int, str]:
     """The final's word index -> the partial's word aligned to it (matching blocks)."""
     matcher = difflib.SequenceMatcher(a=partial, b=final, autojunk=False)
     return {block.b + k: partial[block.a + k] for block in matcher.get_matching_blocks()

@@ -48,6 +48,7 @@ from typing import Any
 import jiwer
 import numpy as np
 from scoring import WordNormalizer
+from stream_bench import aligned, nearest_rank
 
 import captioncast.core.finals as finals_module
 from captioncast.core.decoding import DecodeRequest, DecodeResult
@@ -558,7 +559,7 @@ def flicker(utts: list[Utterance], partials: list[tuple[float, Partial]]
         for k, word in enumerate(final_words):
             end = final.words[k].end
             first_id = next((at for (at, _), words in zip(shown, sequence)
-                             if _aligned(words, final_words).get(k) == word), None)
+                             if aligned(words, final_words).get(k) == word), None)
             first_pos = next((at for (at, _), words in zip(shown, sequence)
                               if k < len(words) and words[k] == word), None)
             by_identity.append((first_id if first_id is not None else final_at) - end)
@@ -578,18 +579,6 @@ def _changed(before: list[str], after: list[str]) -> int:
                                          else 0))
 
 
-def _aligned(partial: list[str], final: list[str]) -> dict[int, str]:
-    """Final word index -> the partial's word aligned to it."""
-    import difflib
-
-    out: dict[int, str] = {}
-    matcher = difflib.SequenceMatcher(a=partial, b=final, autojunk=False)
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            out[block.b + k] = partial[block.a + k]
-    return out
-
-
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -602,13 +591,6 @@ def parse_settings(items: list[str]) -> PolicyOptions:
         (segmenter if key in seg_fields else policy)[key] = ast.literal_eval(value)
     return PolicyOptions(**policy, segmenter=dataclasses.replace(PolicyOptions().segmenter,
                                                                   **segmenter))
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, int(np.ceil(q * len(ordered))) - 1))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -690,12 +672,13 @@ def main(argv: list[str] | None = None) -> int:
     for (kind, cause), count in sorted(counts.items()):
         n_words = sum(len(f.words.split()) for f in findings if (f.kind, f.cause) == (kind, cause))
         print(f"| {kind} | {cause} | {count} | {n_words} |")
-    if not args.no_partials and speech_s:
+    if not args.no_partials and speech_s and identity:
         print(f"\nflicker: {shown_changed} shown words changed or removed, "
               f"{shown_changed / (speech_s / 60):.1f} per minute of audio; word latency "
-              f"(audio clock) by identity p50 {pct(identity, 0.5):.2f} p95 "
-              f"{pct(identity, 0.95):.2f}, by position p50 {pct(position, 0.5):.2f} p95 "
-              f"{pct(position, 0.95):.2f}")
+              f"(audio clock) by identity p50 {nearest_rank(identity, 0.5):.2f} p95 "
+              f"{nearest_rank(identity, 0.95):.2f}, by position p50 "
+              f"{nearest_rank(position, 0.5):.2f} p95 "
+              f"{nearest_rank(position, 0.95):.2f}")
     for f in findings:
         print(f"  {f.kind:8} {f.cause:22} {f.recording} {f.start:7.2f}-{f.end:7.2f} "
               f"{f.words!r}" + (f"\n           {f.detail}" if args.verbose else ""))

@@ -12,14 +12,18 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+import wave
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection
+
 from captioncast.engine.capacity import CapacityOptions
 from captioncast.options import ServerOptions
 from captioncast.transport.server import Listening, run_server
+from tests.conftest import speech_path
 from tests.support.fake_decoder import ScriptedDecoder
 
 DEADLINE_S = 30.0  # a server that does not start or stop: a failure, never a wait
@@ -87,3 +91,22 @@ async def scripted_server(decoder: ScriptedDecoder | None = None,
     finally:
         stop.set()
         await asyncio.wait_for(task, DEADLINE_S)
+
+
+FRAME_BYTES = 3200  # 100 ms of 16 kHz s16le
+
+
+def speech_frames(recording: str = "whisper_jfk") -> list[bytes]:
+    """A recording of the shared speech (the VAD needs real speech) in 100 ms frames."""
+    with wave.open(str(speech_path(recording))) as w:
+        pcm = w.readframes(w.getnframes())
+    return [pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+async def events_until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
+    """Events up to and including the first of `kind`."""
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(DEADLINE_S):
+        while not events or events[-1]["type"] != kind:
+            events.append(json.loads(await ws.recv()))
+    return events

@@ -464,9 +464,9 @@ class CaptionSession:
                 break
             if not pending.coverage_checked:
                 pending.coverage_checked = True
-                self._next_request += 1
-                gap_request = self.gaps.request(pending, self._buffer, self._next_request)
+                gap_request = self.gaps.request(pending, self._buffer, self._next_request + 1)
                 if gap_request is not None:
+                    self._next_request += 1
                     actions.append(gap_request)
             if pending.gap_request:
                 break

@@ -7,19 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from captioncast.options import StoreOptions
-from tests.conftest import speech_path
-from tests.support.inprocess import ScriptedServer, scripted_server
+from tests.support.inprocess import ScriptedServer, events_until, scripted_server, speech_frames
 
-CHUNK = 3200  # 100 ms of 16 kHz s16le
 DEADLINE_S = 30.0
 
 
@@ -31,28 +28,16 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path
         yield running
 
 
-def _speech() -> list[bytes]:
-    with wave.open(str(speech_path("whisper_jfk"))) as w:
-        pcm = w.readframes(w.getnframes())
-    return [pcm[i : i + CHUNK] for i in range(0, len(pcm), CHUNK)]
-
-
-async def _until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    async with asyncio.timeout(DEADLINE_S):
-        while not events or events[-1]["type"] != kind:
-            events.append(json.loads(await ws.recv()))
-    return events
 
 
 async def _speak_all(server: ScriptedServer, channel: str, pace_s: float = 0.0) -> None:
     async with connect(f"{server.ws_url}/v1/stream?channel={channel}") as ws:
-        for frame in _speech():
+        for frame in speech_frames():
             await ws.send(frame)
             if pace_s:
                 await asyncio.sleep(pace_s)  # time for partials between frames
         await ws.send(json.dumps({"type": "eos"}))
-        await _until(ws, "end")
+        await events_until(ws, "end")
 
 
 async def _viewers(server: ScriptedServer, count: int) -> None:
@@ -80,7 +65,7 @@ async def test_viewing_a_name_never_makes_it_a_channel(server: ScriptedServer) -
 
         # the name becomes a channel when a speaker publishes to it, and its viewers see it
         await _speak_all(server, "ghost")
-        finals = [e for e in await _until(viewer, "end") if e["type"] == "final"]
+        finals = [e for e in await events_until(viewer, "end") if e["type"] == "final"]
         assert finals
     [entry] = await _listed(server)
     assert (entry["channel"], entry["state"], entry["live"]) == ("ghost", "ended", False)
@@ -92,7 +77,7 @@ async def test_the_list_marks_live_and_ended_with_last_activity_live_first(
     before = time.time()
     await _speak_all(server, "a-ended")
     async with connect(f"{server.ws_url}/v1/stream?channel=b-live") as speaker:
-        frames = iter(_speech())
+        frames = iter(speech_frames())
         async with asyncio.timeout(DEADLINE_S):
             while not any(c["channel"] == "b-live" for c in await _listed(server)):
                 await speaker.send(next(frames))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,11 +14,9 @@ from websockets.exceptions import ConnectionClosed
 
 from captioncast.protocol import codes
 from captioncast.transport.security import SecurityOptions
-from tests.conftest import speech_path
-from tests.support.inprocess import ScriptedServer, scripted_server
+from tests.support.inprocess import ScriptedServer, events_until, scripted_server, speech_frames
 
 TOKEN = "s3cret-token"
-CHUNK = 3200  # 100 ms of 16 kHz s16le
 DEADLINE_S = 30.0  # the scripted decoder answers at once: a failure, never a wait
 
 
@@ -35,12 +32,6 @@ async def guarded() -> AsyncIterator[ScriptedServer]:
         yield running
 
 
-def _speech() -> list[bytes]:
-    """Eleven seconds of speech (the VAD needs real speech) in 100 ms frames."""
-    with wave.open(str(speech_path("whisper_jfk"))) as w:
-        pcm = w.readframes(w.getnframes())
-    return [pcm[i : i + CHUNK] for i in range(0, len(pcm), CHUNK)]
-
 
 async def _read(ws: ClientConnection) -> tuple[list[dict[str, Any]], int | None]:
     """Every event until the server closes, and the close code it closed with."""
@@ -53,14 +44,6 @@ async def _read(ws: ClientConnection) -> tuple[list[dict[str, Any]], int | None]
         pass
     return events, ws.close_code
 
-
-async def _until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
-    """Events up to and including the first of `kind`."""
-    events: list[dict[str, Any]] = []
-    async with asyncio.timeout(DEADLINE_S):
-        while not events or events[-1]["type"] != kind:
-            events.append(json.loads(await ws.recv()))
-    return events
 
 
 async def _viewers(server: ScriptedServer, count: int) -> None:
@@ -95,11 +78,11 @@ async def test_ready_comes_first_with_the_protocols_fields(server: ScriptedServe
 
 async def test_events_are_ordered_numbered_and_end_closes_with_1000(
         server: ScriptedServer) -> None:
-    frames = _speech()
+    frames = speech_frames()
     async with connect(server.ws_url + "/v1/stream") as ws:
         for frame in frames[:20]:
             await ws.send(frame)
-        events = await _until(ws, "partial")  # two seconds in, the speaker is shown
+        events = await events_until(ws, "partial")  # two seconds in, the speaker is shown
         for frame in frames[20:]:
             await ws.send(frame)
         await ws.send(json.dumps({"type": "eos"}))
@@ -121,12 +104,13 @@ async def test_events_are_ordered_numbered_and_end_closes_with_1000(
         else:
             assert event["text"].startswith(event["stable"]), event
     assert all(f["words"] for f in finals if f["text"])
-    assert events[-1]["duration"] == pytest.approx(sum(map(len, _speech())) / 32000, abs=0.01)
+    assert events[-1]["duration"] == pytest.approx(sum(map(len, speech_frames())) / 32000, abs=0.01)
 
 
 async def test_interim_false_sends_no_partials_and_words_false_no_words(
         server: ScriptedServer) -> None:
-    events, _ = await _speak(server.ws_url + "/v1/stream?interim=false&words=false", _speech())
+    events, _ = await _speak(server.ws_url + "/v1/stream?interim=false&words=false",
+                             speech_frames())
     kinds = {e["type"] for e in events}
     assert kinds == {"ready", "final", "end"}
     assert all("words" not in e or e["words"] == [] for e in events if e["type"] == "final")
@@ -199,8 +183,8 @@ async def test_a_viewer_sees_the_speakers_captions_in_the_channels_own_numbering
         server: ScriptedServer) -> None:
     async with connect(server.ws_url + "/v1/captions?channel=show") as viewer:
         await _viewers(server, 1)
-        spoken, _ = await _speak(server.ws_url + "/v1/stream?channel=show", _speech())
-        seen = await _until(viewer, "end")
+        spoken, _ = await _speak(server.ws_url + "/v1/stream?channel=show", speech_frames())
+        seen = await events_until(viewer, "end")
     assert [e["seq"] for e in seen] == sorted({e["seq"] for e in seen})  # rising, no repeats
     assert {e["type"] for e in seen} <= {"partial", "final", "end"}
     assert [e["text"] for e in seen if e["type"] == "final"] == [
@@ -211,16 +195,16 @@ async def test_a_viewer_sees_the_speakers_captions_in_the_channels_own_numbering
 async def test_since_replays_the_finals_a_viewer_missed(server: ScriptedServer) -> None:
     async with connect(server.ws_url + "/v1/captions?channel=show") as first:
         await _viewers(server, 1)
-        await _speak(server.ws_url + "/v1/stream?channel=show", _speech())
-        live = await _until(first, "end")
+        await _speak(server.ws_url + "/v1/stream?channel=show", speech_frames())
+        live = await events_until(first, "end")
     finals = [e for e in live if e["type"] == "final"]
     assert len(finals) >= 2, "the recording makes two finals or more"
 
     async with connect(server.ws_url + "/v1/captions?channel=show&since=0") as everything:
-        replayed = await _until(everything, "end")
+        replayed = await events_until(everything, "end")
     assert replayed == [*finals, live[-1]]  # the finals and the end, exactly as sent
 
     since = finals[0]["seq"]
     async with connect(f"{server.ws_url}/v1/captions?channel=show&since={since}") as later:
-        rest = await _until(later, "end")
+        rest = await events_until(later, "end")
     assert rest == [*finals[1:], live[-1]]
