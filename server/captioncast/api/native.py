@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from captioncast.api.translator import Port
-from captioncast.core.params import parse_control
+from captioncast.core.params import NameSpeaker, parse_message
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.events import Event
 
@@ -21,11 +21,13 @@ class NativeTranslator:
 
     def text(self, message: str, port: Port) -> None:
         try:
-            kind = parse_control(message)
+            parsed = parse_message(message)
+            if isinstance(parsed, NameSpeaker):
+                port.name_speaker(parsed.id, parsed.name)
+            else:
+                port.control(parsed)
         except CaptioncastError as error:
             port.report(error)
-            return
-        port.control(kind)
 
     def render(self, event: Event) -> list[str]:
         return [event.to_json()]

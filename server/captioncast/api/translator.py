@@ -24,6 +24,10 @@ class Port(Protocol):
     def control(self, kind: str) -> None:
         """`keepalive`, `flush` or `eos` (core/params.py's control kinds)."""
 
+    def name_speaker(self, label: str, name: str) -> None:
+        """Give the voice `label` a name (PROTOCOL.md "Speakers"); UnknownSpeaker if the
+        session has no such label."""
+
     def report(self, error: CaptioncastError) -> None:
         """A non-fatal error: said as the session's own error event."""
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from captioncast.protocol.captions import Cue, split_final
-from captioncast.protocol.events import End, Event, Final, Partial, Sequencer, Word
+from captioncast.protocol.events import End, Event, Final, Partial, Sequencer, Speakers, Word
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class ChannelLog:
         # Caption files need every final's text and timing, not its words: keep cues only.
         self.cues: deque[Cue] = deque(maxlen=self.options.max_cues)
         self.partial: Partial | None = None
+        self.speakers: Speakers | None = None  # the newest table: every late viewer gets it
         self.live = False
         self._time_offset = 0.0
         self._utterance_offset = 0
@@ -108,6 +109,9 @@ class ChannelLog:
             self._history.append(final)
             self.cues.extend(split_final(final))
             return final
+        if isinstance(event, Speakers):
+            self.speakers = dataclasses.replace(event, seq=self._seq.next())
+            return self.speakers
         return None  # ready and error belong to the speaker's own connection
 
     def end(self, duration: float | None = None) -> End:
@@ -149,6 +153,8 @@ class ChannelLog:
             self._remote_utterances = max(self._remote_utterances, event.utterances)
             self.partial = None
             self.remote_live = False
+        elif isinstance(event, Speakers):
+            self.speakers = event
         else:
             return None
         return event
@@ -156,6 +162,9 @@ class ChannelLog:
     def replay(self, since: int) -> list[Event]:
         """What a viewer that last saw `since` missed and the channel still holds."""
         events = [e for e in self._history if e.seq > since]
+        if self.speakers is not None:
+            # Names and merges apply to finals older than `since` too: always said first.
+            events.insert(0, self.speakers)
         if self.partial is not None and self.partial.seq > since:
             events.append(self.partial)
         return events

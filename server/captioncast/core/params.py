@@ -24,7 +24,7 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KNOWN = frozenset(
     {
         "sample_rate", "encoding", "channels", "language", "task", "channel",
-        "interim", "words", "prompt", "resume", "since", "token",
+        "interim", "words", "prompt", "resume", "since", "token", "diarize", "multichannel",
     }
 )
 
@@ -42,6 +42,8 @@ class StreamParams:
     prompt: str = ""
     resume: str | None = None
     since: int = 0
+    diarize: bool | None = None  # None: the server's default
+    multichannel: bool = False  # two channels, each its own speaker, transcribed apart
 
     @property
     def bytes_per_frame(self) -> int:
@@ -111,6 +113,12 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
         kwargs["resume"] = query["resume"]
     if "since" in query:
         kwargs["since"] = bounded_int("since", query["since"], 0, 2**53)
+    for flag in ("diarize", "multichannel"):
+        if flag in query:
+            kwargs[flag] = _bool(flag, query[flag])
+    if kwargs.get("multichannel") and kwargs.get("channels", 1) != 2:
+        raise BadRequest("multichannel=true needs channels=2: each channel is one speaker; "
+                         "send mono audio with diarize=true instead")
     return StreamParams(**kwargs)  # type: ignore[arg-type]
 
 
@@ -138,8 +146,44 @@ def parse_viewer_params(query: Mapping[str, str], route: str = "/v1/captions") -
     return ViewerParams(parse_channel_name(query["channel"]), since)
 
 
+SPEAKER_LABEL = re.compile(r"S[1-9][0-9]{0,3}")
+MAX_SPEAKER_NAME = 64
+
+
+@dataclass(frozen=True)
+class NameSpeaker:
+    """`{"type":"speaker","id":"S1","name":"Alice"}`: the speaking client names a voice."""
+
+    id: str
+    name: str
+
+
+def parse_speaker_name(label: object, name: object) -> NameSpeaker:
+    """A label and the name it is given, checked; BadControlMessage says what is wrong."""
+    if not isinstance(label, str) or not SPEAKER_LABEL.fullmatch(label):
+        raise BadControlMessage('a speaker id is a label such as "S1" from a final')
+    if not isinstance(name, str) or not name.strip():
+        raise BadControlMessage("a speaker name is a non-empty string")
+    cleaned = " ".join(name.split())  # a name is one line: no newlines into caption files
+    if len(cleaned) > MAX_SPEAKER_NAME:
+        raise BadControlMessage(f"a speaker name is at most {MAX_SPEAKER_NAME} characters")
+    return NameSpeaker(label, cleaned)
+
+
+def parse_message(text: str) -> ControlType | NameSpeaker:
+    """A client text frame: a control, or the naming of a speaker."""
+    message = _json_object(text)
+    if message.get("type") == "speaker":
+        return parse_speaker_name(message.get("id"), message.get("name"))
+    return _control_type(message)
+
+
 def parse_control(text: str) -> ControlType:
     """Parse a client text frame; raise BadControlMessage (non-fatal) when it is not one."""
+    return _control_type(_json_object(text))
+
+
+def _json_object(text: str) -> dict[str, object]:
     if len(text) > MAX_CONTROL_CHARS:
         raise BadControlMessage(
             f"text frame of {len(text)} characters is not a control message "
@@ -152,12 +196,16 @@ def parse_control(text: str) -> ControlType:
         ) from None
     if not isinstance(message, dict):
         raise BadControlMessage("text frames must be JSON objects with a type")
+    return message
+
+
+def _control_type(message: dict[str, object]) -> ControlType:
     kind = message.get("type")
     if kind not in ("flush", "eos", "keepalive"):
         shown = repr(kind)
         if len(shown) > 40:  # never echo a client's megabytes back at it
             shown = shown[:37] + "..."
         raise BadControlMessage(
-            f"unknown message type {shown}: expected flush, eos or keepalive"
+            f"unknown message type {shown}: expected flush, eos, keepalive or speaker"
         )
     return kind  # type: ignore[no-any-return]

@@ -32,15 +32,20 @@ class Word:
     start: float
     end: float
     p: float
+    speaker: str | None = None  # with diarize: the final's label, on every word
 
     def to_dict(self) -> dict[str, Any]:
-        return {"word": self.word, "start": _t(self.start), "end": _t(self.end),
-                "p": round(self.p, 3)}
+        out: dict[str, Any] = {"word": self.word, "start": _t(self.start),
+                               "end": _t(self.end), "p": round(self.p, 3)}
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Word:
+        speaker = data.get("speaker")
         return cls(str(data["word"]), float(data["start"]), float(data["end"]),
-                   float(data.get("p", 0.0)))
+                   float(data.get("p", 0.0)), None if speaker is None else str(speaker))
 
 
 @dataclass(frozen=True)
@@ -118,9 +123,10 @@ class Partial(Event):
     end: float
     text: str
     stable: str
+    speaker: str | None = None  # the best guess so far; it may change
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "type": self.type,
             "seq": self.seq,
             "utterance": self.utterance,
@@ -129,12 +135,17 @@ class Partial(Event):
             "text": self.text,
             "stable": self.stable,
         }
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        speaker = data.get("speaker")
         return cls(int(data["seq"]), utterance=int(data["utterance"]),
                    start=float(data["start"]), end=float(data["end"]),
-                   text=str(data["text"]), stable=str(data.get("stable", "")))
+                   text=str(data["text"]), stable=str(data.get("stable", "")),
+                   speaker=None if speaker is None else str(speaker))
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,10 @@ class Final(Event):
     language: str
     words: tuple[Word, ...] = field(default=())
     include_words: bool = True  # `words=false` on the stream: the field is left out
+    # With diarize or multichannel (PROTOCOL.md "Speakers"): who spoke, fixed for good.
+    speaker: str | None = None
+    speaker_name: str | None = None
+    source_channel: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -158,6 +173,12 @@ class Final(Event):
             "text": self.text,
             "language": self.language,
         }
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+            if self.speaker_name is not None:
+                out["speaker_name"] = self.speaker_name
+        if self.source_channel is not None:
+            out["source_channel"] = self.source_channel
         if self.include_words:
             out["words"] = [w.to_dict() for w in self.words]
         return out
@@ -167,10 +188,89 @@ class Final(Event):
         items = data.get("words")
         words = tuple(Word.from_dict(w) for w in items if isinstance(w, Mapping)) \
             if isinstance(items, list) else ()
+        speaker, name, source = (data.get(k) for k in ("speaker", "speaker_name",
+                                                        "source_channel"))
         return cls(int(data["seq"]), utterance=int(data["utterance"]),
                    start=float(data["start"]), end=float(data["end"]), text=str(data["text"]),
                    language=str(data.get("language", "")), words=words,
-                   include_words="words" in data)
+                   include_words="words" in data,
+                   speaker=None if speaker is None else str(speaker),
+                   speaker_name=None if name is None else str(name),
+                   source_channel=None if source is None else int(source))
+
+    def labelled(self, speaker: str, name: str | None = None,
+                 source_channel: int | None = None) -> Final:
+        """This final with its speaker on it and on each of its words."""
+        return dataclasses.replace(
+            self, speaker=speaker, speaker_name=name, source_channel=source_channel,
+            words=tuple(dataclasses.replace(w, speaker=speaker) for w in self.words))
+
+
+@dataclass(frozen=True)
+class SpeakerEntry:
+    """One row of a speaker table: a label, the name it was given, the label it is."""
+
+    id: str
+    name: str | None = None
+    same_as: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.same_as is not None:
+            out["same_as"] = self.same_as
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpeakerEntry:
+        name, same = data.get("name"), data.get("same_as")
+        return cls(str(data["id"]), None if name is None else str(name),
+                   None if same is None else str(same))
+
+
+@dataclass(frozen=True)
+class Speakers(Event):
+    """The whole speaker table of a session or channel, sent whenever it changes.
+
+    Finals never change: a name or a merge learned later is said here, and every display
+    and export applies it (`display_name`).
+    """
+
+    type: ClassVar[str] = "speakers"
+    speakers: tuple[SpeakerEntry, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "seq": self.seq,
+                "speakers": [entry.to_dict() for entry in self.speakers]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        items = data.get("speakers")
+        if not isinstance(items, list):
+            raise ProtocolError("a speakers event carries a list of speakers")
+        return cls(int(data["seq"]),
+                   speakers=tuple(SpeakerEntry.from_dict(e) for e in items
+                                  if isinstance(e, Mapping)))
+
+    def resolve(self, label: str) -> str:
+        """The label `label` is, following `same_as` (a merge) to its end."""
+        table = {entry.id: entry for entry in self.speakers}
+        seen = {label}
+        while (entry := table.get(label)) is not None and entry.same_as is not None:
+            if entry.same_as in seen:
+                break
+            label = entry.same_as
+            seen.add(label)
+        return label
+
+    def display_name(self, label: str, fallback: str | None = None) -> str:
+        """What a display calls the voice `label`: its (merged) name, else its label."""
+        resolved = self.resolve(label)
+        for entry in self.speakers:
+            if entry.id == resolved and entry.name:
+                return entry.name
+        return fallback or resolved
 
 
 @dataclass(frozen=True)
@@ -210,9 +310,9 @@ class End(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    kind.type: kind for kind in (Ready, Partial, Final, Error, End)
+    kind.type: kind for kind in (Ready, Partial, Final, Error, End, Speakers)
 }
-CaptionEvent = Partial | Final | End  # what a channel carries to viewers and MQTT
+CaptionEvent = Partial | Final | End | Speakers  # what a channel carries to viewers, MQTT
 
 
 def event_from_dict(data: Mapping[str, Any]) -> Event:

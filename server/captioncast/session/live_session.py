@@ -23,13 +23,14 @@ from captioncast.core.params import StreamParams
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.replay import EventLog
 from captioncast.engine.capacity import Decision, SpeechGrace
-from captioncast.errors import CaptioncastError, Overloaded, SessionTimeout
+from captioncast.errors import BadControlMessage, CaptioncastError, Overloaded, SessionTimeout
 from captioncast.protocol import codes
 from captioncast.protocol.events import Event, Final, Ready
 from captioncast.session.coalesce import FrameCoalescer
 from captioncast.session.driver import ScheduledDecodes, SessionDriver
 from captioncast.session.link import Link, SessionHost, State
 from captioncast.session.resume import check_resumable
+from captioncast.session.speaker_stage import SpeakerStage
 from captioncast.session.timer import Timer
 from captioncast.telemetry.measures import StreamLatency
 
@@ -79,6 +80,7 @@ class LiveSession:
         self._close_reason = (codes.NORMAL, "end of stream")
         self.started = time.monotonic()
         self._speech = SpeechGrace(options.capacity.speech_grace_s, ctx.clock)
+        self.speakers: SpeakerStage | None = None
 
     # -- state --------------------------------------------------------------------------
 
@@ -367,6 +369,13 @@ class LiveSession:
         elif kind == "eos" and not self._eos:
             self._eos = True
             self._finalize()
+
+    def name_speaker(self, label: str, name: str) -> None:
+        """The speaking client names a voice (PROTOCOL.md "Speakers")."""
+        if self.speakers is None:
+            raise BadControlMessage("speakers are labelled only with diarize=true or "
+                                    "multichannel=true")
+        self.speakers.name(label, name)
 
     # -- events -------------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ class Connection:
     def control(self, kind: str) -> None:
         self.live.control(kind)
 
+    def name_speaker(self, label: str, name: str) -> None:
+        self.live.name_speaker(label, name)
+
     def report(self, error: CaptioncastError) -> None:
         self.live.report(error)
 
