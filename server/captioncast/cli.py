@@ -108,6 +108,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
                       **environment.option("ALLOCATOR", "auto"),
                       help="auto: run on jemalloc where it is installed (libjemalloc2), "
                            "which keeps memory flat for hours; system: the C library's")
+    serve.add_argument("--diarize", action=env.Flag, **environment.option("DIARIZE", False),
+                       help="label every final with who spoke (S1, S2, ...) unless a stream "
+                            "says diarize=false; see PROTOCOL.md, Speakers")
     serve.add_argument("--max-upload-mb", **environment.option("MAX_UPLOAD_MB", "1024"),
                        help="largest file POST /v1/transcribe accepts (413 past it)")
     serve.add_argument("--model-cache", **environment.option("MODEL_CACHE"),

@@ -21,6 +21,7 @@ from captioncast.engine.decode_options import DecodeOptions
 from captioncast.engine.scheduler import Budgets
 from captioncast.fanout.archive import StoreOptions as StoreOptions
 from captioncast.fanout.mqtt import MqttOptions
+from captioncast.speakers.options import SpeakerOptions
 from captioncast.fanout.output_sink import OutputOptions as OutputOptions
 from captioncast.transport.security import SecurityOptions
 
@@ -81,6 +82,8 @@ class ServerOptions:
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     write_limit: int = 32 * 1024  # bytes buffered per connection before a send waits
+    diarize: bool = False  # label finals with who spoke when a stream does not say
+    speakers: SpeakerOptions = field(default_factory=SpeakerOptions)
 
     @property
     def decoder_options(self) -> DecodeOptions:

@@ -118,8 +118,9 @@ ALLOWED = {
     "store": {"store", "protocol", "errors"},
     "telemetry": {"telemetry", "engine", "core", "protocol"},
     "fanout": {"fanout", "core", "protocol", "store", "outputs", "errors"},
+    "speakers": {"speakers", "core", "protocol", "errors"},
     "session": {"session", "core", "engine", "protocol", "fanout", "telemetry", "errors",
-                "options"},
+                "options", "speakers"},
     "api": {"api", "core", "protocol", "errors", "__init__"},
 }
 

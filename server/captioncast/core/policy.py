@@ -141,6 +141,14 @@ class CaptionSession:
         """The index of the utterance being spoken, if one is open."""
         return None if self._open is None else self._open.index
 
+    def open_span(self) -> tuple[int, int] | None:
+        """The open utterance's index and first sample, if one is open."""
+        return None if self._open is None else (self._open.index, self._open.start)
+
+    def voiced_mask(self, start: int, end: int) -> np.ndarray:
+        """Per 20 ms frame of samples [start, end): whether the VAD heard voice."""
+        return self.segmenter.voiced_mask(start, end)
+
     @property
     def utterances_begun(self) -> int:
         """Utterances opened so far: the next one gets this index."""
@@ -187,6 +195,12 @@ class CaptionSession:
         if end is None:
             return []
         return self._end_utterance(end.speech_end, continues=False)
+
+    def cut_at(self, sample: int) -> list[Action]:
+        """Another voice from `sample` on: the open utterance ends there, the rest of it
+        becomes the next utterance (PROTOCOL.md: a final holds one speaker's words)."""
+        end = self.segmenter.cut_at(sample)
+        return [] if end is None else self._end_utterance(end.speech_end, continues=True)
 
     def eos(self) -> list[Action]:
         """End of stream: finalize everything, then `end`."""

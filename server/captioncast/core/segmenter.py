@@ -189,6 +189,15 @@ class Segmenter:
         self._paused = False
         return SpeechEnd(cut, continues=True)
 
+    def cut_at(self, sample: int) -> SpeechEnd | None:
+        """End the open utterance at `sample` and go on with a new one from there (another
+        voice began there); None when no utterance is open or `sample` is outside it."""
+        if not self.in_speech or not self._utterance_start < sample < self.position:
+            return None
+        self._utterance_start = sample
+        self._previous_end = sample
+        return SpeechEnd(sample, continues=True)
+
     def force_end(self) -> SpeechEnd | None:
         """End the open utterance now (flush, end of stream), keeping all audio heard.
 

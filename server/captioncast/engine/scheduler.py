@@ -20,10 +20,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import TracebackType
+from typing import Any, TypeVar
+
+import numpy as np
 
 from captioncast.core.decoding import BatchDecoder, Decoder, DecodeRequest, DecodeResult
 
 log = logging.getLogger("captioncast.scheduler")
+T = TypeVar("T")
+
+_NO_AUDIO = np.zeros(0, np.float32)
 
 # File transcription (POST /v1/transcribe) waits behind every live decode: a live caption
 # is late after a second, a file's transcript is not.
@@ -56,8 +62,10 @@ class _Job:
     key: tuple[int, float, int]  # (live or background, deadline, arrival order)
     owner: str = field(compare=False)
     request: DecodeRequest = field(compare=False)
-    future: asyncio.Future[DecodeResult] = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
     queued_at: float = field(compare=False)
+    # Other model work on the same threads (a speaker embedding): run instead of a decode.
+    call: Callable[[], Any] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -127,7 +135,7 @@ class DecodeScheduler:
         queued_at = now
         if request.kind == "partial":
             for job in self._queue:
-                if job.owner == owner and job.request.kind == "partial":
+                if job.owner == owner and job.request.kind == "partial" and job.call is None:
                     self._queue.remove(job)
                     job.future.cancel()
                     self.stats.replaced_partials += 1
@@ -141,13 +149,27 @@ class DecodeScheduler:
         self._wakeup.set()
         return future
 
+    def submit_call(self, owner: str, request_id: int, call: Callable[[], T],
+                    budget_s: float) -> asyncio.Future[T]:
+        """Queue other model work (a speaker embedding) among the decodes, due in
+        `budget_s`: the same threads and the same earliest-deadline order, so it neither
+        competes with decoding for cores nor waits behind a whole backlog."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        now = self._clock()
+        # The job's request is a placeholder that names the call for cancel and drop.
+        marker = DecodeRequest(request_id, "partial", -1, _NO_AUDIO)
+        self._queue.append(_Job((_LIVE, now + budget_s, next(self._order)), owner, marker,
+                                future, now, call))
+        self._wakeup.set()
+        return future
+
     def lag(self) -> float:
         """Seconds the oldest waiting live final has waited: the backlog, in time.
 
         Partials are left out: waiting is how they adapt to load, not a sign of overload.
         """
         live = [job.queued_at for job in self._queue
-                if job.key[0] == _LIVE and job.request.kind == "final"]
+                if job.key[0] == _LIVE and job.request.kind == "final" and job.call is None]
         return self._clock() - min(live) if live else 0.0
 
     def cancel(self, owner: str, request_id: int) -> None:
@@ -191,11 +213,12 @@ class DecodeScheduler:
         decoded alone, since the batch's alignment needs one language's start sequence.
         """
         if self.batch <= 1 or not isinstance(self.decoder, BatchDecoder) \
-                or first.request.language is None:
+                or first.request.language is None or first.call is not None:
             return []
         like = sorted(
             j for j in self._queue
             if j.key[0] == first.key[0] and j.request.kind == first.request.kind
+            and j.call is None
             and j.request.task == first.request.task
             and j.request.language == first.request.language and not j.future.done()
         )[: self.batch - 1]
@@ -214,6 +237,9 @@ class DecodeScheduler:
         while True:
             first = await self._next()
             if first.future.done():
+                continue
+            if first.call is not None:
+                await self._run_call(first)
                 continue
             jobs = [first, *self._companions(first)]
             started = self._clock()
@@ -243,6 +269,26 @@ class DecodeScheduler:
                 self.stats.batches += 1
             for job, result in zip(jobs, results, strict=True):
                 self._finished(job, result, elapsed / len(jobs), started - job.queued_at)
+
+    async def _run_call(self, job: _Job) -> None:
+        assert job.call is not None
+        self.running += 1
+        started = self._clock()
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._pool, job.call)
+        except asyncio.CancelledError:
+            job.future.cancel()
+            raise
+        except Exception as exc:
+            log.exception("event=model_call_failed owner=%s", job.owner)
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        finally:
+            self.running -= 1
+            self.stats.busy_seconds += self._clock() - started
+        if not job.future.done():
+            job.future.set_result(result)
 
     def _finished(self, job: _Job, result: DecodeResult, decode_s: float,
                   waited: float) -> None:

@@ -16,7 +16,7 @@ from typing import Protocol
 from captioncast.core.channel import ChannelLog, ChannelOptions, ViewerBacklog
 from captioncast.core.quality import CaptionQuality
 from captioncast.errors import BadRequest, Overloaded
-from captioncast.protocol.events import Event
+from captioncast.protocol.events import Event, Speakers
 from captioncast.store.model import Position, StoreError
 
 log = logging.getLogger("captioncast.channels")
@@ -110,6 +110,11 @@ class ChannelHub:
 
     def get(self, name: str) -> Channel | None:
         return self._channels.get(name)
+
+    def speakers(self, name: str) -> Speakers | None:
+        """The channel's newest speaker table, if it has one."""
+        channel = self._channels.get(name)
+        return None if channel is None else channel.log.speakers
 
     async def prepare(self, name: str) -> None:
         """Before a channel is first used here: continue its numbering from the store."""

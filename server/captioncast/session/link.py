@@ -19,6 +19,7 @@ from captioncast.options import ServerOptions
 from captioncast.protocol import codes
 from captioncast.protocol.events import Event
 from captioncast.session.registry import Registered, SessionRegistry
+from captioncast.session.speaker_rooms import SpeakerRooms
 from captioncast.telemetry.measures import Telemetry
 
 TAKEN_OVER = (codes.POLICY, "this session was resumed on another connection")
@@ -59,6 +60,7 @@ class SessionHost(Protocol):
     channels: ChannelHub
     sessions: SessionRegistry
     telemetry: Telemetry
+    speaker_rooms: SpeakerRooms
 
     @property
     def scheduler(self) -> DecodeScheduler:

@@ -17,6 +17,8 @@ import asyncio
 import logging
 import time
 
+import numpy as np
+
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
 from captioncast.core.options import PolicyOptions, SessionConfig
 from captioncast.core.params import StreamParams
@@ -58,7 +60,7 @@ class LiveSession:
             resume_until=int(options.resume_window_s),
         ), policy or options.policy)
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
-                                    on_event=self._publish, on_finished=self._finished)
+                                    on_event=self._event, on_finished=self._core_finished)
         self.converter = PcmConverter(params)
         # Tiny frames are batched before conversion (session/coalesce.py); what it holds
         # counts as received, and it outlives a dropped connection with the session.
@@ -80,7 +82,10 @@ class LiveSession:
         self._close_reason = (codes.NORMAL, "end of stream")
         self.started = time.monotonic()
         self._speech = SpeechGrace(options.capacity.speech_grace_s, ctx.clock)
-        self.speakers: SpeakerStage | None = None
+        diarize = options.diarize if params.diarize is None else params.diarize
+        self.speakers: SpeakerStage | None = ctx.speaker_rooms.stage(
+            session_id, params.channel, self.core, ctx.scheduler, self._publish,
+            self.dispatch) if diarize else None
 
     # -- state --------------------------------------------------------------------------
 
@@ -263,9 +268,9 @@ class LiveSession:
         self._feed_pending()
         tail = self.converter.drain()
         if len(tail):
-            self.dispatch(self.core.feed(tail))
+            self._run(self.core.feed(tail), tail)
         self.latency.arrived(self.core.position)
-        self.dispatch(self.core.eos())
+        self._run(self.core.eos())
 
     def report(self, error: CaptioncastError) -> None:
         """Say `error` in the session's events; the stream goes on."""
@@ -280,6 +285,12 @@ class LiveSession:
         self._end(error.code)
         if link is not None:
             link.finish(error.close_code or codes.INTERNAL, error.message[:120])
+
+    def _core_finished(self) -> None:
+        if self.speakers is not None:
+            self.speakers.when_said(self._finished)  # finals held for their voice go first
+        else:
+            self._finished()
 
     def _finished(self) -> None:
         """The core said `end`: release, and close the connection with its reason."""
@@ -298,6 +309,9 @@ class LiveSession:
         self._expiry.cancel()
         self._limit.cancel()
         self.driver.close()
+        if self.speakers is not None:
+            self.speakers.close()
+            self.ctx.speaker_rooms.release(self.params.channel, self.speakers)
         if self.params.channel is not None:
             self.ctx.channels.detach_speaker(self.params.channel, self.session_id,
                                              self.core.duration)
@@ -339,7 +353,7 @@ class LiveSession:
         except CaptioncastError as error:
             self.report(error)
             return
-        self.dispatch(self.core.feed(audio))
+        self._run(self.core.feed(audio), audio)
         self.latency.arrived(self.core.position)
         self.ctx.telemetry.audio(len(audio) / MODEL_SAMPLE_RATE)
         if self._speech.update(self.core.speaking) and self.taking_audio:
@@ -365,7 +379,7 @@ class LiveSession:
     def control(self, kind: str) -> None:
         if kind == "flush" and not self._eos:
             self._feed_pending()
-            self.dispatch(self.core.flush())
+            self._run(self.core.flush())
         elif kind == "eos" and not self._eos:
             self._eos = True
             self._finalize()
@@ -381,6 +395,18 @@ class LiveSession:
 
     def dispatch(self, actions: list[Action]) -> None:
         self.driver.dispatch(actions)
+
+    def _run(self, actions: list[Action], audio: np.ndarray | None = None) -> None:
+        """A core call's actions; the speakers see what it heard before its events go out."""
+        if self.speakers is not None:
+            self.speakers.heard(audio)
+        self.dispatch(actions)
+
+    def _event(self, event: Event) -> None:
+        if self.speakers is not None:
+            self.speakers.event(event)
+        else:
+            self._publish(event)
 
     def _publish(self, event: Event) -> None:
         self.events.add(event)

@@ -1,8 +1,198 @@
-"""Who spoke: a session's speaker labelling between its core and its events (in progress)."""
+"""Who spoke, for one live session: between its core's events and their publication.
+
+The session's `SpeakerTrack` says what to embed; the embeddings run on the shared
+scheduler, among the decodes, due before the final they label. A window that hears
+another voice cuts the open utterance there (the core ends it and goes on with the
+rest). Each final is held until its utterance's voice is known (at most `max_hold_s`),
+then goes out with its label on it and on its words; the speaker table, when it
+changed, goes out just before it. Partials pass at once with the best guess so far.
+Every event the session says passes here and is numbered here, in the order it goes out.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from captioncast.core.policy import Action, CaptionSession
+from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.protocol.events import End, Event, Final, Partial, Sequencer, Speakers
+from captioncast.speakers.options import SpeakerOptions
+from captioncast.speakers.roster import Assignment, SpeakerRoster
+from captioncast.speakers.track import EmbedAsk, SpeakerTrack
+
+log = logging.getLogger("captioncast.speakers")
+
+
+class Embedder(Protocol):
+    def embed(self, audio: np.ndarray) -> np.ndarray: ...
+
 
 class SpeakerStage:
+    def __init__(self, owner: str, core: CaptionSession, embedder: Embedder,
+                 scheduler: DecodeScheduler, roster: SpeakerRoster,
+                 publish: Callable[[Event], None], dispatch: Callable[[list[Action]], None],
+                 options: SpeakerOptions | None = None) -> None:
+        self.owner = owner
+        self.core = core
+        self.embedder = embedder
+        self.scheduler = scheduler
+        self.roster = roster
+        self.options = options or SpeakerOptions()
+        self.track = SpeakerTrack(self.options.track)
+        self._say = publish
+        # The session's events in the order they go out: a final held for its voice lets
+        # the partials after it pass, and the speaker table comes between.
+        self._seq = Sequencer()
+        self._dispatch = dispatch
+        self._held: deque[Event] = deque()  # finals (and what follows them) awaiting a voice
+        self._labels: dict[int, Assignment] = {}
+        self._asked: set[int] = set()  # utterances whose embedding is on its way
+        self._guess: tuple[int, str] | None = None  # the open utterance's voice so far
+        self._last: Assignment | None = None
+        self._said_version = -1
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._then: Callable[[], None] | None = None  # once everything held is said
+        self.cuts = 0  # utterances ended at a change of voice
+
+    # -- audio ----------------------------------------------------------------------------
+
+    def heard(self, audio: np.ndarray | None = None) -> None:
+        """After every core call (feed, flush, eos, a cut): embed what is due.
+
+        Called before the core's actions are dispatched, so that an utterance's embedding
+        is asked for before its final can be said.
+        """
+        if audio is not None and len(audio):
+            self.track.push(audio)
+        for ask in self.track.step(self.core.open_span(), self.core.voiced_mask):
+            self._submit(ask)
+
+    def _submit(self, ask: EmbedAsk) -> None:
+        if ask.kind == "utterance":
+            if ask.voiced_s < 0.3:
+                return  # too little voice to tell: its final takes the last voice heard
+            self._asked.add(ask.utterance)
+        future = self.scheduler.submit_call(
+            self.owner, -ask.ask_id, functools.partial(self.embedder.embed, ask.audio),
+            self.options.embed_budget_s)
+        future.add_done_callback(functools.partial(self._embedded, ask))
+
+    def _embedded(self, ask: EmbedAsk, future: asyncio.Future[np.ndarray]) -> None:
+        if self._closed or future.cancelled():
+            return
+        error = future.exception()
+        if ask.kind == "window":
+            if error is None:
+                self._window(ask, future.result())
+            return
+        self._asked.discard(ask.utterance)
+        if error is not None:
+            log.warning("event=speaker_embedding_failed session=%s error=%r", self.owner, error)
+        else:
+            self._labels[ask.utterance] = self.roster.assign(future.result(), ask.voiced_s)
+        self._release()
+
+    def _window(self, ask: EmbedAsk, embedding: np.ndarray) -> None:
+        guess = self.roster.peek(embedding)
+        if guess is not None:
+            self._guess = (ask.utterance, guess)
+        cut = self.track.window_done(ask, embedding)
+        if cut is None:
+            return
+        self.cuts += 1
+        actions = self.core.cut_at(cut)
+        self.heard()
+        self._dispatch(actions)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        """An event of the core's, on its way out."""
+        if isinstance(event, Partial) and not self._held:
+            if self._guess is not None and self._guess[0] == event.utterance:
+                event = dataclasses.replace(event, speaker=self._guess[1])
+            self._publish(event)
+            return
+        if isinstance(event, Partial):
+            self._publish(event)  # a partial never waits: the final it precedes may
+            return
+        if isinstance(event, Final | End) or self._held:
+            self._held.append(event)
+            self._release()
+            if self._held and self._timer is None:
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(self.options.max_hold_s, self._give_up)
+            return
+        self._publish(event)
+
+    def _release(self) -> None:
+        while self._held:
+            head = self._held[0]
+            if isinstance(head, Final):
+                assignment = self._labels.pop(head.utterance, None)
+                if assignment is None and head.utterance in self._asked:
+                    return  # its voice is on its way
+                self._say_final(head, assignment)
+            else:
+                self._publish(head)
+            self._held.popleft()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+
+    def when_said(self, then: Callable[[], None]) -> None:
+        """Call `then` once every event held so far has gone out (now, if none is)."""
+        self._then = then
+        self._release()
+
+    def _give_up(self) -> None:
+        """A final waited its longest: it goes out with the last voice heard."""
+        self._timer = None
+        if self._held and isinstance(self._held[0], Final):
+            self._asked.discard(self._held[0].utterance)
+        self._release()
+
+    def _say_final(self, final: Final, assignment: Assignment | None) -> None:
+        if assignment is None:
+            assignment = self._last or self.roster.assign(np.zeros(0, np.float32), 0.0)
+        self._last = assignment
+        self.say_table()
+        name = self.roster.display_name(assignment.label)
+        self._publish(final.labelled(assignment.label, name))
+
+    def _publish(self, event: Event) -> None:
+        self._say(event.with_seq(self._seq.next()))
+
+    # -- the table ------------------------------------------------------------------------
+
+    def say_table(self) -> None:
+        """The speaker table, when it changed since it was last said."""
+        if self.roster.version == self._said_version:
+            return
+        self._said_version = self.roster.version
+        self._publish(Speakers(0, speakers=self.roster.table()))
+
     def name(self, label: str, name: str) -> None:
-        raise NotImplementedError
+        self.roster.name(label, name)
+        self.say_table()
+
+    def close(self) -> None:
+        """The session is over: what is held goes out as it is."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._asked.clear()
+        self._release()
+        self._closed = True

@@ -8,6 +8,7 @@ starts speaking (`speech_started`). A live session sees it as a `SessionHost`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from captioncast.core.decoding import Decoder
 from captioncast.core.params import StreamParams
 from captioncast.engine.capacity import Decision
 from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.engine.speaker_encoder import load_speaker_encoder
 from captioncast.errors import BadRequest
 from captioncast.fanout.archive import Archive
 from captioncast.fanout.hub import ChannelHub, ChannelSink
@@ -25,6 +27,7 @@ from captioncast.options import ServerOptions
 from captioncast.outputs import OutputRegistry
 from captioncast.session.admission import Admission
 from captioncast.session.registry import Registered, SessionRegistry
+from captioncast.session.speaker_rooms import SpeakerRooms
 from captioncast.telemetry.measures import Telemetry
 from captioncast.telemetry.metrics import Metrics
 from captioncast.transport.security import Gatekeeper
@@ -52,6 +55,9 @@ class ServerContext:
         self.outputs = OutputRegistry()  # channels' caption outputs (fanout/output_sink.py)
         self.channels.sinks.append(OutputSink(self.outputs))
         self.telemetry.metrics.registry.register(OutputCollector(self.outputs))
+        self.speaker_rooms = SpeakerRooms(
+            options.speakers, functools.partial(load_speaker_encoder, options.speakers.encoder),
+            self.channels)
         self.draining = False
         self.archive: Archive | None = None  # the transcript store; None: memory only
 

@@ -1,0 +1,169 @@
+"""One stream's voices over time: what to embed, and where another voice took over.
+
+Pure: audio and the open utterance in, `EmbedAsk`s out; embeddings in, a cut point out.
+While an utterance is open its voice is embedded in windows as it grows; a window
+unlike the utterance so far means another voice began inside what the VAD took as one
+utterance, and the utterance is cut at the quietest moment of that window (a turn
+change is nearly always a dip, if not a pause). When an utterance ends its voiced audio
+is embedded whole: that embedding, not the windows', labels its final.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from captioncast.core.audio import MODEL_SAMPLE_RATE
+from captioncast.core.buffer import AudioBuffer
+
+FRAME = 320  # 20 ms: the segmenter's voicing frame
+VoicedMask = Callable[[int, int], np.ndarray]  # samples [start, end) -> voiced per frame
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    window_s: float = 1.5  # voice per window: shorter embeddings mistake one voice for two
+    hop_s: float = 0.5  # a change is seen about window_s + hop_s after it
+    change_below: float = 0.45  # a window this unlike the utterance so far: another voice
+    min_turn_s: float = 1.0  # voice on each side of a cut
+    keep_s: float = 40.0  # audio held for the embeddings still to come
+    max_utterance_s: float = 15.0  # an utterance's own embedding uses its last this much
+
+
+@dataclass(frozen=True)
+class EmbedAsk:
+    ask_id: int
+    utterance: int
+    kind: Literal["window", "utterance"]
+    start: int  # samples: the span whose voiced audio `audio` is
+    end: int
+    audio: np.ndarray = field(repr=False)
+
+    @property
+    def voiced_s(self) -> float:
+        return len(self.audio) / MODEL_SAMPLE_RATE
+
+
+@dataclass
+class _Open:
+    index: int
+    start: int
+    windows: list[tuple[int, int, np.ndarray]] = field(default_factory=list)  # a, b, emb
+    next_window_at: int = 0  # voiced samples in the utterance when the next window is due
+
+
+class SpeakerTrack:
+    def __init__(self, options: TrackOptions | None = None) -> None:
+        self.options = options or TrackOptions()
+        self._audio = AudioBuffer()
+        self._rms: list[float] = []  # per 20 ms frame, from `_rms_base` on
+        self._rms_base = 0
+        self._open: _Open | None = None
+        self._ids = itertools.count(1)
+
+    @property
+    def position(self) -> int:
+        return self._audio.end
+
+    def push(self, audio: np.ndarray) -> None:
+        """16 kHz audio as the core gets it."""
+        self._audio.append(audio)
+        # Whole frames only: a tail shorter than a frame waits for the next push.
+        done = (self._rms_base + len(self._rms)) * FRAME
+        usable = (self._audio.end - done) // FRAME * FRAME
+        if usable > 0:
+            frames = self._audio.slice(done, done + usable).reshape(-1, FRAME)
+            self._rms.extend(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)).tolist())
+        keep = int(self.options.keep_s * MODEL_SAMPLE_RATE)
+        forget = max(0, self._audio.end - keep)
+        if forget > self._audio.start:
+            self._audio.forget_before(forget)
+            drop = forget // FRAME - self._rms_base
+            if drop > 0:
+                del self._rms[:drop]
+                self._rms_base += drop
+
+    def step(self, open_: tuple[int, int] | None, voiced: VoicedMask) -> list[EmbedAsk]:
+        """What to embed now, given the open utterance (index, start sample) if any."""
+        asks: list[EmbedAsk] = []
+        current = self._open
+        if current is not None and (open_ is None or open_[0] != current.index):
+            end = open_[1] if open_ is not None else self.position
+            ask = self._ask(current.index, "utterance", current.start, end, voiced,
+                            self.options.max_utterance_s)
+            if ask is not None:
+                asks.append(ask)
+            self._open = current = None
+        if open_ is not None and current is None:
+            self._open = current = _Open(open_[0], open_[1],
+                                         next_window_at=self._samples(self.options.window_s))
+        if current is not None:
+            mask = voiced(current.start, self.position)
+            if int(mask.sum()) * FRAME >= current.next_window_at:
+                current.next_window_at += self._samples(self.options.hop_s)
+                ask = self._ask(current.index, "window", current.start, self.position,
+                                voiced, self.options.window_s)
+                if ask is not None:
+                    asks.append(ask)
+        return asks
+
+    def window_done(self, ask: EmbedAsk, embedding: np.ndarray) -> int | None:
+        """A window's embedding: the sample where another voice took over, if one did."""
+        current = self._open
+        if current is None or current.index != ask.utterance:
+            return None  # the utterance ended or was cut meanwhile
+        vector = _unit(embedding)
+        before = [e for a, b, e in current.windows if b <= ask.start + FRAME]
+        current.windows.append((ask.start, ask.end, vector))
+        if not before:
+            return None
+        reference = _unit(np.mean(before, axis=0))
+        if float(reference @ vector) >= self.options.change_below:
+            return None
+        cut = self._quietest(ask.start, ask.end - self._samples(0.3))
+        if cut - current.start < self._samples(self.options.min_turn_s):
+            return None
+        return cut
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _samples(self, seconds: float) -> int:
+        return int(seconds * MODEL_SAMPLE_RATE)
+
+    def _ask(self, utterance: int, kind: Literal["window", "utterance"], start: int,
+             end: int, voiced: VoicedMask, last_s: float) -> EmbedAsk | None:
+        """The last `last_s` of voice in [start, end); None when there is too little."""
+        start = max(start, self._audio.start)
+        if end - start < FRAME:
+            return None
+        mask = voiced(start, end)
+        frames = np.flatnonzero(mask)
+        if len(frames) * FRAME < self._samples(0.3):
+            return None  # no voice to speak of: nothing to embed
+        frames = frames[-max(1, self._samples(last_s) // FRAME):]
+        audio = self._audio.slice(start, end)
+        starts = frames * FRAME
+        keep = starts[starts + FRAME <= len(audio)]
+        voice = audio[(keep[:, None] + np.arange(FRAME)).reshape(-1)] if len(keep) else audio
+        return EmbedAsk(next(self._ids), utterance, kind, start + int(frames[0]) * FRAME,
+                        end, voice)
+
+    def _quietest(self, start: int, end: int) -> int:
+        """The middle of the quietest 100 ms in [start, end): where to cut between voices."""
+        lo = max(0, start // FRAME - self._rms_base)
+        hi = min(len(self._rms), max(lo + 1, end // FRAME - self._rms_base))
+        rms = np.asarray(self._rms[lo:hi], dtype=np.float64)
+        if len(rms) == 0:
+            return start
+        smoothed = np.convolve(rms, np.ones(5) / 5, mode="same") if len(rms) >= 5 else rms
+        return (self._rms_base + lo + int(np.argmin(smoothed))) * FRAME
+
+
+def _unit(embedding: np.ndarray) -> np.ndarray:
+    vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
