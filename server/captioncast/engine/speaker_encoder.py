@@ -167,8 +167,8 @@ class ResemblyzerEncoder(_PartialEncoder):
     PARTIALS_PER_S = 1.3
     MIN_COVERAGE = 0.75  # a last, zero-padded partial counts if 3/4 of it is audio
     TARGET_DBFS = -30.0
-    # One partial at the coverage Resemblyzer asks of a padded one: 1.2 s.
-    min_samples = int(PARTIAL_FRAMES * MIN_COVERAGE) * RESEMBLYZER_MEL.hop_length
+    # Half a partial (the rest zero-padded, as Resemblyzer pads any short clip): 0.8 s.
+    min_samples = PARTIAL_FRAMES // 2 * RESEMBLYZER_MEL.hop_length
 
     def __init__(self, weights: Path) -> None:
         state = load_state_dict(weights, "model_state")
