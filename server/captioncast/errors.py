@@ -53,6 +53,10 @@ class BadAudio(CaptioncastError):
     close_code = None
 
 
+class NoSpeakerAudio(BadAudio):
+    """Audio too short or too quiet to say whose voice it is: nothing to embed."""
+
+
 class TooLarge(CaptioncastError):
     code = ErrorCode.TOO_LARGE
     close_code = codes.TOO_BIG
