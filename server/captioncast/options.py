@@ -21,8 +21,8 @@ from captioncast.engine.decode_options import DecodeOptions
 from captioncast.engine.scheduler import Budgets
 from captioncast.fanout.archive import StoreOptions as StoreOptions
 from captioncast.fanout.mqtt import MqttOptions
-from captioncast.speakers.options import SpeakerOptions
 from captioncast.fanout.output_sink import OutputOptions as OutputOptions
+from captioncast.speakers.options import SpeakerOptions
 from captioncast.transport.security import SecurityOptions
 
 

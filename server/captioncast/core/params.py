@@ -208,4 +208,4 @@ def _control_type(message: dict[str, object]) -> ControlType:
         raise BadControlMessage(
             f"unknown message type {shown}: expected flush, eos, keepalive or speaker"
         )
-    return kind  # type: ignore[no-any-return]
+    return kind

@@ -25,14 +25,14 @@ from captioncast.core.params import StreamParams
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.core.replay import EventLog
 from captioncast.engine.capacity import Decision, SpeechGrace
-from captioncast.errors import BadControlMessage, CaptioncastError, Overloaded, SessionTimeout
+from captioncast.errors import CaptioncastError, Overloaded, SessionTimeout
 from captioncast.protocol import codes
 from captioncast.protocol.events import Event, Final, Ready
 from captioncast.session.coalesce import FrameCoalescer
 from captioncast.session.driver import ScheduledDecodes, SessionDriver
 from captioncast.session.link import Link, SessionHost, State
-from captioncast.session.resume import check_resumable
-from captioncast.session.speaker_stage import SpeakerStage
+from captioncast.session.resume import check_resumable, replay_for
+from captioncast.session.session_log import log_session_end, log_session_start
 from captioncast.session.timer import Timer
 from captioncast.telemetry.measures import StreamLatency
 
@@ -59,8 +59,13 @@ class LiveSession:
             interim=params.interim, words=params.words, prompt=params.prompt,
             resume_until=int(options.resume_window_s),
         ), policy or options.policy)
+        diarize = options.diarize if params.diarize is None else params.diarize
+        self.speakers = ctx.speaker_rooms.stage(session_id, params.channel, self.core,
+                                                ctx.scheduler, self._publish, self.dispatch,
+                                                on=diarize or params.multichannel)
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
-                                    on_event=self._event, on_finished=self._core_finished)
+                                    on_event=self.speakers.event,
+                                    on_finished=lambda: self.speakers.when_said(self._finished))
         self.converter = PcmConverter(params)
         # Tiny frames are batched before conversion (session/coalesce.py); what it holds
         # counts as received, and it outlives a dropped connection with the session.
@@ -82,10 +87,6 @@ class LiveSession:
         self._close_reason = (codes.NORMAL, "end of stream")
         self.started = time.monotonic()
         self._speech = SpeechGrace(options.capacity.speech_grace_s, ctx.clock)
-        diarize = options.diarize if params.diarize is None else params.diarize
-        self.speakers: SpeakerStage | None = ctx.speaker_rooms.stage(
-            session_id, params.channel, self.core, ctx.scheduler, self._publish,
-            self.dispatch) if diarize else None
 
     # -- state --------------------------------------------------------------------------
 
@@ -168,26 +169,16 @@ class LiveSession:
         self._last_link = link
         self.connections += 1
         if since is None:
-            log.info(
-                "event=session_start session=%s peer=%s sample_rate=%d encoding=%s "
-                "channels=%d language=%s task=%s channel=%s", self.session_id, peer,
-                self.params.sample_rate, self.params.encoding, self.params.channels,
-                self.params.language or self.ctx.options.language or "auto", self.params.task,
-                self.params.channel or "-",
-            )
+            log_session_start(self.session_id, peer, self.params,
+                              self.params.language or self.ctx.options.language or "auto",
+                              self.speakers.cuts is not None)
             return [self.core.ready(1)]
         if previous is not None:
             previous.take_over()
-        replay = self.events.replay(since)
-        if not self.events.complete_after(since):
-            log.warning("event=replay_incomplete session=%s since=%d first_held=%d",
-                        self.session_id, since, self.events.first_held)
         received = self.samples_received / self.params.sample_rate
-        log.info("event=session_resumed session=%s peer=%s since=%d replayed=%d "
-                 "audio_received_s=%.3f took_over=%s", self.session_id, peer, since,
-                 len(replay), received, previous is not None)
-        ready: Event = self.core.ready(1, audio_received=received)
-        return [ready, *replay]
+        replay = replay_for(self.session_id, self.events, since, peer, received,
+                            previous is not None)
+        return [self.core.ready(1, audio_received=received), *replay]
 
     def detach(self, link: Link, why: str) -> None:
         """A connection ended; unless it was replaced or the session is over, wait for a resume."""
@@ -286,12 +277,6 @@ class LiveSession:
         if link is not None:
             link.finish(error.close_code or codes.INTERNAL, error.message[:120])
 
-    def _core_finished(self) -> None:
-        if self.speakers is not None:
-            self.speakers.when_said(self._finished)  # finals held for their voice go first
-        else:
-            self._finished()
-
     def _finished(self) -> None:
         """The core said `end`: release, and close the connection with its reason."""
         link = self.link
@@ -309,13 +294,14 @@ class LiveSession:
         self._expiry.cancel()
         self._limit.cancel()
         self.driver.close()
-        if self.speakers is not None:
-            self.speakers.close()
-            self.ctx.speaker_rooms.release(self.params.channel, self.speakers)
+        self.speakers.close()
+        self.ctx.speaker_rooms.release(self.params.channel, self.speakers)
         if self.params.channel is not None:
             self.ctx.channels.detach_speaker(self.params.channel, self.session_id,
                                              self.core.duration)
-        self._log_end()
+        log_session_end(self.session_id, self.started, self.core, self.latency,
+                        self.connections, self.reason,
+                        self.speakers.cuts)
         if self.link is None and self._eos and self.core.finished:
             self._keep_for_replay()
         elif self.link is None:
@@ -386,9 +372,6 @@ class LiveSession:
 
     def name_speaker(self, label: str, name: str) -> None:
         """The speaking client names a voice (PROTOCOL.md "Speakers")."""
-        if self.speakers is None:
-            raise BadControlMessage("speakers are labelled only with diarize=true or "
-                                    "multichannel=true")
         self.speakers.name(label, name)
 
     # -- events -------------------------------------------------------------------------
@@ -398,15 +381,8 @@ class LiveSession:
 
     def _run(self, actions: list[Action], audio: np.ndarray | None = None) -> None:
         """A core call's actions; the speakers see what it heard before its events go out."""
-        if self.speakers is not None:
-            self.speakers.heard(audio)
+        self.speakers.heard(audio)
         self.dispatch(actions)
-
-    def _event(self, event: Event) -> None:
-        if self.speakers is not None:
-            self.speakers.event(event)
-        else:
-            self._publish(event)
 
     def _publish(self, event: Event) -> None:
         self.events.add(event)
@@ -418,18 +394,3 @@ class LiveSession:
             committed = self.ctx.channels.publish(self.params.channel, event)
         if self.link is not None and not isinstance(event, Ready):
             self.link.send(event, committed)
-
-    def _log_end(self) -> None:
-        finals = self.latency.finals
-        quality = self.core.quality()
-        log.info(
-            "event=session_end session=%s duration_s=%.1f audio_s=%.1f utterances=%d "
-            "partials=%d final_latency_p50_s=%.3f final_latency_p95_s=%.3f connections=%d "
-            "loops_caught=%d empty_finals=%d flicker_per_min=%.1f words_per_min=%.1f "
-            "gaps_filled=%d reason=%s",
-            self.session_id, time.monotonic() - self.started, self.core.duration,
-            self.core.finals_sent, self.core.partials_sent, finals.p50() or 0.0,
-            finals.p95() or 0.0, self.connections, self.core.loops_caught,
-            quality.empty_finals, quality.flicker_per_min or 0.0, quality.words_per_min or 0.0,
-            quality.gaps_filled, self.reason,
-        )

@@ -8,11 +8,15 @@ The session id is a 96-bit secret: knowing it is the right to resume (PROTOCOL.m
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Protocol
 
 from captioncast.core.params import StreamParams
 from captioncast.core.replay import EventLog
 from captioncast.errors import BadRequest
+from captioncast.protocol.events import Event
+
+log = logging.getLogger("captioncast.stream")
 
 EXPIRED = ("unknown or expired session: it ended, its resume window passed, or the server "
            "restarted; start a new stream (without resume) to go on")
@@ -48,3 +52,16 @@ def check_resumable(live: Resumable, params: StreamParams) -> None:
     if params.since > live.events.last_seq:
         raise BadRequest(f"since={params.since} is after the last event of this session "
                          f"({live.events.last_seq})")
+
+
+def replay_for(session_id: str, events: EventLog, since: int, peer: str, received: float,
+               took_over: bool) -> list[Event]:
+    """What a resumed connection missed after `since`, logged (and said when incomplete)."""
+    replay = events.replay(since)
+    if not events.complete_after(since):
+        log.warning("event=replay_incomplete session=%s since=%d first_held=%d",
+                    session_id, since, events.first_held)
+    log.info("event=session_resumed session=%s peer=%s since=%d replayed=%d "
+             "audio_received_s=%.3f took_over=%s", session_id, peer, since,
+             len(replay), received, took_over)
+    return replay

@@ -19,9 +19,9 @@ from captioncast.core.policy import Action, CaptionSession
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.fanout.hub import ChannelHub
 from captioncast.protocol.events import Event, SpeakerEntry, Speakers
+from captioncast.session.speaker_stage import Embedder, Labelling, SpeakerStage, Unlabelled
 from captioncast.speakers.options import SpeakerOptions
 from captioncast.speakers.roster import KnownVoice, SpeakerRoster, UnknownSpeaker
-from captioncast.session.speaker_stage import Embedder, SpeakerStage
 
 MAX_ROOMS = 1000  # channels whose voices are remembered; the least recent are forgotten
 
@@ -66,15 +66,17 @@ class SpeakerRooms:
 
     def stage(self, owner: str, channel: str | None, core: CaptionSession,
               scheduler: DecodeScheduler, publish: Callable[[Event], None],
-              dispatch: Callable[[list[Action]], None]) -> SpeakerStage:
-        """The labelling of a session that starts now."""
+              dispatch: Callable[[list[Action]], None], on: bool) -> Labelling:
+        """The labelling of a session that starts now; off costs nothing."""
+        if not on:
+            return Unlabelled(publish)
         stage = SpeakerStage(owner, core, self.encoder, scheduler, self.roster(channel),
                              publish, dispatch, self.options)
         if channel is not None:
             self._speaking[channel] = stage
         return stage
 
-    def release(self, channel: str | None, stage: SpeakerStage) -> None:
+    def release(self, channel: str | None, stage: Labelling) -> None:
         if channel is not None and self._speaking.get(channel) is stage:
             del self._speaking[channel]
 

@@ -23,16 +23,55 @@ import numpy as np
 
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.errors import BadControlMessage
 from captioncast.protocol.events import End, Event, Final, Partial, Sequencer, Speakers
 from captioncast.speakers.options import SpeakerOptions
 from captioncast.speakers.roster import Assignment, SpeakerRoster
-from captioncast.speakers.track import EmbedAsk, SpeakerTrack
+from captioncast.speakers.track import EmbedAsk, Heard, SpeakerTrack
 
 log = logging.getLogger("captioncast.speakers")
 
 
 class Embedder(Protocol):
     def embed(self, audio: np.ndarray) -> np.ndarray: ...
+
+
+class Labelling(Protocol):
+    """What a live session asks of its speaker labelling, on or off."""
+
+    cuts: int | None  # utterances ended at a change of voice; None: labelling is off
+
+    def heard(self, audio: np.ndarray | None = None) -> None: ...
+
+    def event(self, event: Event) -> None: ...
+
+    def when_said(self, then: Callable[[], None]) -> None: ...
+
+    def name(self, label: str, name: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Unlabelled:
+    """Labelling off: events go out as the core says them, and nothing is embedded."""
+
+    cuts: int | None = None
+
+    def __init__(self, publish: Callable[[Event], None]) -> None:
+        self.event = publish
+
+    def heard(self, audio: np.ndarray | None = None) -> None:
+        pass
+
+    def when_said(self, then: Callable[[], None]) -> None:
+        then()
+
+    def name(self, label: str, name: str) -> None:
+        raise BadControlMessage("speakers are labelled only with diarize=true or "
+                                "multichannel=true")
+
+    def close(self) -> None:
+        pass
 
 
 class SpeakerStage:
@@ -61,7 +100,7 @@ class SpeakerStage:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._then: Callable[[], None] | None = None  # once everything held is said
-        self.cuts = 0  # utterances ended at a change of voice
+        self.cuts: int | None = 0  # utterances ended at a change of voice
 
     # -- audio ----------------------------------------------------------------------------
 
@@ -74,9 +113,14 @@ class SpeakerStage:
         if audio is not None and len(audio):
             self.track.push(audio)
         for ask in self.track.step(self.core.open_span(), self.core.voiced_mask):
-            self._submit(ask)
+            if isinstance(ask, Heard):
+                self._assign(ask.utterance, ask.embedding, ask.voiced_s)
+            else:
+                self._submit(ask)
 
     def _submit(self, ask: EmbedAsk) -> None:
+        log.debug("event=speaker_ask session=%s utterance=%d kind=%s voiced_s=%.2f", self.owner,
+                  ask.utterance, ask.kind, ask.voiced_s)
         if ask.kind == "utterance":
             if ask.voiced_s < 0.3:
                 return  # too little voice to tell: its final takes the last voice heard
@@ -98,8 +142,15 @@ class SpeakerStage:
         if error is not None:
             log.warning("event=speaker_embedding_failed session=%s error=%r", self.owner, error)
         else:
-            self._labels[ask.utterance] = self.roster.assign(future.result(), ask.voiced_s)
+            self._assign(ask.utterance, future.result(), ask.voiced_s)
         self._release()
+
+    def _assign(self, utterance: int, embedding: np.ndarray, voiced_s: float) -> None:
+        assignment = self.roster.assign(embedding, voiced_s)
+        self._labels[utterance] = assignment
+        log.debug("event=speaker_assigned session=%s utterance=%d label=%s similarity=%.3f "
+                  "voiced_s=%.2f", self.owner, utterance, assignment.label,
+                  assignment.confidence, voiced_s)
 
     def _window(self, ask: EmbedAsk, embedding: np.ndarray) -> None:
         guess = self.roster.peek(embedding)
@@ -108,7 +159,7 @@ class SpeakerStage:
         cut = self.track.window_done(ask, embedding)
         if cut is None:
             return
-        self.cuts += 1
+        self.cuts = (self.cuts or 0) + 1
         actions = self.core.cut_at(cut)
         self.heard()
         self._dispatch(actions)
@@ -160,12 +211,15 @@ class SpeakerStage:
     def _give_up(self) -> None:
         """A final waited its longest: it goes out with the last voice heard."""
         self._timer = None
+        log.debug("event=speaker_hold_expired session=%s", self.owner)
         if self._held and isinstance(self._held[0], Final):
             self._asked.discard(self._held[0].utterance)
         self._release()
 
     def _say_final(self, final: Final, assignment: Assignment | None) -> None:
         if assignment is None:
+            log.debug("event=speaker_unknown session=%s utterance=%d asked=%s", self.owner,
+                      final.utterance, sorted(self._asked))
             assignment = self._last or self.roster.assign(np.zeros(0, np.float32), 0.0)
         self._last = assignment
         self.say_table()

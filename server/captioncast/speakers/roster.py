@@ -22,9 +22,9 @@ class RosterOptions:
     # Cosine similarity of an utterance to a voice's centroid at which it is that voice.
     # Set from bench/speaker_encoders.py (same- and other-speaker similarity on real
     # speech); a new voice is cheaper to merge later than two voices are to pull apart.
-    same_voice: float = 0.70
-    merge: float = 0.82  # two centroids this alike are one voice: the later is `same_as`
-    known_voice: float = 0.72  # an enrolled voiceprint names a voice at this similarity
+    same_voice: float = 0.75
+    merge: float = 0.86  # two centroids this alike are one voice: the later is `same_as`
+    known_voice: float = 0.78  # an enrolled voiceprint names a voice at this similarity
     # Under this much voice an embedding is too noisy to found or move a voice: it goes to
     # the nearest voice there is ("Yes." after a question), and only founds one when none is.
     reliable_s: float = 1.0

@@ -28,7 +28,7 @@ VoicedMask = Callable[[int, int], np.ndarray]  # samples [start, end) -> voiced 
 class TrackOptions:
     window_s: float = 1.5  # voice per window: shorter embeddings mistake one voice for two
     hop_s: float = 0.5  # a change is seen about window_s + hop_s after it
-    change_below: float = 0.45  # a window this unlike the utterance so far: another voice
+    change_below: float = 0.68  # a window this unlike the utterance so far: another voice
     min_turn_s: float = 1.0  # voice on each side of a cut
     keep_s: float = 40.0  # audio held for the embeddings still to come
     max_utterance_s: float = 15.0  # an utterance's own embedding uses its last this much
@@ -46,6 +46,16 @@ class EmbedAsk:
     @property
     def voiced_s(self) -> float:
         return len(self.audio) / MODEL_SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Heard:
+    """An ended utterance's voice, known at once from its windows: the mean of windowed
+    embeddings is how GE2E and d-vector encoders embed a long utterance anyway."""
+
+    utterance: int
+    embedding: np.ndarray = field(repr=False)
+    voiced_s: float
 
 
 @dataclass
@@ -87,16 +97,23 @@ class SpeakerTrack:
                 del self._rms[:drop]
                 self._rms_base += drop
 
-    def step(self, open_: tuple[int, int] | None, voiced: VoicedMask) -> list[EmbedAsk]:
-        """What to embed now, given the open utterance (index, start sample) if any."""
-        asks: list[EmbedAsk] = []
+    def step(self, open_: tuple[int, int] | None,
+             voiced: VoicedMask) -> list[EmbedAsk | Heard]:
+        """What to embed now, given the open utterance (index, start sample) if any, and
+        the voice of an utterance that ended, when its windows already tell it."""
+        asks: list[EmbedAsk | Heard] = []
         current = self._open
         if current is not None and (open_ is None or open_[0] != current.index):
             end = open_[1] if open_ is not None else self.position
-            ask = self._ask(current.index, "utterance", current.start, end, voiced,
-                            self.options.max_utterance_s)
-            if ask is not None:
-                asks.append(ask)
+            inside = [e for _, b, e in current.windows if b <= end + FRAME]
+            if inside:
+                voiced_s = float(voiced(current.start, end).sum()) * FRAME / MODEL_SAMPLE_RATE
+                asks.append(Heard(current.index, _unit(np.mean(inside, axis=0)), voiced_s))
+            else:
+                ask = self._ask(current.index, "utterance", current.start, end, voiced,
+                                self.options.max_utterance_s)
+                if ask is not None:
+                    asks.append(ask)
             self._open = current = None
         if open_ is not None and current is None:
             self._open = current = _Open(open_[0], open_[1],
