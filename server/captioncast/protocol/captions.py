@@ -253,6 +253,35 @@ def render_txt(finals: Iterable[Timed], speakers: Speakers | None = None) -> str
     return "".join(lines)
 
 
+def by_speaker(finals: Iterable[Timed], speakers: Speakers | None = None
+               ) -> list[dict[str, Any]]:
+    """A transcript as paragraphs: consecutive finals of one voice (merges followed) joined,
+    each with who spoke, when, and the seqs of its finals. Unlabelled finals form
+    paragraphs of their own (speaker None)."""
+    paragraphs: list[dict[str, Any]] = []
+    last_voice: str | None = None
+    for final in finals:
+        text, start, end, _ = _parts(final)
+        text = " ".join(text.split())
+        if not text:
+            continue
+        label, name = _speaker(final)
+        voice = None if label is None else (speakers.resolve(label) if speakers else label)
+        seq = final.seq if isinstance(final, Final) else final.get("seq")
+        if voice is not None and voice == last_voice:
+            paragraph = paragraphs[-1]
+            paragraph["end"] = round(end, 3)
+            paragraph["text"] += " " + text
+            paragraph["finals"].append(seq)
+            continue
+        last_voice = voice
+        paragraphs.append({
+            "speaker": voice,
+            "name": None if label is None else speaker_name(label, name, speakers),
+            "start": round(start, 3), "end": round(end, 3), "text": text, "finals": [seq]})
+    return paragraphs
+
+
 def to_srt(finals: Iterable[Timed], speakers: Speakers | None = None) -> str:
     return render_srt(cues_of(finals), speakers=speakers)
 

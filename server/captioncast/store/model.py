@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.codes import ErrorCode
-from captioncast.protocol.events import SpeakerEntry, Word
+from captioncast.protocol.events import SpeakerEntry, Speakers, Word
 
 
 class StoreError(CaptioncastError):
@@ -129,6 +129,12 @@ class Position:
     end: float = 0.0  # the furthest time on the channel's timeline
     speakers: tuple[SpeakerEntry, ...] | None = None  # its newest speaker table, if any
     speakers_seq: int = 0  # the seq that table was sent under
+
+    def speakers_event(self) -> Speakers | None:
+        """The kept speaker table as the event it was sent as; None if there is none."""
+        if self.speakers is None:
+            return None
+        return Speakers(self.speakers_seq, speakers=self.speakers)
 
 
 @dataclass(frozen=True)
