@@ -90,3 +90,11 @@ async def test_without_speakers_the_transcript_is_as_before(tmp_path: Path) -> N
         assert set(json.loads(body)) == {"channel", "finals"}
         _, body = await server.get("/v1/channels/talk/captions.vtt")
         assert body.decode().endswith("00:00:00.000 --> 00:00:01.000\nJust words.\n")
+
+
+async def test_the_overlay_takes_a_speakers_mark(tmp_path: Path) -> None:
+    async with _Server(tmp_path) as server:
+        for mark in ("arrows", "names", "off"):
+            assert (await server.get(f"/overlay?channel=a&speakers={mark}"))[0] == 200
+        status, body = await server.get("/overlay?channel=a&speakers=loud")
+        assert status == 400 and b"arrows, names, off" in body
