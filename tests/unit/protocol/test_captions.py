@@ -128,7 +128,7 @@ def test_srt_names_the_speaker_at_each_change_merges_followed() -> None:
 def test_a_name_that_no_longer_fits_is_wrapped_again() -> None:
     text = "x" * 38 + " " + "y" * 38  # two full lines: the name makes them three
     [subtitle] = srt.parse(to_srt([spoken(1, text, "S1", 0.0)], TABLE))
-    assert subtitle.content.startswith("Alice: ")
+    assert subtitle.content.startswith("Alice:\nxxx")  # the name on a line of its own
     assert all(len(line) <= MAX_LINE_CHARS for line in subtitle.content.split("\n"))
 
 
