@@ -6,11 +6,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from captioncast.protocol.captions import Timed, to_srt, to_vtt
+from captioncast.protocol.events import Speakers
 
 
-def write_captions(path: Path, finals: Iterable[Timed]) -> None:
-    """Pick the format from the file name: .srt or .vtt."""
+def write_captions(path: Path, finals: Iterable[Timed], speakers: Speakers | None = None) -> None:
+    """Pick the format from the file name: .srt or .vtt; names from the newest `speakers`."""
     if path.suffix.lower() == ".vtt":
-        path.write_text(to_vtt(finals), encoding="utf-8")
+        path.write_text(to_vtt(finals, speakers), encoding="utf-8")
     else:
-        path.write_text(to_srt(finals), encoding="utf-8")
+        path.write_text(to_srt(finals, speakers), encoding="utf-8")

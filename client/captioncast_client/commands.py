@@ -18,7 +18,7 @@ from typing import Any
 
 # Stdlib only: the CAPTIONCAST_* table and the argparse types that check its values.
 from captioncast import environment as env
-from captioncast.protocol.events import Error, Event
+from captioncast.protocol.events import Error, Event, Speakers
 
 DEFAULT_SERVER = "ws://127.0.0.1:8765"
 
@@ -145,12 +145,13 @@ def _stream_params(args: argparse.Namespace, sample_rate: int = 16000) -> dict[s
     }
 
 
-def _write_files(args: argparse.Namespace, finals: list[dict[str, Any]]) -> None:
+def _write_files(args: argparse.Namespace, finals: list[dict[str, Any]],
+                 speakers: Speakers | None = None) -> None:
     from captioncast_client.caption_files import write_captions
 
     for path in (args.srt, args.vtt):
         if path is not None:
-            write_captions(path, finals)
+            write_captions(path, finals, speakers)
             print(f"captioncast: wrote {path}", file=sys.stderr)
 
 
@@ -174,8 +175,11 @@ class _RefusalOnce:
         self.on_event = on_event
         self.held: Event | None = None
         self.started = False
+        self.speakers: Speakers | None = None  # the newest table, for the caption files
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Speakers):
+            self.speakers = event
         if not self.started and isinstance(event, Error):
             self.held = event
             return
@@ -209,11 +213,12 @@ def _run_client(args: argparse.Namespace, source: Any, realtime: bool,
             said[0].on_event(said[0].held)  # an error of its own, then something else failed
         print(f"captioncast: {exc}", file=sys.stderr)
         if exc.result is not None and exc.result.finals:
-            _write_files(args, exc.result.finals)  # what was captioned before giving up
+            _write_files(args, exc.result.finals,  # what was captioned before giving up
+                         said[0].speakers if said else None)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    _write_files(args, result.finals)
+    _write_files(args, result.finals, said[0].speakers if said else None)
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 
-from captioncast.protocol.events import Event, Final
+from captioncast.protocol.events import Event, Final, Speakers
 
 OnEvent = Callable[[Event], None]
 CLOSE_TIMEOUT_S = 5.0  # at exit: captions still paced out to OBS get this long
@@ -55,6 +55,8 @@ async def obs_relay(url: str | None, password: str | None,
         on_event(event)
         if isinstance(event, Final):
             output.offer(event.to_dict())  # returns at once: captions never wait on OBS
+        elif isinstance(event, Speakers):
+            output.speakers(event)  # `>> ALICE:` from the next change of speaker on
         report()
 
     async with output:

@@ -1,4 +1,5 @@
-"""What the clients show: the partial as one live line, each final with its timestamps."""
+"""What the clients show: the partial as one live line, each final with its timestamps, and
+with diarization who speaks where the speaker changes (after the newest speakers table)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import shutil
 import sys
 from typing import TextIO
 
-from captioncast.protocol.events import End, Error, Event, Final, Partial
+from captioncast.protocol.captions import SpeakerChanges
+from captioncast.protocol.events import End, Error, Event, Final, Partial, Speakers
 
 
 def clock(seconds: float) -> str:
@@ -22,6 +24,7 @@ class CaptionPrinter:
         self.out = out or sys.stdout
         self.live = self.out.isatty() if show_partials is None else show_partials
         self._partial_shown = False
+        self._speakers = SpeakerChanges(None)
 
     def _clear(self) -> None:
         if self._partial_shown:
@@ -44,8 +47,20 @@ class CaptionPrinter:
         elif isinstance(event, Final):
             self._clear()
             if event.text:
-                self.out.write(f"[{clock(event.start)} --> {clock(event.end)}] {event.text}\n")
+                name = self._speakers.name(event.speaker, event.speaker_name)
+                lead = f"{name}: " if name is not None else ""
+                self.out.write(f"[{clock(event.start)} --> {clock(event.end)}] "
+                               f"{lead}{event.text}\n")
             self.out.flush()
+        elif isinstance(event, Speakers):
+            # Lines printed cannot change: a name or a merge shows from the next final on,
+            # and is said once here.
+            self._speakers.speakers = event
+            said = [f"{e.id} is {e.name}" if e.name else f"{e.id} is {e.same_as}"
+                    for e in event.speakers if e.name or e.same_as]
+            if said:
+                self._clear()
+                print(f"captioncast: speakers: {', '.join(said)}", file=sys.stderr)
         elif isinstance(event, Error):
             self._clear()
             print(f"captioncast: server error {event.code}: {event.message}", file=sys.stderr)

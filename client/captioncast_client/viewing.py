@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from websockets.exceptions import ConnectionClosed
 
 from captioncast.protocol.codes import ErrorCode
-from captioncast.protocol.events import End, Error, Event, Final, Partial
+from captioncast.protocol.events import End, Error, Event, Final, Partial, Speakers
 from captioncast_client.access import (
     NO_ACCESS,
     UNAUTHORIZED_HINT,
@@ -100,8 +100,9 @@ async def follow(
     token: str | None = None,
     access: Access = NO_ACCESS,
     on_no_speaker: Callable[[list[ChannelSummary]], None] | None = None,
-) -> AsyncGenerator[Final | Partial | End | Error, None]:
-    """A channel's captions as typed events: every `final` once and in order, and `end`s.
+) -> AsyncGenerator[Final | Partial | End | Error | Speakers, None]:
+    """A channel's captions as typed events: every `final` once and in order, and `end`s,
+    and its speaker table (`speakers`) whenever it changes and on every (re)connect.
 
     Follows the channel across its speakers (every `end`) unless `until_end`; with
     `partials`, partials too. A dropped connection is retried with backoff and `since`,
@@ -141,6 +142,11 @@ async def follow(
                             raise refusal(event)  # reconnecting would not help
                         yield event
                         break  # the server closes after a fatal one; reconnect catches up
+                    if isinstance(event, Speakers):
+                        # The newest table, said first on every (re)connect whatever its
+                        # seq: it names the finals before and after it.
+                        yield event
+                        continue
                     if not isinstance(event, Final | Partial | End):
                         continue
                     if last is not None and event.seq <= last:
@@ -191,7 +197,7 @@ async def watch(
                      retries=retries, token=token, access=access, on_no_speaker=on_no_speaker)
     async with contextlib.aclosing(events):
         async for event in events:
-            if not isinstance(event, Partial | Error):
+            if not isinstance(event, Partial | Error | Speakers):
                 last = event.seq
             on_event(event)
     return last

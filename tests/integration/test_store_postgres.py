@@ -4,12 +4,21 @@ that goes away mid-stream and comes back."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import Iterator
 
 import pytest
 
-from captioncast.store import AsyncStore, StoreError, TranscriptStore, WriterOptions, open_store
+from captioncast.protocol.events import SpeakerEntry
+from captioncast.store import (
+    AsyncStore,
+    Mark,
+    StoreError,
+    TranscriptStore,
+    WriterOptions,
+    open_store,
+)
 from tests.integration.postgres import Postgres, why_not
 from tests.support.store_contract import MakeStore, StoreContract, final
 
@@ -50,6 +59,49 @@ def make_store(postgres: Postgres) -> Iterator[MakeStore]:
 
 class TestPostgresStore(StoreContract):
     pass
+
+
+SCHEMA_V1 = """
+CREATE TABLE captioncast_schema (version INTEGER NOT NULL);
+INSERT INTO captioncast_schema VALUES (1);
+CREATE TABLE channels (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE, created DOUBLE PRECISION NOT NULL,
+    last_live DOUBLE PRECISION NOT NULL, last_seq BIGINT NOT NULL DEFAULT 0,
+    utterances BIGINT NOT NULL DEFAULT 0, finals BIGINT NOT NULL DEFAULT 0,
+    words BIGINT NOT NULL DEFAULT 0, duration DOUBLE PRECISION NOT NULL DEFAULT 0,
+    speech DOUBLE PRECISION NOT NULL DEFAULT 0);
+CREATE TABLE finals (channel_id BIGINT NOT NULL, seq BIGINT NOT NULL,
+    utterance BIGINT NOT NULL, session TEXT NOT NULL, t_start DOUBLE PRECISION NOT NULL,
+    t_end DOUBLE PRECISION NOT NULL, text TEXT NOT NULL, language TEXT NOT NULL,
+    words TEXT NOT NULL, n_words INTEGER NOT NULL, received DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (channel_id, seq));
+CREATE TABLE sessions (channel_id BIGINT NOT NULL, session TEXT NOT NULL,
+    first_seen DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (channel_id, session));
+INSERT INTO channels (name, created, last_live, last_seq, utterances, finals)
+    VALUES ('lecture', 1.0, 2.0, 7, 1, 1);
+INSERT INTO finals VALUES (1, 7, 0, 's0', 0.0, 1.5, 'Old words.', 'en', '[]', 0, 2.0);
+"""
+
+
+def test_a_store_from_before_speakers_is_upgraded_in_place(postgres: Postgres) -> None:
+    import psycopg
+
+    url = new_database(postgres)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SCHEMA_V1)  # type: ignore[arg-type]
+    store = open_store(url)
+    table = (SpeakerEntry("S1", "Alice"),)
+    store.write([dataclasses.replace(final(8, utterance=1), speaker="S1"),
+                 Mark("lecture", 3.0, 9, speakers=table)])
+    assert [(f.seq, f.speaker) for f in store.finals("lecture")] == [(7, None), (8, "S1")]
+    store.close()
+    again = open_store(url)  # a second node opening the upgraded store changes nothing
+    position = again.position("lecture")
+    assert position is not None and position.speakers == table
+    again.close()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM captioncast_schema").fetchall() == [(2,)]
 
 
 def test_an_unreachable_server_is_a_clear_error_at_open() -> None:

@@ -4,8 +4,10 @@ and give it a `make_store` fixture (a callable that opens, or reopens, the same 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
+from captioncast.protocol.events import SpeakerEntry
 from captioncast.store import (
     AsyncStore,
     Mark,
@@ -52,6 +54,42 @@ class StoreContract:
                                               "p": 0.8}
         assert "The flower-fattened bees, café." in to_srt([back.to_dict()])
         assert store.finals("nobody") == []
+
+    def test_a_final_keeps_its_speaker(self, make_store: MakeStore) -> None:
+        store = make_store()
+        plain = final(1)
+        spoken = final(2, text="Hello from the second voice.")
+        spoken = dataclasses.replace(
+            spoken, speaker="S2", speaker_name="Bob", source_channel=1,
+            words=tuple(dataclasses.replace(w, speaker="S2") for w in spoken.words))
+        store.write([plain, spoken])
+        back_plain, back_spoken = make_store().finals("lecture")
+        assert back_plain == plain and back_plain.speaker is None
+        assert back_spoken == spoken
+        assert back_spoken.to_dict(words=False) == {
+            "type": "final", "seq": 2, "utterance": 1, "start": 2.0, "end": 3.5,
+            "text": "Hello from the second voice.", "language": "en", "speaker": "S2",
+            "speaker_name": "Bob", "source_channel": 1}
+
+    def test_the_newest_speaker_table_is_kept(self, make_store: MakeStore) -> None:
+        store = make_store()
+        older = (SpeakerEntry("S1"), SpeakerEntry("S2"))
+        newer = (SpeakerEntry("S1", "Alice"), SpeakerEntry("S2", same_as="S1"))
+        store.write([final(1), Mark("lecture", T0 + 1, 2, "s1", speakers=newer)])
+        store.write([Mark("lecture", T0 + 2, 1, "s1", speakers=older)])  # a late repeat
+        position = make_store().position("lecture")
+        assert position is not None
+        assert position.speakers == newer and position.speakers_seq == 2
+        assert position.seq == 2
+        store.write([Mark("lecture", T0 + 3, 3)])  # a mark without a table keeps it
+        assert make_store().position("lecture").speakers == newer  # type: ignore[union-attr]
+        assert make_store().position("lecture").speakers_seq == 2  # type: ignore[union-attr]
+
+    def test_a_channel_without_speakers_has_no_table(self, make_store: MakeStore) -> None:
+        store = make_store()
+        store.write([final(1)])
+        position = store.position("lecture")
+        assert position is not None and position.speakers is None
 
     def test_since_and_limit(self, make_store: MakeStore) -> None:
         store = make_store()

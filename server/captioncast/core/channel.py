@@ -71,9 +71,14 @@ class ChannelLog:
         """The lowest seq that `replay` still holds; anything before it is in the store."""
         return self._history[0].seq if self._history else self._seq.last + 1
 
-    def continue_from(self, seq: int, utterances: int, end: float) -> None:
+    def continue_from(self, seq: int, utterances: int, end: float,
+                      speakers: Speakers | None = None) -> None:
         """A channel known before this process (the store says where it stood): its
-        numbering and clock go on from there, so a viewer's `since` keeps its meaning."""
+        numbering and clock go on from there, so a viewer's `since` keeps its meaning,
+        and its speaker table too, so earlier finals keep their names."""
+        if speakers is not None and (self.speakers is None
+                                     or self.speakers.seq < speakers.seq):
+            self.speakers = speakers
         self._seq.last = max(self._seq.last, seq)
         self._utterance_offset = max(self._utterance_offset, utterances)
         self._time_offset = max(self._time_offset, end)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from captioncast.protocol.events import End, Event, Final, Partial
+from captioncast.protocol.events import End, Event, Final, Partial, Speakers
 from captioncast.store import (
     AsyncStore,
     ChannelInfo,
@@ -61,14 +61,16 @@ def stored_final(channel: str, final: Final, session: str) -> StoredFinal:
         channel=channel, seq=final.seq, utterance=final.utterance, start=final.start,
         end=final.end, text=final.text, language=final.language,
         words=final.words,
-        session=session, received=time.time())
+        session=session, received=time.time(), speaker=final.speaker,
+        speaker_name=final.speaker_name, source_channel=final.source_channel)
 
 
 def as_event(final: StoredFinal) -> Final:
     """A stored final as the event viewers were sent."""
     return Final(final.seq, utterance=final.utterance, start=final.start, end=final.end,
                  text=final.text, language=final.language,
-                 words=final.words)
+                 words=final.words, speaker=final.speaker, speaker_name=final.speaker_name,
+                 source_channel=final.source_channel)
 
 
 class Archive:
@@ -119,6 +121,9 @@ class Archive:
             return task
         if isinstance(event, Partial | End):
             self.store.put(Mark(channel, time.time(), event.seq, session))
+        elif isinstance(event, Speakers):
+            self.store.put(Mark(channel, time.time(), event.seq, session,
+                                speakers=event.speakers))
         return None
 
     def _written(self, task: asyncio.Task[bool], started: float) -> None:
@@ -146,6 +151,11 @@ class Archive:
         finals = await _again(lambda: self.store.finals(channel, since=since, start=start,
                                                         end=end))
         return [f for f in finals if before is None or f.seq < before]
+
+    async def speakers(self, channel: str) -> Speakers | None:
+        """The channel's newest speaker table, None if it never had one."""
+        position = await _again(lambda: self.store.position(channel))
+        return None if position is None else position.speakers_event()
 
     async def channel(self, name: str) -> ChannelInfo | None:
         return await _again(lambda: self.store.channel(name))

@@ -50,6 +50,12 @@ class Viewer:
         self.last_seq = 0
 
     def push(self, event: Event) -> None:
+        if isinstance(event, Speakers):
+            # A table replaces the last one whatever its seq: the replay says it first,
+            # before finals numbered below it, which must not then count as repeats.
+            self.backlog.push(event)
+            self.wake.set()
+            return
         # A final replayed from the history may also be waiting on its commit: once only.
         if event.seq <= self.last_seq:
             return
@@ -129,7 +135,8 @@ class ChannelHub:
             position = Position(seq=int(time.time() * 1000))
         channel = self._channel(name)
         if position is not None and not channel.log.live:
-            channel.log.continue_from(position.seq, position.utterances, position.end)
+            channel.log.continue_from(position.seq, position.utterances, position.end,
+                                      position.speakers_event())
 
     def _channel(self, name: str) -> Channel:
         channel = self._channels.get(name)
@@ -271,8 +278,11 @@ class ChannelHub:
         if since is not None:
             for event in replay:
                 viewer.push(event)
-        elif channel.log.partial is not None:
-            viewer.push(channel.log.partial)  # show what is being said right now
+        else:
+            if channel.log.speakers is not None:  # names for what is said from now on
+                viewer.push(channel.log.speakers)
+            if channel.log.partial is not None:
+                viewer.push(channel.log.partial)  # show what is being said right now
         channel.viewers.add(viewer)
         return viewer
 

@@ -1,4 +1,5 @@
-"""Channels to MQTT with aiomqtt: finals QoS 1, partials QoS 0, a retained status with a will.
+"""Channels to MQTT with aiomqtt: finals QoS 1, partials QoS 0, a retained status with a will,
+and the retained speaker table (`speakers`, QoS 1) of a channel with diarization.
 
 Each live channel gets its own broker connection so that its last will can say `ended`
 for that channel if the server dies. Publishing never blocks captioning: events wait in
@@ -30,7 +31,15 @@ import aiomqtt
 from captioncast.errors import BadRequest, CaptioncastError
 from captioncast.fanout.hub import ChannelHub
 from captioncast.protocol.backoff import Backoff
-from captioncast.protocol.events import End, Event, Final, Partial, ProtocolError, parse_event
+from captioncast.protocol.events import (
+    End,
+    Event,
+    Final,
+    Partial,
+    ProtocolError,
+    Speakers,
+    parse_event,
+)
 
 log = logging.getLogger("captioncast.mqtt")
 
@@ -155,6 +164,10 @@ class ChannelPublisher:
             self._put(_Message(f"{self._base}/final", event.to_json(), 1))
         elif isinstance(event, End):
             self._put(_Message(f"{self._base}/end", event.to_json(), 1))
+        elif isinstance(event, Speakers):
+            # Retained: a subscriber that comes later still learns who is who, as a late
+            # viewer is replayed the table first.
+            self._put(_Message(f"{self._base}/speakers", event.to_json(), 1, True))
         elif isinstance(event, Partial) and self.options.partials:
             self._partial = _Message(f"{self._base}/partial", event.to_json(), 0)
             self._wake.set()
@@ -232,14 +245,14 @@ class ChannelFollower:
         if kind == "status":
             self.hub.remote_status(name, text == "live")
             return
-        if kind not in ("final", "partial", "end"):
+        if kind not in ("final", "partial", "end", "speakers"):
             return
         try:
             event = parse_event(text)
         except ProtocolError:
             log.warning("event=mqtt_bad_message topic=%s", topic)
             return
-        if isinstance(event, Partial | Final | End):  # ready and error never go to a channel
+        if isinstance(event, Partial | Final | End | Speakers):  # never ready or error
             try:
                 self.hub.relay(name, event)
             except CaptioncastError as error:  # a malformed name or too many channels

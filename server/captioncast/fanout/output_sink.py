@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from captioncast.outputs import OutputRegistry
-from captioncast.protocol.events import Event, Final
+from captioncast.protocol.events import Event, Final, Speakers
 
 log = logging.getLogger("captioncast.outputs")
 
@@ -59,6 +59,8 @@ class OutputSink:
     def channel_event(self, name: str, event: Event) -> None:
         if isinstance(event, Final):
             self.outputs.offer(name, event.to_dict(), received_at=time.time())
+        elif isinstance(event, Speakers):
+            self.outputs.speakers(name, event)
 
     def channel_ended(self, name: str) -> None:
         pass

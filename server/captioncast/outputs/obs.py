@@ -21,9 +21,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 import captioncast.outputs.obs_protocol as proto
-from captioncast.outputs.caption_chunks import Chunk, caption_chunks
+from captioncast.outputs.caption_chunks import LINE_CHARS_608, ROWS_608, Chunk, caption_chunks
 from captioncast.outputs.errors import DeliveryError
 from captioncast.outputs.output import Delivery, Output
+from captioncast.outputs.speakers import broadcast_lead, lead_chunks
 from captioncast.outputs.spec import SpecReader, redact
 
 DEFAULT_URL = f"ws://127.0.0.1:{proto.DEFAULT_PORT}"
@@ -185,7 +186,8 @@ class ObsOutput(Output[ObsPlan]):
         return {"url": redact(self.captions.url), "connected": self.captions.connected}
 
     def prepare(self, delivery: Delivery) -> ObsPlan | None:
-        chunks = caption_chunks(delivery.event)
+        chunks = lead_chunks(caption_chunks(delivery.event), broadcast_lead(delivery.turn),
+                             LINE_CHARS_608, ROWS_608)
         return ObsPlan(chunks) if chunks else None
 
     async def send(self, payload: ObsPlan) -> None:

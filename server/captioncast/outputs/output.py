@@ -22,7 +22,9 @@ from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 from captioncast.outputs.errors import DeliveryError
+from captioncast.outputs.speakers import SpeakerTurns, Turn
 from captioncast.protocol.backoff import Backoff
+from captioncast.protocol.events import Speakers
 
 log = logging.getLogger("captioncast.outputs")
 
@@ -48,6 +50,7 @@ class Delivery:
 
     event: Mapping[str, Any]
     received_at: float
+    turn: Turn | None = None  # the voice changes here (with diarization): who speaks now
 
     @property
     def text(self) -> str:
@@ -100,6 +103,8 @@ class Output(abc.ABC, Generic[P]):
         self._closing = False
         self._state = OutputState.IDLE
         self._task: asyncio.Task[None] | None = None
+        # Decided as finals are offered, in their order, whatever is dropped or retried later.
+        self.turns = SpeakerTurns()
 
     # -- what a kind provides -------------------------------------------------------------
 
@@ -142,11 +147,16 @@ class Output(abc.ABC, Generic[P]):
             self.stats.dropped += 1
             log.warning("output=%s kind=%s dropped=oldest queue_size=%d",
                         self.id, self.kind, self.queue_size)
-        self._queue.append(Delivery(final, self._clock() if received_at is None else received_at))
+        self._queue.append(Delivery(final, self._clock() if received_at is None else received_at,
+                                    self.turns.turn(final)))
         self._idle.clear()
         self._wakeup.set()
         self.start()
         return True
+
+    def speakers(self, table: Speakers) -> None:
+        """The channel's newest speaker table: names and merges for the finals offered next."""
+        self.turns.update(table)
 
     def start(self) -> None:
         """Start the worker (idempotent); needs a running event loop."""

@@ -10,6 +10,7 @@ from typing import Any
 from captioncast.outputs.errors import OutputSpecError
 from captioncast.outputs.output import Output
 from captioncast.outputs.spec import SpecReader
+from captioncast.protocol.events import Speakers
 
 MAX_OUTPUTS_PER_CHANNEL = 16  # each holds a connection and a queue; a route must not add 10 000
 
@@ -59,6 +60,7 @@ class ChannelOutputs:
         self.channel = channel
         self.limit = limit
         self._outputs: dict[str, Output[Any]] = {}
+        self.table: Speakers | None = None  # the newest: an output added later needs it too
 
     def __len__(self) -> int:
         return len(self._outputs)
@@ -75,6 +77,8 @@ class ChannelOutputs:
         if len(self._outputs) >= self.limit:
             raise OutputSpecError(f"channel {self.channel} has {self.limit} outputs, the most")
         self._outputs[output.id] = output
+        if self.table is not None:
+            output.speakers(self.table)
         output.start()
         return output
 
@@ -88,6 +92,11 @@ class ChannelOutputs:
         """Hand a final to every output; returns at once whatever the outputs' state."""
         for output in self._outputs.values():
             output.offer(final, received_at)
+
+    def speakers(self, table: Speakers) -> None:
+        self.table = table
+        for output in self._outputs.values():
+            output.speakers(table)
 
     async def remove(self, output_id: str, timeout: float = 2.0) -> bool:
         output = self._outputs.pop(output_id, None)
@@ -113,11 +122,15 @@ class OutputRegistry:
 
     def __init__(self) -> None:
         self._channels: dict[str, ChannelOutputs] = {}
+        # Kept for channels without outputs too: one added later must know the names.
+        self._tables: dict[str, Speakers] = {}
 
     def channel(self, name: str) -> ChannelOutputs:
         outputs = self._channels.get(name)
         if outputs is None:
             outputs = self._channels[name] = ChannelOutputs(name)
+            if name in self._tables:
+                outputs.speakers(self._tables[name])
         return outputs
 
     def add(self, channel: str, spec: Mapping[str, Any] | Output[Any]) -> Output[Any]:
@@ -136,6 +149,13 @@ class OutputRegistry:
         outputs = self._channels.get(channel)
         if outputs:
             outputs.offer(final, received_at)
+
+    def speakers(self, channel: str, table: Speakers) -> None:
+        """A channel's speaker table changed: its outputs name speakers after it from now."""
+        self._tables[channel] = table
+        outputs = self._channels.get(channel)
+        if outputs:
+            outputs.speakers(table)
 
     async def remove(self, channel: str, output_id: str, timeout: float = 2.0) -> bool:
         outputs = self._channels.get(channel)

@@ -17,6 +17,7 @@ import httpx
 from captioncast.outputs.caption_chunks import wrap
 from captioncast.outputs.http import TEXT_PLAIN, HttpOutput
 from captioncast.outputs.output import Delivery
+from captioncast.outputs.speakers import name_lead
 from captioncast.outputs.spec import SpecReader, with_query
 
 TEAMS_LINE_CHARS = 120  # longer lines are cut in the caption bar; greedy wrap fills each to 80+
@@ -50,7 +51,7 @@ class TeamsOutput(HttpOutput[TeamsPost]):
         return response.status_code == NOT_FOUND
 
     def prepare(self, delivery: Delivery) -> TeamsPost | None:
-        lines = wrap(delivery.text, self.line_chars)
+        lines = wrap(name_lead(delivery.turn) + delivery.text, self.line_chars)
         if not lines:
             return None
         lang = self.lang or _teams_lang(delivery.language)

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from captioncast.outputs.caption_chunks import caption_chunks, utc_millis, wall_time
+from captioncast.outputs.caption_chunks import ROWS_608, caption_chunks, utc_millis, wall_time
 from captioncast.outputs.http import TEXT_PLAIN, HttpOutput
 from captioncast.outputs.output import Delivery
+from captioncast.outputs.speakers import lead_chunks, name_lead
 from captioncast.outputs.spec import SpecReader, with_query
 
 YOUTUBE_LINE_CHARS = 32  # YouTube renders HTTP captions into the stream's 608 track
@@ -41,7 +42,9 @@ class YouTubeOutput(HttpOutput[YouTubePost]):
 
     def prepare(self, delivery: Delivery) -> YouTubePost | None:
         lines = []
-        for chunk in caption_chunks(delivery.event, width=YOUTUBE_LINE_CHARS):
+        chunks = lead_chunks(caption_chunks(delivery.event, width=YOUTUBE_LINE_CHARS),
+                             name_lead(delivery.turn), YOUTUBE_LINE_CHARS, ROWS_608)
+        for chunk in chunks:
             when = wall_time(chunk.start, delivery.event, delivery.received_at)
             lines += [utc_millis(when), "<br>".join(chunk.lines)]
         return YouTubePost("\n".join(lines) + "\n") if lines else None

@@ -23,6 +23,7 @@ import httpx
 
 from captioncast.outputs.http import TEXT_PLAIN, HttpOutput
 from captioncast.outputs.output import Delivery
+from captioncast.outputs.speakers import name_lead
 from captioncast.outputs.spec import SpecReader, with_query
 
 log = logging.getLogger("captioncast.outputs")
@@ -73,7 +74,8 @@ class ZoomOutput(HttpOutput[ZoomPost]):
         if not delivery.text:
             return None
         # One final is one caption line: the trailing break ends it, as in Zoom's example.
-        return ZoomPost(delivery.text + "\n", self.lang or zoom_lang(delivery.language))
+        return ZoomPost(name_lead(delivery.turn) + delivery.text + "\n",
+                        self.lang or zoom_lang(delivery.language))
 
     async def _last_seq(self) -> int:
         response = await self.request("GET", seq_url(self.url))

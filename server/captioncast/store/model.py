@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.codes import ErrorCode
-from captioncast.protocol.events import Word
+from captioncast.protocol.events import SpeakerEntry, Speakers, Word
 
 
 class StoreError(CaptioncastError):
@@ -57,6 +57,10 @@ class StoredFinal:
     words: tuple[StoredWord, ...] = ()
     session: str = ""  # the speaker's session that said it
     received: float = 0.0  # wall clock (Unix seconds) when the server had it
+    # With diarization (PROTOCOL.md "Speakers"): the label, and the name it had then.
+    speaker: str | None = None
+    speaker_name: str | None = None
+    source_channel: int | None = None
 
     def to_dict(self, words: bool = True) -> dict[str, Any]:
         """The protocol's `final` event shape, which the caption renderers take."""
@@ -65,20 +69,38 @@ class StoredFinal:
             "start": _t(self.start), "end": _t(self.end), "text": self.text,
             "language": self.language,
         }
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+            if self.speaker_name is not None:
+                out["speaker_name"] = self.speaker_name
+        if self.source_channel is not None:
+            out["source_channel"] = self.source_channel
         if words:
             out["words"] = [w.to_dict() for w in self.words]
         return out
 
 
 def words_to_json(words: tuple[StoredWord, ...]) -> str:
-    # Arrays, not objects: a word's keys would be most of a stored final's bytes.
+    # Arrays, not objects: a word's keys would be most of a stored final's bytes. A word's
+    # speaker is its final's (one final, one speaker), so it is not stored per word.
     return json.dumps([[w.word, _t(w.start), _t(w.end), round(w.p, 3)] for w in words],
                       ensure_ascii=False, separators=(",", ":"))
 
 
-def words_from_json(text: str) -> tuple[StoredWord, ...]:
-    return tuple(StoredWord(str(w), float(s), float(e), float(p))
+def words_from_json(text: str, speaker: str | None = None) -> tuple[StoredWord, ...]:
+    return tuple(StoredWord(str(w), float(s), float(e), float(p), speaker)
                  for w, s, e, p in json.loads(text or "[]"))
+
+
+def speakers_to_json(speakers: tuple[SpeakerEntry, ...]) -> str:
+    return json.dumps([entry.to_dict() for entry in speakers], ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+def speakers_from_json(text: str | None) -> tuple[SpeakerEntry, ...] | None:
+    if text is None:
+        return None
+    return tuple(SpeakerEntry.from_dict(entry) for entry in json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,9 @@ class Mark:
     at: float
     seq: int = 0
     session: str = ""
+    # The channel's whole speaker table as of `seq` (a `speakers` event): the newest is
+    # kept, so names and merges still apply to its transcript after a restart.
+    speakers: tuple[SpeakerEntry, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +127,14 @@ class Position:
     seq: int = 0  # highest seq used (finals and marks)
     utterances: int = 0  # utterances numbered so far (the last utterance + 1)
     end: float = 0.0  # the furthest time on the channel's timeline
+    speakers: tuple[SpeakerEntry, ...] | None = None  # its newest speaker table, if any
+    speakers_seq: int = 0  # the seq that table was sent under
+
+    def speakers_event(self) -> Speakers | None:
+        """The kept speaker table as the event it was sent as; None if there is none."""
+        if self.speakers is None:
+            return None
+        return Speakers(self.speakers_seq, speakers=self.speakers)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from captioncast.store.transcript_store import SqlStore
 
 log = logging.getLogger("captioncast.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: speakers on finals, a channel's speaker table
 CONNECT_TIMEOUT_S = 5  # an unreachable server fails the write, which is queued and retried
 # Every statement is bounded so that a server that stops answering fails, not hangs.
 STATEMENT_TIMEOUT_MS = 30_000
@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS channels (
     finals BIGINT NOT NULL DEFAULT 0,
     words BIGINT NOT NULL DEFAULT 0,
     duration DOUBLE PRECISION NOT NULL DEFAULT 0,
-    speech DOUBLE PRECISION NOT NULL DEFAULT 0
+    speech DOUBLE PRECISION NOT NULL DEFAULT 0,
+    speakers TEXT,
+    speakers_seq BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS channels_last_live ON channels (last_live);
 CREATE TABLE IF NOT EXISTS finals (
@@ -49,6 +51,9 @@ CREATE TABLE IF NOT EXISTS finals (
     words TEXT NOT NULL,
     n_words INTEGER NOT NULL,
     received DOUBLE PRECISION NOT NULL,
+    speaker TEXT,
+    speaker_name TEXT,
+    source_channel INTEGER,
     PRIMARY KEY (channel_id, seq)
 );
 CREATE INDEX IF NOT EXISTS finals_time ON finals (channel_id, t_end);
@@ -59,6 +64,16 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seen DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (channel_id, session)
 );
+"""
+
+# A store made before speakers (version 1) gains their columns; IF NOT EXISTS makes it
+# safe for two nodes, and a no-op on tables SCHEMA has just made.
+MIGRATION = """
+ALTER TABLE finals ADD COLUMN IF NOT EXISTS speaker TEXT,
+    ADD COLUMN IF NOT EXISTS speaker_name TEXT,
+    ADD COLUMN IF NOT EXISTS source_channel INTEGER;
+ALTER TABLE channels ADD COLUMN IF NOT EXISTS speakers TEXT,
+    ADD COLUMN IF NOT EXISTS speakers_seq BIGINT NOT NULL DEFAULT 0;
 """
 
 
@@ -115,6 +130,11 @@ class PostgresStore(SqlStore):
                 conn.rollback()
                 raise StoreError(f"{self._where()}: schema version {version} is newer than "
                                  f"this server's ({SCHEMA_VERSION})", transient=False)
+            elif version < SCHEMA_VERSION:
+                cur.execute(MIGRATION)
+                cur.execute("UPDATE captioncast_schema SET version = %s", (SCHEMA_VERSION,))
+                log.info("event=store_migrated where=%s from=%d to=%d", self._where(),
+                         version, SCHEMA_VERSION)
         conn.commit()
 
     def _write_connection(self) -> Any:

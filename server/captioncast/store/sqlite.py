@@ -17,7 +17,7 @@ from captioncast.store.transcript_store import SqlStore
 
 log = logging.getLogger("captioncast.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: speakers on finals, a channel's speaker table
 FILE_NAME = "transcripts.sqlite3"
 # A write that finds the file locked by another process waits this long, not forever.
 BUSY_TIMEOUT_S = 5.0
@@ -33,7 +33,9 @@ CREATE TABLE channels (
     finals INTEGER NOT NULL DEFAULT 0,
     words INTEGER NOT NULL DEFAULT 0,
     duration REAL NOT NULL DEFAULT 0,
-    speech REAL NOT NULL DEFAULT 0
+    speech REAL NOT NULL DEFAULT 0,
+    speakers TEXT,
+    speakers_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX channels_last_live ON channels (last_live);
 CREATE TABLE finals (
@@ -48,6 +50,9 @@ CREATE TABLE finals (
     words TEXT NOT NULL,
     n_words INTEGER NOT NULL,
     received REAL NOT NULL,
+    speaker TEXT,
+    speaker_name TEXT,
+    source_channel INTEGER,
     PRIMARY KEY (channel_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX finals_time ON finals (channel_id, t_end);
@@ -59,6 +64,18 @@ CREATE TABLE sessions (
     PRIMARY KEY (channel_id, session)
 ) WITHOUT ROWID;
 """
+
+# Schema version N-1 to N, each in the transaction that sets the version: a store made
+# before speakers gains their (nullable) columns and keeps every row it had.
+MIGRATIONS = {
+    2: """
+ALTER TABLE finals ADD COLUMN speaker TEXT;
+ALTER TABLE finals ADD COLUMN speaker_name TEXT;
+ALTER TABLE finals ADD COLUMN source_channel INTEGER;
+ALTER TABLE channels ADD COLUMN speakers TEXT;
+ALTER TABLE channels ADD COLUMN speakers_seq INTEGER NOT NULL DEFAULT 0;
+""",
+}
 
 
 def _transient(exc: sqlite3.Error) -> bool:
@@ -162,6 +179,15 @@ class SqliteStore(SqlStore):
             if tables:
                 raise sqlite3.DatabaseError("not a captioncast store (tables without a version)")
             conn.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        elif version < SCHEMA_VERSION and read_only:
+            raise sqlite3.DatabaseError(f"schema version {version} needs an upgrade, "
+                                        "and the file system is read-only")
+        elif version < SCHEMA_VERSION:
+            steps = "".join(MIGRATIONS[v] for v in range(version + 1, SCHEMA_VERSION + 1))
+            conn.executescript(f"BEGIN IMMEDIATE; {steps} "
+                               f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            log.info("event=store_migrated path=%s from=%d to=%d", self.path, version,
+                     SCHEMA_VERSION)
         if not self.memory and not read_only:
             try:
                 # WAL: readers never wait for the writer; NORMAL: a commit survives the

@@ -21,6 +21,8 @@ from captioncast.store.model import (
     Mark,
     Position,
     StoredFinal,
+    speakers_from_json,
+    speakers_to_json,
     words_from_json,
     words_to_json,
 )
@@ -59,7 +61,8 @@ class TranscriptStore(Protocol):
     def close(self) -> None: ...
 
 
-FINAL_COLUMNS = "seq, utterance, session, t_start, t_end, text, language, words, received"
+FINAL_COLUMNS = ("seq, utterance, session, t_start, t_end, text, language, words, received, "
+                 "speaker, speaker_name, source_channel")
 
 
 class SqlStore:
@@ -155,10 +158,11 @@ class SqlStore:
         if finals:
             cur.executemany(self._sql(
                 f"INSERT INTO finals (channel_id, {FINAL_COLUMNS}, n_words) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (channel_id, seq) DO NOTHING"),
                 [(channel_id, f.seq, f.utterance, f.session, f.start, f.end, f.text,
-                  f.language, words_to_json(f.words), f.received, len(f.words))
+                  f.language, words_to_json(f.words), f.received, f.speaker, f.speaker_name,
+                  f.source_channel, len(f.words))
                  for f in finals])
             inserted = cur.rowcount
         seqs = [f.seq for f in finals] + [m.seq for m in marks]
@@ -183,6 +187,16 @@ class SqlStore:
                 "duration = {greatest}(duration, ?), utterances = {greatest}(utterances, ?), "
                 "last_seq = {greatest}(last_seq, ?) WHERE id = ?"),
                 (channel_id, channel_id, channel_id, end, utterances, max(seqs), channel_id))
+        tables = [m for m in marks if m.speakers is not None]
+        if tables:
+            # Only a newer table replaces the kept one: a relayed or retried older one may
+            # arrive after it.
+            newest = max(tables, key=lambda m: m.seq)
+            assert newest.speakers is not None
+            cur.execute(self._sql(
+                "UPDATE channels SET speakers = ?, speakers_seq = ? "
+                "WHERE id = ? AND speakers_seq <= ?"),
+                (speakers_to_json(newest.speakers), newest.seq, channel_id, newest.seq))
         spoke: dict[str, tuple[float, float]] = {}
         for item in items:
             session, at = ((item.session, item.received) if isinstance(item, StoredFinal)
@@ -242,16 +256,23 @@ class SqlStore:
             rows = cur.fetchall()
         return [StoredFinal(channel=channel, seq=int(seq), utterance=int(utt),
                             session=str(session), start=float(t0), end=float(t1),
-                            text=str(text), language=str(lang), words=words_from_json(words),
-                            received=float(received))
-                for seq, utt, session, t0, t1, text, lang, words, received in rows]
+                            text=str(text), language=str(lang),
+                            words=words_from_json(words, speaker), received=float(received),
+                            speaker=speaker, speaker_name=name,
+                            source_channel=None if source is None else int(source))
+                for (seq, utt, session, t0, t1, text, lang, words, received, speaker, name,
+                     source) in rows]
 
     def position(self, channel: str) -> Position | None:
         with self._reading() as cur:
             cur.execute(self._sql(
-                "SELECT last_seq, utterances, duration FROM channels WHERE name = ?"), (channel,))
+                "SELECT last_seq, utterances, duration, speakers, speakers_seq FROM channels "
+                "WHERE name = ?"), (channel,))
             row = cur.fetchone()
-        return None if row is None else Position(int(row[0]), int(row[1]), float(row[2]))
+        if row is None:
+            return None
+        return Position(int(row[0]), int(row[1]), float(row[2]),
+                        speakers=speakers_from_json(row[3]), speakers_seq=int(row[4]))
 
     _INFO = ("SELECT id, name, created, last_live, finals, words, duration, speech, last_seq "
              "FROM channels")

@@ -65,7 +65,8 @@ def web_page(request: Request) -> HttpResponse | None:
 
 OVERLAY_OPTIONS = frozenset({"channel", "since", "token", "size", "lines", "chars", "position",
                              "color", "partial_color", "background", "font", "partials", "align",
-                             "hide_after"})
+                             "hide_after", "speakers"})
+SPEAKER_MARKS = ("arrows", "names", "off")  # the overlay's `speakers`: at a change of speaker
 
 
 @cache
@@ -83,6 +84,8 @@ def overlay(ctx: ServerContext, request: Request) -> HttpResponse:
                              f"{', '.join(sorted(OVERLAY_OPTIONS))}")
         parse_viewer_params({k: v for k, v in query.items() if k in ("channel", "since")},
                             route="/overlay")
+        if query.get("speakers", "arrows") not in SPEAKER_MARKS:
+            raise BadRequest(f"speakers must be one of {', '.join(SPEAKER_MARKS)}")
     except BadRequest as error:
         return error_response(400, error.code, error.message)
     # The page reads its options from its own URL; the server only checks them.

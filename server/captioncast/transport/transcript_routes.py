@@ -19,8 +19,15 @@ from websockets.http11 import Request
 from captioncast.core.params import parse_channel_name
 from captioncast.errors import BadRequest
 from captioncast.fanout.archive import Archive, as_event
-from captioncast.protocol.captions import render_srt, render_vtt, to_srt, to_vtt
-from captioncast.protocol.events import Final
+from captioncast.protocol.captions import (
+    by_speaker,
+    render_srt,
+    render_txt,
+    render_vtt,
+    to_srt,
+    to_vtt,
+)
+from captioncast.protocol.events import Final, Speakers
 from captioncast.store import ChannelInfo, StoredFinal, StoreError
 from captioncast.store.transcript_store import MAX_PAGE
 from captioncast.transport.channel_entries import channel_state, live_first
@@ -108,11 +115,11 @@ def _memory_caption_file(ctx: ServerContext, request: Request) -> HttpResponse:
     if channel is None or not channel.started:
         return error_response(404, "not_found",
                               f"no channel {name!r} on this server")
-    cues = list(channel.log.cues)
+    cues, speakers = list(channel.log.cues), channel.log.speakers
     if kind == "vtt":
-        return body_response(200, render_vtt(cues).encode(),
+        return body_response(200, render_vtt(cues, speakers).encode(),
                              "text/vtt; charset=utf-8")
-    return body_response(200, render_srt(cues).encode(),
+    return body_response(200, render_srt(cues, speakers=speakers).encode(),
                          "application/x-subrip; charset=utf-8")
 
 
@@ -138,23 +145,41 @@ async def _render(ctx: ServerContext, archive: Archive, name: str, kind: str,
                   start: float | None = None, end: float | None = None) -> HttpResponse:
     try:
         finals = await _finals(ctx, archive, name, start, end)
+        speakers = await _speakers(ctx, archive, name) if finals else None
     except StoreError as error:
         return _store_down(error)
     if finals is None:
         return error_response(404, "not_found", f"no channel {name!r}")
-    body = await asyncio.to_thread(_text, name, kind, finals)
+    body = await asyncio.to_thread(_text, name, kind, finals, speakers)
     return body_response(200, body, FORMATS[kind])
 
 
-def _text(name: str, kind: str, finals: list[Final]) -> bytes:
+async def _speakers(ctx: ServerContext, archive: Archive, name: str) -> Speakers | None:
+    """The channel's newest speaker table: memory's (it is sent before it is stored),
+    else the store's."""
+    channel = ctx.channels.get(name)
+    if channel is not None and channel.log.speakers is not None:
+        return channel.log.speakers
+    return await archive.speakers(name)
+
+
+def _text(name: str, kind: str, finals: list[Final], speakers: Speakers | None) -> bytes:
     if kind == "srt":
-        return to_srt(finals).encode()
+        return to_srt(finals, speakers).encode()
     if kind == "vtt":
-        return to_vtt(finals).encode()
+        return to_vtt(finals, speakers).encode()
     if kind == "txt":
-        return "".join(f.text.strip() + "\n" for f in finals).encode()
-    return (json.dumps({"channel": name, "finals": [f.to_dict() for f in finals]},
-                       ensure_ascii=False) + "\n").encode()
+        return render_txt(finals, speakers).encode()
+    body: dict[str, object] = {"channel": name, "finals": [f.to_dict() for f in finals]}
+    labels = {f.speaker for f in finals if f.speaker is not None}
+    if labels or speakers is not None:
+        # Who is who as of now (names and merges learned after the finals), and the
+        # transcript read by speaker; without diarization the answer is as it always was.
+        table = {e.id: e.to_dict() for e in (speakers.speakers if speakers else ())}
+        table.update({label: {"id": label} for label in sorted(labels - set(table))})
+        body["speakers"] = list(table.values())
+        body["paragraphs"] = by_speaker(finals, speakers)
+    return (json.dumps(body, ensure_ascii=False) + "\n").encode()
 
 
 async def channel_list(ctx: ServerContext, request: Request) -> HttpResponse:

@@ -10,10 +10,15 @@ import webvtt
 from captioncast.protocol.captions import (
     MAX_LINE_CHARS,
     MAX_LINES,
+    by_speaker,
     render_srt,
+    render_txt,
     render_vtt,
     split_final,
+    to_srt,
+    to_vtt,
 )
+from captioncast.protocol.events import Final, SpeakerEntry, Speakers
 
 LONG = ("so we went down to the river early in the morning and the fog was still lying on "
         "the water like a blanket when the first boats came out of the harbour")
@@ -88,3 +93,67 @@ def test_finals_and_their_json_split_alike() -> None:
                   words=tuple(Word(str(w["word"]), w["start"], w["end"], 0.9)  # type: ignore[index]
                               for w in data["words"]))  # type: ignore[attr-defined]
     assert split_final(final) == split_final(data)
+
+
+def spoken(seq: int, text: str, speaker: str | None, start: float,
+           name: str | None = None) -> Final:
+    final = Final(seq, utterance=seq, start=start, end=start + 1.0, text=text, language="en")
+    return final.labelled(speaker, name) if speaker else final
+
+
+TABLE = Speakers(9, speakers=(SpeakerEntry("S1", "Alice"), SpeakerEntry("S2"),
+                              SpeakerEntry("S3", same_as="S1"), SpeakerEntry("S4", "Dr <Ng> & co")))
+TALK = [spoken(1, "Good morning.", "S1", 0.0), spoken(2, "Morning.", "S2", 1.0),
+        spoken(3, "Shall we?", "S3", 2.0), spoken(4, "We shall.", "S1", 3.0),
+        spoken(5, "A point of order.", "S4", 4.0)]
+
+
+def test_a_cue_keeps_its_finals_speaker_on_every_part() -> None:
+    cues = split_final(dict(timed(LONG), speaker="S2", speaker_name="Bob"))
+    assert len(cues) > 1 and {(c.speaker, c.speaker_name) for c in cues} == {("S2", "Bob")}
+    assert split_final(timed("Hello."))[0].speaker is None
+
+
+def test_srt_names_the_speaker_at_each_change_merges_followed() -> None:
+    subtitles = list(srt.parse(to_srt(TALK, TABLE)))
+    assert [s.content for s in subtitles] == [
+        "Alice: Good morning.", "S2: Morning.", "Alice: Shall we?", "We shall.",
+        "Dr <Ng> & co: A point of order."]
+    # without a table: the names the finals carried, else their labels
+    plain = list(srt.parse(to_srt([spoken(1, "Hi.", "S1", 0.0, "Ann"),
+                                   spoken(2, "Hey.", "S2", 1.0)])))
+    assert [s.content for s in plain] == ["Ann: Hi.", "S2: Hey."]
+
+
+def test_a_name_that_no_longer_fits_is_wrapped_again() -> None:
+    text = "x" * 38 + " " + "y" * 38  # two full lines: the name makes them three
+    [subtitle] = srt.parse(to_srt([spoken(1, text, "S1", 0.0)], TABLE))
+    assert subtitle.content.startswith("Alice:\nxxx")  # the name on a line of its own
+    assert all(len(line) <= MAX_LINE_CHARS for line in subtitle.content.split("\n"))
+
+
+def test_webvtt_voice_spans_on_every_cue_escaped() -> None:
+    document = to_vtt(TALK, TABLE)
+    assert "<v Dr &lt;Ng&gt; &amp; co>A point of order." in document
+    cues = webvtt.from_string(document)
+    assert [c.voice for c in cues] == ["Alice", "S2", "Alice", "Alice", "Dr &lt;Ng&gt; &amp; co"]
+    assert [c.text for c in cues][:4] == ["Good morning.", "Morning.", "Shall we?", "We shall."]
+
+
+def test_text_names_the_speaker_at_each_change() -> None:
+    assert render_txt(TALK, TABLE) == ("Alice: Good morning.\nS2: Morning.\nAlice: Shall we?\n"
+                                       "We shall.\nDr <Ng> & co: A point of order.\n")
+
+
+def test_without_speakers_every_format_is_as_before() -> None:
+    finals = [spoken(1, "One & <two>.", None, 0.0), spoken(2, "Three.", None, 1.0)]
+    assert to_vtt(finals, TABLE) == to_vtt(finals) == (
+        "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nOne & <two>.\n\n"
+        "00:00:01.000 --> 00:00:02.000\nThree.\n")
+    assert to_srt(finals, TABLE) == to_srt(finals)
+    assert render_txt(finals, TABLE) == "One & <two>.\nThree.\n"
+    assert by_speaker(finals) == [
+        {"speaker": None, "name": None, "start": 0.0, "end": 1.0, "text": "One & <two>.",
+         "finals": [1]},
+        {"speaker": None, "name": None, "start": 1.0, "end": 2.0, "text": "Three.",
+         "finals": [2]}]

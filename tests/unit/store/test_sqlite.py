@@ -4,6 +4,7 @@ disk and a read-only file system."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -14,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from captioncast.store import AsyncStore, SqliteStore, StoreError, WriterOptions, open_store
+from captioncast.protocol.events import SpeakerEntry
+from captioncast.store import (
+    AsyncStore,
+    Mark,
+    SqliteStore,
+    StoreError,
+    WriterOptions,
+    open_store,
+)
+from captioncast.store.sqlite import SCHEMA_VERSION
 from tests.conftest import REPO
 from tests.support.store_contract import MakeStore, StoreContract, final
 
@@ -42,8 +52,52 @@ def test_a_data_dir_holds_one_file_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "data" / "transcripts.sqlite3"
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     store.close()
+
+
+# The schema a store had before speakers (version 1), as that server made it.
+SCHEMA_V1 = """
+CREATE TABLE channels (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL, last_live REAL NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
+    utterances INTEGER NOT NULL DEFAULT 0, finals INTEGER NOT NULL DEFAULT 0,
+    words INTEGER NOT NULL DEFAULT 0, duration REAL NOT NULL DEFAULT 0,
+    speech REAL NOT NULL DEFAULT 0);
+CREATE INDEX channels_last_live ON channels (last_live);
+CREATE TABLE finals (channel_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+    utterance INTEGER NOT NULL, session TEXT NOT NULL, t_start REAL NOT NULL,
+    t_end REAL NOT NULL, text TEXT NOT NULL, language TEXT NOT NULL, words TEXT NOT NULL,
+    n_words INTEGER NOT NULL, received REAL NOT NULL,
+    PRIMARY KEY (channel_id, seq)) WITHOUT ROWID;
+CREATE INDEX finals_time ON finals (channel_id, t_end);
+CREATE TABLE sessions (channel_id INTEGER NOT NULL, session TEXT NOT NULL,
+    first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    PRIMARY KEY (channel_id, session)) WITHOUT ROWID;
+INSERT INTO channels VALUES (1, 'lecture', 1.0, 2.0, 7, 1, 1, 2, 1.5, 1.5);
+INSERT INTO finals VALUES (1, 7, 0, 's0', 0.0, 1.5, 'Old words.', 'en',
+    '[["Old",0.0,0.5,0.9],["words.",0.5,1.5,0.9]]', 2, 2.0);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_store_from_before_speakers_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "transcripts.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA_V1)
+    store = SqliteStore(path)
+    [old] = store.finals("lecture")
+    assert (old.seq, old.text, old.speaker) == (7, "Old words.", None)
+    table = (SpeakerEntry("S1", "Alice"),)
+    store.write([dataclasses.replace(final(8, utterance=1), speaker="S1"),
+                 Mark("lecture", 3.0, 9, speakers=table)])
+    store.close()
+    reopened = SqliteStore(path)
+    assert [f.speaker for f in reopened.finals("lecture")] == [None, "S1"]
+    position = reopened.position("lecture")
+    assert position is not None and position.speakers == table and position.seq == 9
+    reopened.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_memory_store() -> None:

@@ -82,12 +82,60 @@ function cueTime(seconds, separator) {
     + `${pad(Math.floor(ms / 1000) % 60)}${separator}${pad(ms % 1000, 3)}`;
 }
 
+// Speakers (protocol "Speakers"): a final keeps the label it was given (S1, S2…); the
+// newest speakers table names labels and merges them (same_as), for earlier lines too.
+
+/** The label `label` is, following merges to their end. */
+export function resolveSpeaker(table, label) {
+  const entries = new Map((table ? table.speakers : []).map((e) => [e.id, e]));
+  const seen = new Set([label]);
+  let entry = entries.get(label);
+  while (entry && entry.same_as && !seen.has(entry.same_as)) {
+    label = entry.same_as;
+    seen.add(label);
+    entry = entries.get(label);
+  }
+  return label;
+}
+
+/** What a page calls the voice `label`: its (merged) name, the final's own name, its label. */
+export function speakerName(table, label, fallback = null) {
+  const voice = resolveSpeaker(table, label);
+  const entry = (table ? table.speakers : []).find((e) => e.id === voice && e.name);
+  return entry ? entry.name : fallback || voice;
+}
+
+/** A hue per voice that stays put: S1, S2… spread by the golden angle, other labels hashed. */
+export function speakerHue(voice) {
+  const number = /^S(\d+)$/.exec(voice);
+  let n = number ? Number(number[1]) - 1 : 0;
+  if (!number) for (const c of voice) n = (n * 31 + c.charCodeAt(0)) % 997;
+  return Math.round((n * 137.508 + 210) % 360);
+}
+
 /** The finals so far, in order, and the partial after them. */
 export class Transcript {
   constructor() {
-    this.finals = [];  // {start, end, text, language, seq}; empty finals are not kept
-    this.partial = null;  // {utterance, text, stable, start}
+    this.finals = [];  // {start, end, text, language, seq, speaker, speakerName}; no empty ones
+    this.partial = null;  // {utterance, text, stable, start, speaker}
+    this.speakers = null;  // the newest speakers event: names and merges
     this.listeners = [];
+  }
+
+  /** The name to show before final `i`, or null when its voice goes on from the one before. */
+  turnAt(i) {
+    const final = this.finals[i];
+    if (!final || !final.speaker) return null;
+    const voice = resolveSpeaker(this.speakers, final.speaker);
+    const before = this.finals[i - 1];
+    if (before && before.speaker && resolveSpeaker(this.speakers, before.speaker) === voice) return null;
+    return speakerName(this.speakers, final.speaker, final.speakerName);
+  }
+
+  /** `Alice: ` where the speaker changes (files without markup), else nothing. */
+  lead(i) {
+    const name = this.turnAt(i);
+    return name ? `${name}: ` : "";
   }
 
   onChange(listener) { this.listeners.push(listener); }
@@ -98,7 +146,7 @@ export class Transcript {
   accept(event, shift = 0) {
     if (event.type === "partial") {
       this.partial = {utterance: event.utterance, text: event.text, stable: event.stable || "",
-                      start: event.start + shift};
+                      start: event.start + shift, speaker: event.speaker || null};
       this.changed("partial", this.partial);
     } else if (event.type === "final") {
       // The final replaces its partial whole: it may correct words the partial showed.
@@ -109,12 +157,16 @@ export class Transcript {
       if (!event.text) return;
       const item = {utterance: event.utterance, start: event.start + shift,
                     end: event.end + shift, text: event.text,
-                    language: event.language, seq: event.seq};
+                    language: event.language, seq: event.seq,
+                    speaker: event.speaker || null, speakerName: event.speaker_name || null};
       this.finals.push(item);
       this.changed("final", item);
     } else if (event.type === "end") {
       this.partial = null;
       this.changed("partial", null);
+    } else if (event.type === "speakers") {
+      this.speakers = event;
+      this.changed("speakers", event);
     }
   }
 
@@ -126,19 +178,29 @@ export class Transcript {
 
   text() { return this.finals.map((f) => f.text).join("\n") + (this.finals.length ? "\n" : ""); }
 
-  txt() { return this.finals.map((f) => `[${clock(f.start)}] ${f.text}`).join("\n") + "\n"; }
+  txt() {
+    return this.finals.map((f, i) => `[${clock(f.start)}] ${this.lead(i)}${f.text}`).join("\n") + "\n";
+  }
 
   srt() {
     return this.finals.map((f, i) => `${i + 1}\n${cueTime(f.start, ",")} --> `
-      + `${cueTime(f.end, ",")}\n${f.text}\n`).join("\n");
+      + `${cueTime(f.end, ",")}\n${this.lead(i)}${f.text}\n`).join("\n");
   }
 
   vtt() {
+    const escape = (text) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    // A voice span on every cue, as the server's files have: WebVTT players style by voice.
+    const body = (f) => (f.speaker
+      ? `<v ${escape(speakerName(this.speakers, f.speaker, f.speakerName))}>${escape(f.text)}` : f.text);
     return "WEBVTT\n\n" + this.finals.map((f) => `${cueTime(f.start, ".")} --> `
-      + `${cueTime(f.end, ".")}\n${f.text}\n`).join("\n");
+      + `${cueTime(f.end, ".")}\n${body(f)}\n`).join("\n");
   }
 
-  json() { return JSON.stringify({finals: this.finals}, null, 2) + "\n"; }
+  json() {
+    const out = {finals: this.finals};
+    if (this.speakers) out.speakers = this.speakers.speakers;
+    return JSON.stringify(out, null, 2) + "\n";
+  }
 }
 
 export const FORMATS = {
@@ -158,8 +220,32 @@ export function download(transcript, format, name) {
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
 
+/** Names the speaker of a final's row where the voice changes, in the voice's colour.
+ * `rename(voice, nameElement)`: where given, the name is a button that renames the voice. */
+function paintSpeaker(transcript, row, i, rename) {
+  const final = transcript.finals[i];
+  row.querySelector(".speaker")?.remove();
+  if (!final || !final.speaker) return;
+  const voice = resolveSpeaker(transcript.speakers, final.speaker);
+  row.dataset.speaker = voice;
+  row.style.setProperty("--speaker-hue", String(speakerHue(voice)));
+  row.classList.add("spoken");
+  const name = transcript.turnAt(i);
+  if (name === null) return;
+  const tag = document.createElement(rename ? "button" : "span");
+  tag.className = "speaker";
+  tag.textContent = name;
+  if (rename) {
+    tag.type = "button";
+    tag.title = `Rename ${name}`;
+    tag.addEventListener("click", () => rename(voice, tag));
+  }
+  row.querySelector(".text").before(tag, " ");
+}
+
 /** Shows a transcript in a list (finals) and a paragraph after it (the partial). */
-export function showTranscript(transcript, list, partial, {scroller = null, follow = () => true} = {}) {
+export function showTranscript(transcript, list, partial,
+                               {scroller = null, follow = () => true, rename = null} = {}) {
   transcript.onChange((what, item) => {
     const stick = follow();
     if (what === "clear") {
@@ -174,6 +260,10 @@ export function showTranscript(transcript, list, partial, {scroller = null, foll
       text.textContent = item.text;
       row.append(time, " ", text);
       list.append(row);
+      paintSpeaker(transcript, row, transcript.finals.length - 1, rename);
+    } else if (what === "speakers") {
+      // A name or a merge learned now applies to every line shown so far.
+      [...list.children].forEach((row, i) => paintSpeaker(transcript, row, i, rename));
     } else if (what === "partial") {
       partial.replaceChildren();
       if (item) {

@@ -145,6 +145,7 @@ function streamParams() {
     channel: $("channel").value.trim(),
     prompt: $("prompt").value.trim(),
     interim: $("partials").checked ? null : "false",
+    diarize: $("diarize").checked ? "true" : null,
     token: $("token").value,
   };
 }

@@ -17,7 +17,9 @@ let socket = null;
 const scroller = document.scrollingElement;
 const following = () =>
   scroller.scrollHeight - scroller.scrollTop - window.innerHeight < NEAR_BOTTOM_PX;
-showTranscript(transcript, $("finals"), $("partial"), {scroller, follow: following});
+// Whoever holds the server's token may name a voice; everyone else just reads the names.
+showTranscript(transcript, $("finals"), $("partial"),
+               {scroller, follow: following, rename: token ? renameSpeaker : null});
 transcript.onChange((what, item) => {
   $("empty").hidden = transcript.finals.length > 0 || Boolean(transcript.partial);
   if (what === "final") {
@@ -25,6 +27,51 @@ transcript.onChange((what, item) => {
     if (!following()) $("follow").hidden = false;
   }
 });
+
+function showMessage(text) {
+  $("message").hidden = false;
+  $("message").textContent = text;
+}
+
+/** An input in place of the name: Enter names the voice on the server, Escape keeps it. The
+ * server answers with a speakers event to every viewer, this one included, which shows it. */
+function renameSpeaker(voice, tag) {
+  const input = Object.assign(document.createElement("input"), {
+    className: "rename", value: tag.textContent, required: true, maxLength: 64});
+  input.setAttribute("aria-label", `New name for ${tag.textContent}`);
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    const name = input.value.trim();
+    input.replaceWith(tag);
+    if (!save || !name || name === tag.textContent) return;
+    tag.textContent = name;  // until the speakers event confirms it
+    try {
+      const response = await fetch(pageUrl(`v1/channels/${encodeURIComponent(channel)}/speakers/`
+                                            + encodeURIComponent(voice)), {
+        method: "PUT", cache: "no-store", body: JSON.stringify({name}),
+        headers: {"Content-Type": "application/json", Authorization: `Bearer ${token}`}});
+      if (!response.ok) {
+        let detail = "";
+        try { detail = (await response.json()).message || ""; } catch { /* not JSON */ }
+        showMessage(`Could not rename ${voice} (${response.status}${detail ? `: ${detail}` : ""}).`);
+        transcript.changed("speakers", transcript.speakers);  // back to the names it has
+      }
+    } catch {
+      showMessage(`Could not rename ${voice}: the server did not answer.`);
+      transcript.changed("speakers", transcript.speakers);
+    }
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); finish(true); }
+    if (event.key === "Escape") finish(false);
+  });
+  input.addEventListener("blur", () => finish(true));
+  tag.replaceWith(input);
+  input.focus();
+  input.select();
+}
 
 function setState(state, text) {
   document.body.dataset.state = state;
@@ -84,8 +131,11 @@ function connect() {
   ws.onmessage = (msg) => {
     const event = JSON.parse(msg.data);
     if (event.type === "error") { $("message").hidden = false; $("message").textContent = describeError(event); return; }
-    if (event.type !== "partial" && event.seq <= lastSeq) return;  // replayed: already shown
-    if (event.type !== "partial") lastSeq = event.seq;
+    // A speakers table replaces the last one whatever its seq: the server says it first
+    // on a (re)connect, before the finals numbered below it.
+    const ordered = event.type !== "partial" && event.type !== "speakers";
+    if (ordered && event.seq <= lastSeq) return;  // replayed: already shown
+    if (ordered) lastSeq = event.seq;
     transcript.accept(event);
     if (event.type === "partial") setState("open", `Live: ${channel}`);
     if (event.type === "end") describeChannel();
