@@ -65,7 +65,8 @@ def dbfs(audio: np.ndarray) -> float:
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    unit: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
 
 
 class _PartialEncoder:
@@ -105,7 +106,8 @@ class _PartialEncoder:
         audio = self._check(audio)
         if dbfs(audio) < SILENCE_DBFS:
             raise NoSpeakerAudio(f"audio at {dbfs(audio):.0f} dBFS is silence: no voice to embed")
-        return self._embed_clips([audio])[0]
+        embedding: np.ndarray = self._embed_clips([audio])[0]
+        return embedding
 
     def embed_windows(self, audio: np.ndarray, window_s: float,
                       hop_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +200,8 @@ class ResemblyzerEncoder(_PartialEncoder):
         for w_ih, w_hh, bias in self._layers:
             x = _lstm_layer(x, w_ih, w_hh, bias)
         weight, bias = self._linear
-        return np.maximum(x[:, -1] @ weight + bias, 0.0)
+        embeddings: np.ndarray = np.maximum(x[:, -1] @ weight + bias, 0.0)
+        return embeddings
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
