@@ -75,6 +75,7 @@ class _PartialEncoder:
     name: ClassVar[str]
     dim: ClassVar[int] = 256
     min_samples: ClassVar[int]
+    batch_clips: ClassVar[bool] = True  # one model run for many clips' partials
 
     def _partials(self, audio: np.ndarray) -> np.ndarray:
         """(k, frames, n_mels): the model's input for one clip."""
@@ -86,9 +87,12 @@ class _PartialEncoder:
 
     def _embed_clips(self, clips: list[np.ndarray]) -> np.ndarray:
         batches = [self._partials(clip) for clip in clips]
-        partials = _normalised(self._run(np.concatenate(batches)))
-        ends = np.cumsum([len(batch) for batch in batches])[:-1]
-        return _normalised(np.stack([part.mean(axis=0) for part in np.split(partials, ends)]))
+        if self.batch_clips:
+            ends = np.cumsum([len(batch) for batch in batches])[:-1]
+            runs = np.split(self._run(np.concatenate(batches)), ends)
+        else:
+            runs = [self._run(batch) for batch in batches]
+        return _normalised(np.stack([_normalised(run).mean(axis=0) for run in runs]))
 
     def _check(self, audio: np.ndarray, samples: int | None = None) -> np.ndarray:
         """`audio` as float32; `NoSpeakerAudio` if it (or a window `samples` long) is short."""
@@ -133,6 +137,9 @@ class VoicefilterEncoder(_PartialEncoder):
     WINDOW_FRAMES = 80
     STRIDE_FRAMES = 40
     LOG_FLOOR = 1e-10  # `_extract_dvec`'s, not the ONNX metadata's 1e-6
+    # The int8 graph quantizes activations with one scale per run: a window batched with
+    # other clips' would come out differently from the same window embedded alone.
+    batch_clips = False
     min_samples = VOICEFILTER_MEL.n_fft + (WINDOW_FRAMES - 1) * VOICEFILTER_MEL.hop_length
 
     def __init__(self, model: Path) -> None:
