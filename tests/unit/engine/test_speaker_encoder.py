@@ -27,9 +27,9 @@ OTHER = "arctic_aew_a0001"
 
 
 def encoder_or_skip(name: str) -> SpeakerEncoder:
-    package = ENCODERS[name][1]
-    if importlib.util.find_spec(package) is None:
-        pytest.skip(f"{package} is not installed ({ENCODERS[name][3]})")
+    source = ENCODERS[name]
+    if importlib.util.find_spec(source.package) is None:
+        pytest.skip(f"{source.package} is not installed ({source.install})")
     return load_speaker_encoder(name)
 
 
