@@ -156,3 +156,37 @@ async def test_bad_speaker_input_gets_a_clear_error_and_the_stream_goes_on(
         async with connect(f"{server.url}/v1/stream?{query}") as ws:
             error = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert error["type"] == "error" and expected in error["message"], error
+
+
+async def test_multichannel_labels_each_channel_in_time_order(server: RunningServer) -> None:
+    """A two-mic interview: each channel transcribed apart, its label the channel's."""
+    a1, a2 = read_wav("arctic_aew_a0001"), read_wav("arctic_aew_a0002")
+    b1, b2 = read_wav("arctic_axb_a0004"), read_wav("arctic_axb_a0006")
+
+    def gap(seconds: float) -> np.ndarray:
+        return np.zeros(int(seconds * 16000), np.float32)
+
+    left = np.concatenate([a1, gap(0.5 + len(b1) / 16000), a2, gap(len(b2) / 16000 + 1.5)])
+    right = np.concatenate([gap(len(a1) / 16000 + 0.3), b1, gap(0.2 + len(a2) / 16000), b2])
+    size = max(len(left), len(right))
+    stereo = np.stack([np.pad(left, (0, size - len(left))),
+                       np.pad(right, (0, size - len(right)))], axis=1)
+    pcm = (stereo * 32767).astype("<i2").tobytes()
+
+    async def name_second(ws: Any, event: dict[str, Any]) -> None:
+        if event["type"] == "final" and event.get("source_channel") == 1 \
+                and "speaker_name" not in event:
+            await ws.send(json.dumps({"type": "speaker", "id": "S2", "name": "Bob"}))
+
+    events = await run_stream(f"{server.url}/v1/stream?channels=2&multichannel=true", pcm,
+                              name_second)
+    finals = [e for e in events if e["type"] == "final" and e["text"].strip()]
+    assert [f["source_channel"] for f in finals] == [0, 1, 0, 1], finals
+    assert [f["speaker"] for f in finals] == ["S1", "S2", "S1", "S2"]
+    assert [f["utterance"] for f in events if f["type"] == "final"] == \
+        list(range(events[-1]["utterances"]))
+    starts = [f["start"] for f in finals]
+    assert starts == sorted(starts)
+    assert "glad to see you" in finals[1]["text"].lower()
+    assert any(e["type"] == "speakers" and {"id": "S2", "name": "Bob"} in e["speakers"]
+               for e in events)

@@ -17,12 +17,14 @@ class PcmConverter:
     def __init__(self, params: StreamParams) -> None:
         self._params = params
         self._dtype = np.dtype("<i2") if params.encoding == "pcm_s16le" else np.dtype("<f4")
+        # multichannel: each channel is its own speaker, kept apart as (samples, channels)
+        self._out = params.channels if params.multichannel else 1
         self._resampler = (
             None
             if params.sample_rate == MODEL_SAMPLE_RATE
             else soxr.ResampleStream(
-                params.sample_rate, MODEL_SAMPLE_RATE, 1, dtype="float32", quality="HQ"
-            )
+                params.sample_rate, MODEL_SAMPLE_RATE, self._out, dtype="float32",
+                quality="HQ")
         )
         self.non_finite_samples = 0
 
@@ -45,7 +47,9 @@ class PcmConverter:
                 self.non_finite_samples += int((~finite).sum())
                 audio = np.where(finite, audio, 0.0).astype(np.float32)
             audio = np.clip(audio, -1.0, 1.0)
-        if self._params.channels == 2:
+        if self._out > 1:
+            audio = audio.reshape(-1, self._out)
+        elif self._params.channels == 2:
             audio = audio.reshape(-1, 2).mean(axis=1, dtype=np.float32)
         if self._resampler is not None:
             audio = self._resampler.resample_chunk(audio)
@@ -53,7 +57,7 @@ class PcmConverter:
 
     def drain(self) -> np.ndarray:
         """What the resampler still holds at end of stream."""
+        empty = np.zeros((0, self._out) if self._out > 1 else 0, np.float32)
         if self._resampler is None:
-            return np.zeros(0, dtype=np.float32)
-        return np.asarray(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True),
-                          dtype=np.float32)
+            return empty
+        return np.asarray(self._resampler.resample_chunk(empty, last=True), dtype=np.float32)

@@ -141,6 +141,11 @@ class CaptionSession:
         """The index of the utterance being spoken, if one is open."""
         return None if self._open is None else self._open.index
 
+    @property
+    def in_speech(self) -> bool:
+        """The segmenter is inside an utterance."""
+        return self.segmenter.in_speech
+
     def open_span(self) -> tuple[int, int] | None:
         """The open utterance's index and first sample, if one is open."""
         return None if self._open is None else (self._open.index, self._open.start)

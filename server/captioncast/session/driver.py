@@ -18,6 +18,7 @@ from captioncast.core.decoding import DecodeRequest, DecodeResult
 from captioncast.core.policy import Action, Cancel, CaptionSession
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.protocol.events import Event
+from captioncast.session.multichannel import DualCore
 
 # What a decode came to: a result, the exception it raised, or None when it was cancelled.
 Outcome = DecodeResult | BaseException | None
@@ -83,7 +84,7 @@ class SessionDriver:
     `on_finished` is called once the session has said `end`.
     """
 
-    def __init__(self, session: CaptionSession, decodes: Decodes,
+    def __init__(self, session: CaptionSession | DualCore, decodes: Decodes,
                  on_event: Callable[[Event], None],
                  on_decoded: Callable[[DecodeRequest, DecodeResult], None] | None = None,
                  on_finished: Callable[[], None] | None = None) -> None:

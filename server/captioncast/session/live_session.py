@@ -1,14 +1,14 @@
 """A stream's life in the server, which can outlast the WebSocket that started it.
 
-A `LiveSession` owns the caption core (through its SessionDriver), its channel
-publishing and the log of its events. Connections (transport/stream.py) attach to it:
-the first one opens it; when one drops without `eos`, the session keeps decoding what
-it already received and logs what it says, for `resume_window_s`, until a reconnect
-resumes it (session/resume.py). Its life is a `State` (session/link.py).
+A `LiveSession` owns the caption core (through its SessionDriver), its channel publishing
+and the log of its events. Connections (transport/stream.py) attach to it: the first one
+opens it; when one drops without `eos`, the session keeps decoding what it already received
+and logs what it says, for `resume_window_s`, until a reconnect resumes it
+(session/resume.py). Its life is a `State` (session/link.py).
 
-It costs decoding only while it is `speaking`; when it starts speaking from idle the
-server decides what it gets (engine/capacity.py): partials and finals, finals only, or
-an `overloaded` error, its last finals and close 1013.
+It costs decoding only while it is `speaking`; when it starts speaking from idle the server
+decides what it gets (engine/capacity.py): partials and finals, finals only, or an
+`overloaded` error, its last finals and close 1013. `multichannel`: session/multichannel.py.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from captioncast.protocol.events import Event, Final, Ready
 from captioncast.session.coalesce import FrameCoalescer
 from captioncast.session.driver import ScheduledDecodes, SessionDriver
 from captioncast.session.link import Link, SessionHost, State
+from captioncast.session.multichannel import ChannelLabels, DualCore
 from captioncast.session.resume import check_resumable, replay_for
 from captioncast.session.session_log import log_session_end, log_session_start
+from captioncast.session.speaker_stage import Labelling
 from captioncast.session.timer import Timer
 from captioncast.telemetry.measures import StreamLatency
 
@@ -53,16 +55,19 @@ class LiveSession:
         self.params = params
         self.ctx = ctx
         language = params.language or options.language
-        self.core = CaptionSession(SessionConfig(
-            session_id=session_id, model=ctx.model_name,
-            language=None if language in (None, "auto") else language, task=params.task,
-            interim=params.interim, words=params.words, prompt=params.prompt,
-            resume_until=int(options.resume_window_s),
-        ), policy or options.policy)
-        diarize = options.diarize if params.diarize is None else params.diarize
-        self.speakers = ctx.speaker_rooms.stage(session_id, params.channel, self.core,
-                                                ctx.scheduler, self._publish, self.dispatch,
-                                                on=diarize or params.multichannel)
+        config = SessionConfig(
+            session_id, ctx.model_name, None if language in (None, "auto") else language,
+            params.task, params.interim, params.words, params.prompt,
+            int(options.resume_window_s))
+        if params.multichannel:
+            self.core: CaptionSession | DualCore = DualCore(
+                lambda: CaptionSession(config, policy or options.policy))
+            self.speakers: Labelling = ChannelLabels(self._publish)
+        else:
+            self.core = CaptionSession(config, policy or options.policy)
+            self.speakers = ctx.speaker_rooms.stage(
+                session_id, params.channel, self.core, ctx.scheduler, self._publish,
+                self.dispatch, on=options.diarize if params.diarize is None else params.diarize)
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
                                     on_event=self.speakers.event,
                                     on_finished=lambda: self.speakers.when_said(self._finished))
@@ -124,7 +129,7 @@ class LiveSession:
     @property
     def in_speech(self) -> bool:
         """Its segmenter is inside an utterance (what a translator may ask, not the core)."""
-        return self.core.segmenter.in_speech
+        return self.core.in_speech
 
     @property
     def open_utterance(self) -> int | None:
@@ -371,8 +376,7 @@ class LiveSession:
             self._finalize()
 
     def name_speaker(self, label: str, name: str) -> None:
-        """The speaking client names a voice (PROTOCOL.md "Speakers")."""
-        self.speakers.name(label, name)
+        self.speakers.name(label, name)  # PROTOCOL.md "Speakers"
 
     # -- events -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import time
 
 from captioncast.core.params import StreamParams
 from captioncast.core.policy import CaptionSession
+from captioncast.session.multichannel import DualCore
 from captioncast.telemetry.measures import StreamLatency
 
 log = logging.getLogger("captioncast.stream")  # where the session_start line is too
@@ -22,7 +23,7 @@ def log_session_start(session_id: str, peer: str, params: StreamParams, language
     )
 
 
-def log_session_end(session_id: str, started: float, core: CaptionSession,
+def log_session_end(session_id: str, started: float, core: CaptionSession | DualCore,
                     latency: StreamLatency, connections: int, reason: str,
                     speaker_cuts: int | None) -> None:
     finals = latency.finals
