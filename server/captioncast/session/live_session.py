@@ -55,10 +55,10 @@ class LiveSession:
         self.params = params
         self.ctx = ctx
         language = params.language or options.language
-        config = SessionConfig(
-            session_id, ctx.model_name, None if language in (None, "auto") else language,
-            params.task, params.interim, params.words, params.prompt,
-            int(options.resume_window_s))
+        config = SessionConfig(session_id, ctx.model_name, None if language in (None, "auto")
+                               else language, params.task, params.interim, params.words,
+                               params.prompt, int(options.resume_window_s))
+        self.streams = 2 if params.multichannel else 1  # admitted and counted as this many
         if params.multichannel:
             self.core: CaptionSession | DualCore = DualCore(
                 lambda: CaptionSession(config, policy or options.policy))

@@ -30,6 +30,10 @@ class Registered(Protocol):
         """It has speech to decode now, or had a moment ago (a pause between sentences)."""
 
     @property
+    def streams(self) -> int:
+        """Streams it decodes at once: 2 for a multichannel session, else 1."""
+
+    @property
     def address(self) -> str | None:
         """The host its connection came from."""
 
@@ -86,7 +90,7 @@ class SessionRegistry(Mapping[str, Registered]):
     @property
     def speaking(self) -> int:
         """Sessions that cost decoding now."""
-        return sum(1 for session in self._sessions.values() if session.speaking)
+        return sum(session.streams for session in self._sessions.values() if session.speaking)
 
     def idle_from(self, address: str | None) -> int:
         """Connected sessions from `address` that are not speaking."""

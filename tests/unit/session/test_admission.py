@@ -95,6 +95,7 @@ def test_http_refusals_of_an_overloaded_server_say_when_to_retry() -> None:
 class Session:
     session_id: str
     speaking: bool = False
+    streams: int = 1
     address: str | None = "10.0.0.1"
     token_key: str | None = None
     connected: bool = True
