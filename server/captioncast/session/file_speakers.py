@@ -18,6 +18,7 @@ import numpy as np
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.errors import NoSpeakerAudio
 from captioncast.protocol.events import Final
 from captioncast.session.speaker_stage import Embedder
 from captioncast.speakers.offline import cluster_voices
@@ -87,6 +88,9 @@ class FileSpeakers:
             if future is not None:
                 try:
                     embedding = await future
+                except NoSpeakerAudio as error:  # shorter than the encoder's window
+                    log.debug("event=speaker_too_short owner=%s utterance=%d error=%s",
+                              self.owner, utterance, error)
                 except Exception as error:  # one lost voice must not lose the transcript
                     log.warning("event=speaker_embedding_failed owner=%s error=%r",
                                 self.owner, error)
