@@ -151,7 +151,8 @@ async def test_a_bad_key_is_deepgrams_401(compat_server: RunningServer) -> None:
 
 
 @pytest.mark.parametrize(("query", "says"), [
-    ("encoding=linear16&sample_rate=16000&diarize=true", "diarize"),
+    ("encoding=linear16&sample_rate=16000&diarize=maybe", "diarize"),
+    ("encoding=linear16&sample_rate=16000&redact=pci", "redact"),
     ("encoding=opus&sample_rate=48000", "encoding"),
     ("model=nova-3", "raw audio"),
     ("encoding=linear16&sample_rate=16000&language=xx-yy-zz1", "language"),
@@ -172,7 +173,7 @@ async def test_a_parameter_we_cannot_honour_is_deepgrams_400(
     # The SDK turns the same refusal into its ApiError with the status.
     with pytest.raises(ApiError) as sdk:
         async with client_for(compat_server).listen.v1.connect(
-                model="nova-3", encoding="linear16", sample_rate=16000, diarize="true"):
+                model="nova-3", encoding="linear16", sample_rate=16000, redact="pci"):
             pass
     assert sdk.value.status_code == 400
 

@@ -26,7 +26,7 @@ from captioncast.api.translator import Port
 from captioncast.core.params import LANGUAGE_CODE, MAX_PROMPT_CHARS, StreamParams, bounded_int
 from captioncast.errors import BadControlMessage, BadRequest
 from captioncast.protocol import codes
-from captioncast.protocol.events import End, Error, Event, Final, Partial, Word
+from captioncast.protocol.events import End, Error, Event, Final, Partial, Speakers, Word
 
 # Deepgram's close frames for a stream that failed (its "WebSocket DATA & NET errors").
 DATA_ERROR = (codes.POLICY, "DATA-0000")  # the payload cannot be decoded as audio
@@ -38,17 +38,25 @@ ENCODINGS: dict[str, Callable[[bytes], bytes] | None] = {
 IGNORED = frozenset({"model", "version", "tag", "extra", "mip_opt_out", "token", "no_delay"})
 REPEATABLE = frozenset({"keyterm", "keywords", "tag", "extra"})
 # Features we do not have: refused when turned on (false is what we do anyway).
-UNSUPPORTED = frozenset({"diarize", "diarize_model", "multichannel", "redact", "search",
+UNSUPPORTED = frozenset({"diarize_model", "redact", "search",
                          "replace", "callback", "callback_method", "detect_entities",
                          "dictation", "numerals", "profanity_filter", "language_hint"})
 HONOURED = frozenset({"encoding", "sample_rate", "channels", "language", "interim_results",
                       "endpointing", "utterance_end_ms", "vad_events", "punctuate",
-                      "smart_format", "keyterm", "keywords", "filler_words"})
+                      "smart_format", "keyterm", "keywords", "filler_words", "diarize",
+                      "multichannel"})
 # Whisper leaves out "um" and "uh" unless the text it continues has them: a prompt that
 # does makes it write the fillers it hears (the best it can do; Deepgram's are promised).
 FILLER_PROMPT = "Umm, let me think like, hmm... Okay, here's what I'm, like, thinking."
 _EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
 INTERIM_CONFIDENCE = 0.0  # a partial carries no word probabilities (interim_words)
+_LABEL = re.compile(r"S([1-9][0-9]*)")
+
+
+def speaker_number(label: str | None) -> int | None:
+    """Our label as Deepgram's speaker: S1 is 0, S2 is 1 (Deepgram counts from 0)."""
+    match = _LABEL.fullmatch(label or "")
+    return None if match is None else int(match.group(1)) - 1
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,13 @@ def parse_listen_query(target: str) -> ListenOptions:
         raise BadRequest(f"keyterm and keywords together are limited to {MAX_PROMPT_CHARS} "
                          "characters")
     stream["prompt"] = prompt
+    # Absent, diarize follows the server's default; said, it is what the client asked.
+    if "diarize" in query:
+        stream["diarize"] = _flag("diarize", query["diarize"])
+    stream["multichannel"] = _flag("multichannel", query.get("multichannel", "false"))
+    if stream["multichannel"] and stream["channels"] != 2:
+        raise BadRequest("multichannel=true needs channels=2: each channel is one speaker "
+                         "here; send mono audio with diarize=true instead")
     endpointing = query.get("endpointing", "false")
     utterance_end = query.get("utterance_end_ms")
     return ListenOptions(
@@ -178,6 +193,9 @@ class DeepgramTranslator:
         self._heard: set[int] = set()  # utterances whose SpeechStarted went out
         self._finalizing = False  # a Finalize came: the next final says from_finalize
         self._failure: str | None = None  # the last error's code, for a failure's close
+        # From the latest speakers table: a label later found to be another voice. A
+        # Deepgram client knows no table, so later words say the voice's first number.
+        self._same_as: dict[str, str] = {}
 
     # -- Deepgram's messages out ------------------------------------------------------
 
@@ -186,13 +204,13 @@ class DeepgramTranslator:
         if isinstance(event, Partial | Final):
             if self.options.vad_events and event.utterance not in self._heard:
                 self._heard.add(event.utterance)
-                out.append({"type": "SpeechStarted", "channel": [0, 1],
+                out.append({"type": "SpeechStarted", "channel": self._channel(event),
                             "timestamp": round(event.start, 3)})
             out.append(self._results(event))
             if (isinstance(event, Final) and event.text and
                     self.options.utterance_end_ms is not None):
                 last = event.words[-1].end if event.words else event.end
-                out.append({"type": "UtteranceEnd", "channel": [0, 1],
+                out.append({"type": "UtteranceEnd", "channel": self._channel(event),
                             "last_word_end": round(last, 3)})
         elif isinstance(event, Error):
             self._failure = event.code
@@ -200,6 +218,8 @@ class DeepgramTranslator:
                         "description": event.message, "message": event.message})
         elif isinstance(event, End):
             out.append(self._metadata(event))
+        elif isinstance(event, Speakers):
+            self._same_as = {e.id: e.same_as for e in event.speakers if e.same_as}
         return [json.dumps(message, ensure_ascii=False) for message in out]
 
     def _results(self, event: Partial | Final) -> dict[str, Any]:
@@ -208,15 +228,17 @@ class DeepgramTranslator:
         if final:
             self._finalizing = False
         words = event.words if isinstance(event, Final) else interim_words(event)
+        speaker = self._speaker(event.speaker)  # a partial's is a guess, and may be absent
         alternative = {
             "transcript": self._transcript(event.text),
             "confidence": round(sum(w.p for w in words) / len(words), 3) if words else 0.0,
-            "words": [self._word(w) for w in words if _plain(w.word)],
+            "words": [self._word(w, self._speaker(w.speaker) if w.speaker else speaker)
+                      for w in words if _plain(w.word)],
         }
         if isinstance(event, Final) and event.language:
             alternative["languages"] = [event.language]
         return {
-            "type": "Results", "channel_index": [0, 1],
+            "type": "Results", "channel_index": self._channel(event),
             "duration": round(event.end - event.start, 3), "start": round(event.start, 3),
             "is_final": final, "speech_final": final and not from_finalize,
             "from_finalize": from_finalize,
@@ -230,12 +252,31 @@ class DeepgramTranslator:
             return text.strip()
         return " ".join(filter(None, (_plain(token) for token in text.split())))
 
+    def _channel(self, event: Partial | Final) -> list[int]:
+        """Deepgram's `[channel, channels]`: with multichannel, the channel that spoke."""
+        if (self.options.stream.multichannel and isinstance(event, Final) and
+                event.source_channel is not None):
+            return [event.source_channel, self.options.stream.channels]
+        return [0, self.options.stream.channels if self.options.stream.multichannel else 1]
+
+    def _speaker(self, label: str | None) -> int | None:
+        seen: set[str] = set()
+        while label in self._same_as and label not in seen:  # a chain of merges, no loop
+            seen.add(label)
+            label = self._same_as[label]
+        return speaker_number(label)
+
     @staticmethod
-    def _word(word: Word) -> dict[str, Any]:
+    def _word(word: Word, speaker: int | None = None) -> dict[str, Any]:
         shown = word.word.strip()
-        return {"word": _plain(shown), "start": round(word.start, 3),
-                "end": round(word.end, 3), "confidence": round(word.p, 3),
-                "punctuated_word": shown}
+        out: dict[str, Any] = {"word": _plain(shown), "start": round(word.start, 3),
+                               "end": round(word.end, 3), "confidence": round(word.p, 3),
+                               "punctuated_word": shown}
+        if speaker is not None:
+            # Deepgram's live words carry `speaker` alone: `speaker_confidence` is only
+            # in its pre-recorded answers (the SDK's live word type has no such field).
+            out["speaker"] = speaker
+        return out
 
     def _model_info(self) -> dict[str, str]:
         return {"name": self.model_name, "version": __version__, "arch": "whisper"}

@@ -11,18 +11,21 @@ from captioncast.errors import BadRequest
 from captioncast.protocol.captions import Cue, render_srt, render_vtt
 from captioncast.protocol.events import Final
 
-Format = Literal["json", "text", "srt", "vtt", "verbose_json", "ndjson"]
-FORMATS: tuple[Format, ...] = ("json", "text", "srt", "vtt", "verbose_json", "ndjson")
+Format = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json", "ndjson"]
+FORMATS: tuple[Format, ...] = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json",
+                               "ndjson")
 CONTENT_TYPES: dict[Format, str] = {
     "json": "application/json",
     "verbose_json": "application/json",
+    "diarized_json": "application/json",
     "text": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
     "ndjson": "application/x-ndjson",
 }
 # Parameters shared with /v1/stream keep its validation; raw PCM needs `encoding`.
-SHARED = ("sample_rate", "encoding", "channels", "language", "task", "prompt", "words")
+SHARED = ("sample_rate", "encoding", "channels", "language", "task", "prompt", "words",
+          "diarize")
 GRANULARITIES = ("segment", "word")
 
 
@@ -83,11 +86,23 @@ def parse_openai_form(fields: Mapping[str, list[str]]) -> TranscribeParams:
         if value not in GRANULARITIES:
             raise BadRequest(f"timestamp_granularities must be segment or word, got {value!r}")
     fmt = _format(single.get("response_format", "json"),
-                  ("json", "text", "srt", "vtt", "verbose_json"))
+                  ("json", "text", "srt", "vtt", "verbose_json", "diarized_json"))
     shared = {k: single[k] for k in ("language", "prompt") if single.get(k)}
+    if fmt == "diarized_json":  # the format is the ask, as for gpt-4o-transcribe-diarize
+        shared["diarize"] = "true"
     audio = parse_stream_params(shared)
     return TranscribeParams(audio=audio, format=fmt, words="word" in granularities,
                             openai=True)
+
+
+def openai_speaker(label: str | None) -> str:
+    """S1 as OpenAI's A, S2 as B, ..., S27 as AA: letters counted like spreadsheet columns."""
+    number = int(label[1:]) if label and label[1:].isdigit() else 1
+    letters = ""
+    while number > 0:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,8 @@ class Transcript:
             item: dict[str, Any] = {"id": i, "start": round(s.final.start, 3),
                                     "end": round(s.final.end, 3), "text": s.final.text,
                                     "language": s.final.language}
+            if s.final.speaker is not None:
+                item["speaker"] = s.final.speaker
             if words:
                 item["words"] = [w.to_dict() for w in s.final.words]
             segments.append(item)
@@ -157,6 +174,20 @@ class Transcript:
                             for s in self.spoken for w in s.final.words]
         return out
 
+    def to_openai_diarized(self) -> dict[str, Any]:
+        """OpenAI's diarized_json (gpt-4o-transcribe-diarize): speakers A, B, ... in order
+        of first appearance, as OpenAI names voices it was not told the names of."""
+        return {
+            "task": "transcribe", "duration": round(self.duration, 3), "text": self.text,
+            "segments": [
+                {"type": "transcript.text.segment", "id": f"seg_{i}",
+                 "start": round(s.final.start, 3), "end": round(s.final.end, 3),
+                 "text": s.final.text, "speaker": openai_speaker(s.final.speaker)}
+                for i, s in enumerate(self.spoken)
+            ],
+            "usage": {"type": "duration", "seconds": round(self.duration, 3)},
+        }
+
     def _cues(self) -> list[Cue]:
         # One cue a segment, its text as decoded: an answer mirrors the segments of its
         # JSON form, where a live caption file splits finals for reading.
@@ -174,6 +205,8 @@ class Transcript:
             return {"text": self.text} if params.openai else self.to_json(params.words)
         if params.format == "verbose_json":
             return self.to_openai_verbose(params.words)
+        if params.format == "diarized_json":
+            return self.to_openai_diarized()
         if params.format == "srt":
             return self.to_srt()
         if params.format == "vtt":

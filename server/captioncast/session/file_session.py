@@ -22,6 +22,7 @@ from captioncast.core.policy import CaptionSession
 from captioncast.core.transcript import Segment, TranscribeParams, Transcript
 from captioncast.protocol.events import End, Error, Event, Final
 from captioncast.session.driver import ScheduledDecodes, SessionDriver
+from captioncast.session.file_speakers import FileSpeakers
 from captioncast.session.link import SessionHost
 
 
@@ -62,27 +63,50 @@ class FileTranscription:
         self._decodes = ScheduledDecodes(ctx.scheduler, self.owner, background=True)
         self.driver = SessionDriver(self.session, self._decodes, on_event=self._event,
                                     on_decoded=self._decoded)
+        diarize = params.audio.diarize
+        self.diarize = ctx.options.diarize if diarize is None else diarize
+        self.speakers: FileSpeakers | None = None
 
     async def run(self, chunks: Iterator[np.ndarray]) -> Transcript:
         """Decode `chunks` (blocking, in a thread of its own) and transcribe them."""
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-decode")
         try:
+            if self.diarize:  # loading the encoder the first time reads its weights
+                rooms = self.ctx.speaker_rooms
+                encoder = await loop.run_in_executor(pool, lambda: rooms.encoder)
+                self.speakers = FileSpeakers(self.owner, self.ctx.scheduler, encoder,
+                                             self.session.voiced_mask,
+                                             rooms.options.roster)
             self.session.start()  # `ready` is for streams: a file's answer has none
             while (audio := await loop.run_in_executor(pool, next, chunks, None)) is not None:
+                if self.speakers is not None:
+                    self.speakers.push(audio)
                 self.driver.dispatch(self.session.feed(audio))
                 while self.driver.inflight:
                     await self._decodes.settle()
             self.driver.dispatch(self.session.eos())
             while not self.session.finished:
                 await self._decodes.settle()
+            if self.speakers is not None:
+                await self._label(self.speakers)
         finally:
             self.driver.close()
+            if self.speakers is not None:
+                self.speakers.close()
             # The generator may be mid-step in the pool: close it there, after that step.
             pool.submit(getattr(chunks, "close", lambda: None))
             pool.shutdown(wait=False)
         return Transcript(tuple(self.segments), self.session.duration,
                           task=self.params.audio.task, fixed_language=self.fixed_language)
+
+    async def _label(self, speakers: FileSpeakers) -> None:
+        """Every spoken segment's speaker, clustered over the whole file."""
+        spoken = [i for i, s in enumerate(self.segments) if s.final.text]
+        labels = await speakers.labels([self.segments[i].final.utterance for i in spoken])
+        for i, label in zip(spoken, labels, strict=True):
+            segment = self.segments[i]
+            self.segments[i] = dataclasses.replace(segment, final=segment.final.labelled(label))
 
     def _decoded(self, request: DecodeRequest, result: DecodeResult) -> None:
         if request.kind == "final":
@@ -90,6 +114,8 @@ class FileTranscription:
 
     def _event(self, event: Event) -> None:
         if isinstance(event, Final):
+            if self.speakers is not None:
+                self.speakers.final(event)
             result = self._results.pop(event.utterance, None)
             self.segments.append(Segment(
                 event,

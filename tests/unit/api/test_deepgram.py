@@ -14,7 +14,7 @@ from captioncast.api.deepgram import DeepgramTranslator, interim_words
 from captioncast.api.g711 import ULAW, g711_decoder
 from captioncast.errors import BadControlMessage, BadRequest
 from captioncast.protocol import codes
-from captioncast.protocol.events import End, Error, Final, Partial, Word
+from captioncast.protocol.events import End, Error, Final, Partial, SpeakerEntry, Speakers, Word
 from tests.support.ports import RecordingPort
 
 RAW = "/v1/listen?encoding=linear16&sample_rate=16000"
@@ -38,6 +38,12 @@ def test_listen_defaults_are_deepgrams() -> None:
     assert deepgram.parse_listen_query(RAW + "&language=multi").stream.language == "auto"
     assert deepgram.parse_listen_query(RAW + "&smart_format=true").punctuate
     assert deepgram.parse_listen_query(RAW + "&diarize=false").stream.interim is False
+    # diarize: absent follows the server's default, said is what the client asked
+    assert deepgram.parse_listen_query(RAW).stream.diarize is None
+    assert deepgram.parse_listen_query(RAW + "&diarize=false").stream.diarize is False
+    assert deepgram.parse_listen_query(RAW + "&diarize=true").stream.diarize is True
+    both = deepgram.parse_listen_query(RAW + "&multichannel=true&channels=2").stream
+    assert both.multichannel and both.channels == 2
     # filler words: Whisper writes them when the text it continues has them
     fillers = deepgram.parse_listen_query(RAW + "&filler_words=true&keyterm=gRPC")
     assert fillers.stream.prompt == f"{deepgram.FILLER_PROMPT} gRPC"
@@ -47,7 +53,9 @@ def test_listen_defaults_are_deepgrams() -> None:
 @pytest.mark.parametrize(("query", "says"), [
     ("/v1/listen", "raw audio"),
     ("/v1/listen?encoding=flac&sample_rate=16000", "encoding=flac"),
-    (RAW + "&diarize=true", "diarize"),
+    (RAW + "&diarize=maybe", "diarize"),
+    (RAW + "&multichannel=true", "channels=2"),
+    (RAW + "&diarize_model=latest", "diarize_model"),
     (RAW + "&redact=pci", "redact"),
     (RAW + "&sample_rate=16000", "twice"),
     (RAW + "&interim_results=maybe", "interim_results"),
@@ -160,3 +168,41 @@ def test_a_failure_closes_with_deepgrams_codes() -> None:
     assert translator.close(codes.POLICY, "no audio") == deepgram.NET_ERROR
     _rendered(translator, Error(4, code="bad_audio", message="not audio"))
     assert translator.close(codes.POLICY, "bad") == deepgram.DATA_ERROR
+
+
+def test_diarized_finals_number_speakers_from_zero() -> None:
+    translator = _translator("&diarize=true")
+    final = Final(5, utterance=0, start=0.0, end=1.0, text="Hello there.", language="en",
+                  words=(Word(" Hello", 0.0, 0.4, 0.9), Word(" there.", 0.5, 0.9, 0.8)))
+    first = json.loads(translator.render(final.labelled("S1"))[0])
+    words = first["channel"]["alternatives"][0]["words"]
+    assert [w["speaker"] for w in words] == [0, 0] and "speaker_confidence" not in words[0]
+    second = json.loads(translator.render(final.labelled("S2"))[0])
+    assert {w["speaker"] for w in second["channel"]["alternatives"][0]["words"]} == {1}
+    # a label found to be another voice says that voice's number from then on
+    translator.render(Speakers(6, speakers=(SpeakerEntry("S1"),
+                                            SpeakerEntry("S2", same_as="S1"))))
+    merged = json.loads(translator.render(final.labelled("S2"))[0])
+    assert {w["speaker"] for w in merged["channel"]["alternatives"][0]["words"]} == {0}
+    # an interim carries the best guess when there is one, nothing when there is none
+    guess = Partial(7, utterance=1, start=1.0, end=2.0, text="so", stable="", speaker="S2")
+    interim = json.loads(translator.render(guess)[0])["channel"]["alternatives"][0]
+    assert interim["words"][0]["speaker"] == 0  # S2 is S1 now
+    bare = Partial(8, utterance=1, start=1.0, end=2.0, text="so", stable="")
+    interim = json.loads(translator.render(bare)[0])["channel"]["alternatives"][0]
+    assert "speaker" not in interim["words"][0]
+    # undiarized finals carry no speaker
+    plain = json.loads(_translator().render(final)[0])["channel"]["alternatives"][0]
+    assert "speaker" not in plain["words"][0]
+
+
+def test_multichannel_finals_say_their_channel() -> None:
+    translator = _translator("&multichannel=true&channels=2&vad_events=true")
+    final = Final(5, utterance=0, start=0.0, end=1.0, text="Hi.", language="en",
+                  words=(Word(" Hi.", 0.0, 0.4, 0.9),))
+    rendered = [json.loads(m) for m in translator.render(final.labelled("S2", None, 1))]
+    assert rendered[0] == {**rendered[0], "type": "SpeechStarted", "channel": [1, 2]}
+    assert rendered[1]["channel_index"] == [1, 2]
+    assert rendered[1]["channel"]["alternatives"][0]["words"][0]["speaker"] == 1
+    mono = json.loads(_translator().render(final)[0])
+    assert mono["channel_index"] == [0, 1]
