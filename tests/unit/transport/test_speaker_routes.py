@@ -207,3 +207,23 @@ async def test_diarize_must_be_a_boolean(server: ScriptedServer) -> None:
         error = json.loads(await ws.recv())
     assert error["type"] == "error" and error["code"] == "bad_request"
     assert "diarize" in error["message"]
+
+
+async def test_naming_while_a_session_speaks_goes_through_that_session(
+        server: ScriptedServer) -> None:
+    url = f"{server.ws_url}/v1/stream?channel=live&diarize=true&token={TOKEN}"
+    async with connect(url) as ws:
+        for frame in speech_frames(SAME_VOICE):
+            await ws.send(frame)
+        await ws.send(json.dumps({"type": "flush"}))
+        heard = await events_until(ws, "final")
+        assert heard[-1]["speaker"] == "S1"
+        answer = await call(server, "PUT", "/v1/channels/live/speakers/S1", b'{"name":"Eve"}')
+        assert answer.status == 200, answer.body
+        # The speaking client gets the table from its own session, in its own numbering.
+        async with asyncio.timeout(DEADLINE_S):
+            while (event := json.loads(await ws.recv()))["type"] != "speakers" \
+                    or event["speakers"] != [{"id": "S1", "name": "Eve"}]:
+                pass
+        await ws.send(json.dumps({"type": "eos"}))
+        await events_until(ws, "end")
