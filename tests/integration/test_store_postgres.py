@@ -14,6 +14,7 @@ from captioncast.protocol.events import SpeakerEntry
 from captioncast.store import (
     AsyncStore,
     Mark,
+    StoredVoice,
     StoreError,
     TranscriptStore,
     WriterOptions,
@@ -99,9 +100,12 @@ def test_a_store_from_before_speakers_is_upgraded_in_place(postgres: Postgres) -
     again = open_store(url)  # a second node opening the upgraded store changes nothing
     position = again.position("lecture")
     assert position is not None and position.speakers == table
+    assert again.voices() == []  # version 3's voices table came with the upgrade
+    again.add_voice(StoredVoice("v_1", "Alice", 3.0, 2.5, b"\0" * 8))
+    assert [v.id for v in again.voices()] == ["v_1"]
     again.close()
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM captioncast_schema").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM captioncast_schema").fetchall() == [(3,)]
 
 
 def test_an_unreachable_server_is_a_clear_error_at_open() -> None:

@@ -12,6 +12,7 @@ from captioncast.store import (
     AsyncStore,
     Mark,
     StoredFinal,
+    StoredVoice,
     StoredWord,
     TranscriptStore,
     WriterOptions,
@@ -169,6 +170,20 @@ class StoreContract:
         info = store.channel("gone")
         assert info is not None and info.finals == 1
 
+    def test_an_enrolled_voice_reads_back_and_is_deleted_for_good(
+            self, make_store: MakeStore) -> None:
+        store = make_store()
+        print_ = bytes(range(256)) * 4  # 256 float32s: every byte value survives
+        alice = StoredVoice("v_a", "Alice", T0, 4.25, print_)
+        bob = StoredVoice("v_b", "Bob Ó", T0 + 1, 2.0, b"\x00\x00\x80?" * 256)
+        store.add_voice(alice)
+        store.add_voice(bob)
+        assert make_store().voices() == [alice, bob]
+        assert "embedding" not in repr(alice) and str(print_[:8]) not in repr(alice)
+        assert store.delete_voice("v_a") is True
+        assert store.delete_voice("v_a") is False
+        assert make_store().voices() == [bob]
+
     def test_the_async_facade_stores_what_it_accepts(self, make_store: MakeStore) -> None:
         async def scenario() -> None:
             async with AsyncStore(make_store()) as store:
@@ -185,6 +200,10 @@ class StoreContract:
                 assert await store.delete("s3") is True
                 assert await store.channel("s3") is None
                 assert [f.seq for f in await store.finals("lecture")] == [1]
+                await store.add_voice(StoredVoice("v_1", "Alice", T0, 3.0, b"1234"))
+                assert [v.name for v in await store.voices()] == ["Alice"]
+                assert await store.delete_voice("v_1") is True
+                assert await store.voices() == []
         asyncio.run(scenario())
 
     def test_overflow_is_refused_and_counted_never_silently_lost(

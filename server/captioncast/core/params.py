@@ -162,12 +162,17 @@ def parse_speaker_name(label: object, name: object) -> NameSpeaker:
     """A label and the name it is given, checked; BadControlMessage says what is wrong."""
     if not isinstance(label, str) or not SPEAKER_LABEL.fullmatch(label):
         raise BadControlMessage('a speaker id is a label such as "S1" from a final')
+    return NameSpeaker(label, parse_voice_name(name))
+
+
+def parse_voice_name(name: object) -> str:
+    """A speaker's name (a label's, an enrolled voice's), checked and made one line."""
     if not isinstance(name, str) or not name.strip():
         raise BadControlMessage("a speaker name is a non-empty string")
     cleaned = " ".join(name.split())  # a name is one line: no newlines into caption files
     if len(cleaned) > MAX_SPEAKER_NAME:
         raise BadControlMessage(f"a speaker name is at most {MAX_SPEAKER_NAME} characters")
-    return NameSpeaker(label, cleaned)
+    return cleaned
 
 
 def parse_message(text: str) -> ControlType | NameSpeaker:

@@ -10,6 +10,7 @@ the channel's viewers directly.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.fanout.hub import ChannelHub
 from captioncast.protocol.events import Event, SpeakerEntry, Speakers
 from captioncast.session.speaker_stage import Embedder, Labelling, SpeakerStage, Unlabelled
+from captioncast.speakers.enrollment import EnrolledVoice
 from captioncast.speakers.options import SpeakerOptions
 from captioncast.speakers.roster import KnownVoice, SpeakerRoster, UnknownSpeaker
 
@@ -35,6 +37,9 @@ class SpeakerRooms:
         self._lock = threading.Lock()
         self.hub = hub
         self.known: list[KnownVoice] = []
+        self.enrolled: dict[str, EnrolledVoice] = {}  # by id, oldest first
+        # Rosters of sessions without a channel: a deleted voiceprint leaves them too.
+        self._loose: weakref.WeakSet[SpeakerRoster] = weakref.WeakSet()
         self._rosters: OrderedDict[str, SpeakerRoster] = OrderedDict()
         self._speaking: dict[str, SpeakerStage] = {}
 
@@ -51,7 +56,9 @@ class SpeakerRooms:
 
     def roster(self, channel: str | None) -> SpeakerRoster:
         if channel is None:
-            return SpeakerRoster(self.options.roster, self.known)
+            loose = SpeakerRoster(self.options.roster, self.known)
+            self._loose.add(loose)
+            return loose
         roster = self._rosters.get(channel)
         if roster is None:
             roster = SpeakerRoster(self.options.roster, self.known)
@@ -103,7 +110,23 @@ class SpeakerRooms:
     # -- known voices ---------------------------------------------------------------------
 
     def set_known(self, voices: list[KnownVoice]) -> None:
-        """The enrolled voices (from the store): new rosters name them at once."""
+        """The enrolled voices' prints: new rosters and live ones name them from now on."""
         self.known = list(voices)
-        for roster in self._rosters.values():
+        for roster in [*self._rosters.values(), *self._loose]:
             roster.set_known(voices)
+
+    def set_enrolled(self, voices: list[EnrolledVoice]) -> None:
+        """The enrolled voices (from the store at start, or memory)."""
+        self.enrolled = {v.id: v for v in voices}
+        self.set_known([v.known() for v in self.enrolled.values()])
+
+    def enroll(self, voice: EnrolledVoice) -> None:
+        self.set_enrolled([*self.enrolled.values(), voice])
+
+    def forget(self, voice_id: str) -> bool:
+        """Drop an enrolled voice's print from here and every roster; False if unknown.
+        Names it already gave stay: a name is what was said on the captions."""
+        if voice_id not in self.enrolled:
+            return False
+        self.set_enrolled([v for v in self.enrolled.values() if v.id != voice_id])
+        return True

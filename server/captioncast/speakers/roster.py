@@ -168,7 +168,9 @@ class SpeakerRoster:
         scores = [float(k.embedding @ centroid) if k.embedding.shape == centroid.shape
                   else -1.0 for k in self.known]
         best = int(np.argmax(scores))
-        taken = {v.name for v in self.voices if v.same_as is None}
+        # A name heard here is taken; a restored label's is not: without its voiceprint it
+        # matches nobody again, so its speaker comes back as a new label that needs it.
+        taken = {v.name for v in self.voices if v.same_as is None and v.weight > 0}
         if scores[best] >= self.options.known_voice and self.known[best].name not in taken:
             voice.name = self.known[best].name
             self.version += 1

@@ -20,6 +20,7 @@ from captioncast.store.model import (
 )
 from captioncast.store.sqlite import SqliteStore
 from captioncast.store.transcript_store import TranscriptStore
+from captioncast.store.voices import StoredVoice
 from captioncast.store.writer import AsyncStore, WriterOptions
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "StoreError",
     "StoreHealth",
     "StoredFinal",
+    "StoredVoice",
     "StoredWord",
     "TranscriptStore",
     "WriterOptions",

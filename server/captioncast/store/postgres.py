@@ -12,10 +12,11 @@ from typing import Any
 
 from captioncast.store.model import StoreError
 from captioncast.store.transcript_store import SqlStore
+from captioncast.store.voices import VOICES_TABLE
 
 log = logging.getLogger("captioncast.store")
 
-SCHEMA_VERSION = 2  # 2: speakers on finals, a channel's speaker table
+SCHEMA_VERSION = 3  # 2: speakers on finals, a channel's speaker table; 3: voices
 CONNECT_TIMEOUT_S = 5  # an unreachable server fails the write, which is queued and retried
 # Every statement is bounded so that a server that stops answering fails, not hangs.
 STATEMENT_TIMEOUT_MS = 30_000
@@ -64,10 +65,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seen DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (channel_id, session)
 );
-"""
+""" + VOICES_TABLE.format(blob="BYTEA")  # version 3: enrolled voices (store/voices.py)
 
 # A store made before speakers (version 1) gains their columns; IF NOT EXISTS makes it
-# safe for two nodes, and a no-op on tables SCHEMA has just made.
+# safe for two nodes, and a no-op on tables SCHEMA has just made (as SCHEMA's own
+# `voices` table is on a version 2 store: version 3 needs nothing more).
 MIGRATION = """
 ALTER TABLE finals ADD COLUMN IF NOT EXISTS speaker TEXT,
     ADD COLUMN IF NOT EXISTS speaker_name TEXT,

@@ -14,10 +14,11 @@ from typing import Any
 
 from captioncast.store.model import Mark, StoredFinal, StoreError
 from captioncast.store.transcript_store import SqlStore
+from captioncast.store.voices import VOICES_TABLE
 
 log = logging.getLogger("captioncast.store")
 
-SCHEMA_VERSION = 2  # 2: speakers on finals, a channel's speaker table
+SCHEMA_VERSION = 3  # 2: speakers on finals, a channel's speaker table; 3: voices
 FILE_NAME = "transcripts.sqlite3"
 # A write that finds the file locked by another process waits this long, not forever.
 BUSY_TIMEOUT_S = 5.0
@@ -63,7 +64,7 @@ CREATE TABLE sessions (
     last_seen REAL NOT NULL,
     PRIMARY KEY (channel_id, session)
 ) WITHOUT ROWID;
-"""
+""" + VOICES_TABLE.format(blob="BLOB")
 
 # Schema version N-1 to N, each in the transaction that sets the version: a store made
 # before speakers gains their (nullable) columns and keeps every row it had.
@@ -75,6 +76,7 @@ ALTER TABLE finals ADD COLUMN source_channel INTEGER;
 ALTER TABLE channels ADD COLUMN speakers TEXT;
 ALTER TABLE channels ADD COLUMN speakers_seq INTEGER NOT NULL DEFAULT 0;
 """,
+    3: VOICES_TABLE.format(blob="BLOB"),  # enrolled voices (store/voices.py)
 }
 
 

@@ -26,6 +26,7 @@ from captioncast.store.model import (
     words_from_json,
     words_to_json,
 )
+from captioncast.store.voices import StoredVoice, VoiceQueries
 
 DAY_S = 86_400.0
 MAX_PAGE = 1000  # channels in one page of a listing
@@ -58,6 +59,15 @@ class TranscriptStore(Protocol):
     def delete_older_than(self, days: float, now: float | None = None) -> list[str]:
         """Remove the channels last live more than `days` ago; their names."""
 
+    def add_voice(self, voice: StoredVoice) -> None:
+        """Enroll a voice (store/voices.py)."""
+
+    def voices(self) -> list[StoredVoice]:
+        """Every enrolled voice, oldest first."""
+
+    def delete_voice(self, voice_id: str) -> bool:
+        """Remove a voice and its voiceprint for good; False if there was none."""
+
     def close(self) -> None: ...
 
 
@@ -65,7 +75,7 @@ FINAL_COLUMNS = ("seq, utterance, session, t_start, t_end, text, language, words
                  "speaker, speaker_name, source_channel")
 
 
-class SqlStore:
+class SqlStore(VoiceQueries):
     """The queries of both engines, written once with `?` placeholders and `{greatest}`."""
 
     backend = "sql"

@@ -30,6 +30,7 @@ from captioncast.store.model import (
     StoreHealth,
 )
 from captioncast.store.transcript_store import TranscriptStore
+from captioncast.store.voices import StoredVoice
 
 log = logging.getLogger("captioncast.store")
 
@@ -192,6 +193,16 @@ class AsyncStore:
     async def delete_older_than(self, days: float, now: float | None = None) -> list[str]:
         names: list[str] = await self._command(lambda: self.store.delete_older_than(days, now))
         return names
+
+    # Enrolled voices (store/voices.py): writes in queue order like a channel's delete.
+    async def add_voice(self, voice: StoredVoice) -> None:
+        await self._command(lambda: self.store.add_voice(voice))
+
+    async def delete_voice(self, voice_id: str) -> bool:
+        return bool(await self._command(lambda: self.store.delete_voice(voice_id)))
+
+    async def voices(self) -> list[StoredVoice]:
+        return await asyncio.to_thread(self.store.voices)
 
     async def _command(self, run: Callable[[], T]) -> T:
         command = _Command(run)

@@ -36,6 +36,15 @@ from captioncast.transport.pages import overlay, web_page
 from captioncast.transport.responses import HttpResponse, error_response, json_response
 from captioncast.transport.security import http_refusal, peer_host, redact
 from captioncast.transport.server_context import ServerContext
+from captioncast.transport.speaker_routes import (
+    CHANNEL_SPEAKER,
+    CHANNEL_SPEAKERS,
+    VOICE,
+    VOICES,
+    SpeakerRoutes,
+    channel_speakers,
+    list_voices,
+)
 from captioncast.transport.stream import handle_stream
 from captioncast.transport.transcript_routes import (
     CAPTION_FILE,
@@ -78,10 +87,12 @@ GETS: dict[str, GetHandler] = {
     "/metrics": metrics,
     "/overlay": overlay,
     "/v1/channels": channel_list,
+    "/v1/speakers": list_voices,  # enrolled voices (transport/speaker_routes.py)
 }
 GET_PATTERNS: tuple[tuple[re.Pattern[str], GetHandler], ...] = (
     (CAPTION_FILE, caption_file),
     (OUTPUTS_PATH, list_outputs),
+    (CHANNEL_SPEAKERS, channel_speakers),
     (TRANSCRIPT, transcript),
 )
 # Through h11 (transport/http_front.py), after its origin and token checks.
@@ -111,11 +122,15 @@ class Routes:
         self.posts: dict[str, PostHandler] = transcribe.routes()
         assert tuple(self.posts) == POSTS
         outputs = OutputRoutes(ctx)
+        speakers = SpeakerRoutes(ctx)
         # Paths with names in them, other methods than GET: (pattern, method, handler).
         self.pattern_routes: tuple[tuple[re.Pattern[str], str, PostHandler], ...] = (
             (OUTPUTS_PATH, "POST", outputs.add),
             (OUTPUT_PATH, "DELETE", outputs.remove),
             (HF_PATH, "POST", HuggingFaceRoute(transcribe)),  # transport/huggingface.py
+            (CHANNEL_SPEAKER, "PUT", speakers.name),  # transport/speaker_routes.py
+            (VOICES, "POST", speakers.enroll),
+            (VOICE, "DELETE", speakers.forget),
         )
 
     def install(self, front: HttpFront) -> None:

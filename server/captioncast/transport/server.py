@@ -30,6 +30,7 @@ from captioncast.transport.security import answered_protocol, ssl_context
 from captioncast.transport.server_context import ServerContext
 from captioncast.transport.shutdown import drain, signal_stop
 from captioncast.transport.sniff import SNIFF_TIMEOUT_S
+from captioncast.transport.speaker_routes import load_voices
 
 if TYPE_CHECKING:
     from captioncast.engine.models import DevicePlan
@@ -160,6 +161,7 @@ async def run_server(options: ServerOptions, decoder: Decoder | None = None,
         ):
             if archive is not None:  # closed after the drain: the last finals are written
                 ctx.attach_store(await bridges.enter_async_context(archive))
+                await load_voices(ctx)  # enrolled voices name speakers from the start
             if options.mqtt is not None:
                 ctx.attach_bus(await bridges.enter_async_context(
                     MqttBridge(options.mqtt, ctx.channels, options.port)))

@@ -30,7 +30,6 @@ from captioncast.protocol.captions import (
 from captioncast.protocol.events import Final, Speakers
 from captioncast.store import ChannelInfo, StoredFinal, StoreError
 from captioncast.store.transcript_store import MAX_PAGE
-from captioncast.transport.channel_entries import channel_state, live_first
 from captioncast.transport.http_exchange import HttpRequest
 from captioncast.transport.responses import (
     HttpResponse,
@@ -47,6 +46,18 @@ FORMATS = {
     "json": "application/json", "txt": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8", "vtt": "text/vtt; charset=utf-8",
 }
+
+
+def channel_state(live: bool, last_active: float | None) -> str:
+    """What `GET /v1/channels` says of a channel: `live` (a speaker now, here or on another
+    node), `ended` (one spoke, none speaks now), or `new` (outputs set up for it, nobody
+    has spoken yet). Viewers waiting on a name never make it a channel."""
+    return "live" if live else "ended" if last_active is not None else "new"
+
+
+def live_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Live channels first, each part by name (pages are ranges of names: `after`)."""
+    return sorted(entries, key=lambda e: (e["state"] != "live", e["channel"]))
 
 
 def _query(request: Request) -> dict[str, str]:

@@ -20,6 +20,7 @@ from captioncast.store import (
     AsyncStore,
     Mark,
     SqliteStore,
+    StoredVoice,
     StoreError,
     WriterOptions,
     open_store,
@@ -95,6 +96,10 @@ def test_a_store_from_before_speakers_is_upgraded_in_place(tmp_path: Path) -> No
     assert [f.speaker for f in reopened.finals("lecture")] == [None, "S1"]
     position = reopened.position("lecture")
     assert position is not None and position.speakers == table and position.seq == 9
+    # Version 3's voices table came with the upgrade.
+    assert reopened.voices() == []
+    reopened.add_voice(StoredVoice("v_1", "Alice", 3.0, 2.5, b"\0" * 8))
+    assert [v.id for v in reopened.voices()] == ["v_1"]
     reopened.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
