@@ -22,7 +22,8 @@ CONTENT_TYPES: dict[Format, str] = {
     "ndjson": "application/x-ndjson",
 }
 # Parameters shared with /v1/stream keep its validation; raw PCM needs `encoding`.
-SHARED = ("sample_rate", "encoding", "channels", "language", "task", "prompt", "words")
+SHARED = ("sample_rate", "encoding", "channels", "language", "task", "prompt", "words",
+          "profanity_filter")
 GRANULARITIES = ("segment", "word")
 
 

@@ -37,6 +37,7 @@ from captioncast.session.session_log import log_session_end, log_session_start
 from captioncast.session.speaker_stage import Labelling
 from captioncast.session.timer import Timer
 from captioncast.telemetry.measures import StreamLatency
+from captioncast.text.profanity import masking
 
 log = logging.getLogger("captioncast.stream")
 
@@ -57,8 +58,7 @@ class LiveSession:
         language = params.language or options.language
         config = SessionConfig(
             session_id, ctx.model_name, None if language in (None, "auto") else language,
-            params.task, params.interim, params.words, params.prompt,
-            int(options.resume_window_s))
+            params.task, params.interim, params.words, params.prompt, int(options.resume_window_s))
         if params.multichannel:
             self.core: CaptionSession | DualCore = DualCore(
                 lambda: CaptionSession(config, policy or options.policy))
@@ -69,7 +69,8 @@ class LiveSession:
                 session_id, params.channel, self.core, ctx.scheduler, self._publish,
                 self.dispatch, on=options.diarize if params.diarize is None else params.diarize)
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
-                                    on_event=self.speakers.event,
+                                    on_event=masking(self.speakers.event, options.profanity,
+                                                     params.profanity_filter, params.channel),
                                     on_finished=lambda: self.speakers.when_said(self._finished))
         self.converter = PcmConverter(params)
         # Tiny frames are batched before conversion (session/coalesce.py); what it holds
@@ -305,8 +306,7 @@ class LiveSession:
             self.ctx.channels.detach_speaker(self.params.channel, self.session_id,
                                              self.core.duration)
         log_session_end(self.session_id, self.started, self.core, self.latency,
-                        self.connections, self.reason,
-                        self.speakers.cuts)
+                        self.connections, self.reason, self.speakers.cuts)
         if self.link is None and self._eos and self.core.finished:
             self._keep_for_replay()
         elif self.link is None:
