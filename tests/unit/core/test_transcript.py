@@ -18,3 +18,8 @@ def test_plain_text_is_text_or_txt_on_both_file_routes(name: str) -> None:
 def test_an_unknown_format_names_both_spellings() -> None:
     with pytest.raises(BadRequest, match=r"json, text \(or txt\), srt, vtt, ndjson, got 'docx'"):
         parse_transcribe_query({"format": "docx"})
+
+
+def test_a_file_asks_for_the_profanity_filter_as_a_stream_does() -> None:
+    assert parse_transcribe_query({"profanity_filter": "true"}).audio.profanity_filter
+    assert parse_transcribe_query({}).audio.profanity_filter is None
