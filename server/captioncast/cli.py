@@ -111,6 +111,11 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     serve.add_argument("--diarize", action=env.Flag, **environment.option("DIARIZE", False),
                        help="label every final with who spoke (S1, S2, ...) unless a stream "
                             "says diarize=false; see PROTOCOL.md, Speakers")
+    serve.add_argument("--profanity-filter", action=env.Flag,
+                       **environment.option("PROFANITY_FILTER", False),
+                       help="mask profanity (****) in every stream's and file's captions "
+                            "unless it says profanity_filter=false; per channel: --set "
+                            "profanity.channels=NAME,...; see README: Profanity filter")
     serve.add_argument("--max-upload-mb", **environment.option("MAX_UPLOAD_MB", "1024"),
                        help="largest file POST /v1/transcribe accepts (413 past it)")
     serve.add_argument("--model-cache", **environment.option("MODEL_CACHE"),

@@ -37,7 +37,7 @@ FLAGGED: Mapping[str, str] = {
     "server.cpu_threads": "--cpu-threads", "server.decode_workers": "--decode-workers",
     "server.decode_batch": "--decode-batch",
     "server.language": "--language", "server.max_sessions": "--max-sessions",
-    "server.diarize": "--diarize",
+    "server.diarize": "--diarize", "profanity.on": "--profanity-filter",
     "server.idle_timeout_s": "--idle-timeout-s", "server.send_timeout_s": "--send-timeout-s",
     "server.resume_window_s": "--resume-window-s", "server.max_session_s": "--max-session-s",
     "server.model_cache": "--model-cache", "server.ping_interval_s": "--ping-interval-s",
@@ -135,6 +135,7 @@ def from_arguments(args: argparse.Namespace) -> ServerOptions:
         StoreOptions,
         TranscribeOptions,
     )
+    from captioncast.text.profanity import ProfanityOptions
     from captioncast.transport.security import SecurityOptions, tokens_from
 
     mqtt = None if not args.mqtt else MqttOptions.from_url(
@@ -159,6 +160,7 @@ def from_arguments(args: argparse.Namespace) -> ServerOptions:
         decode_workers=args.decode_workers, decode_batch=args.decode_batch,
         capacity=CapacityOptions(max_load=max(0.0, args.max_load)),
         language=args.language, max_sessions=args.max_sessions, diarize=args.diarize,
+        profanity=ProfanityOptions(on=args.profanity_filter),
         resume_window_s=max(0.0, args.resume_window_s),
         max_session_s=args.max_session_s if args.max_session_s else None,
         model_cache=args.model_cache, mqtt=mqtt,

@@ -120,7 +120,7 @@ VARIABLES: Mapping[str, Callable[[str], Any] | None] = {
     "COMPUTE_TYPE": str, "DECODE_WORKERS": non_negative_int,
     "DECODE_BATCH": non_negative_int, "CPU_THREADS": non_negative_int,
     "MAX_SESSIONS": positive, "MAX_LOAD": share, "MAX_UPLOAD_MB": positive, "MODEL_CACHE": Path,
-    "ALLOCATOR": allocator, "DIARIZE": flag,
+    "ALLOCATOR": allocator, "DIARIZE": flag, "PROFANITY_FILTER": flag,
     "LOG_LEVEL": log_level, "RESUME_WINDOW_S": seconds, "MAX_SESSION_S": seconds,
     "CHANNEL_HISTORY": positive, "VIEWER_BACKLOG": positive,
     "MQTT": str, "MQTT_PREFIX": str, "MQTT_USERNAME": str, "MQTT_PASSWORD": str,

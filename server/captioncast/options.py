@@ -23,6 +23,7 @@ from captioncast.fanout.archive import StoreOptions as StoreOptions
 from captioncast.fanout.mqtt import MqttOptions
 from captioncast.fanout.output_sink import OutputOptions as OutputOptions
 from captioncast.speakers.options import SpeakerOptions
+from captioncast.text.profanity import ProfanityOptions
 from captioncast.transport.security import SecurityOptions
 
 
@@ -84,6 +85,8 @@ class ServerOptions:
     write_limit: int = 32 * 1024  # bytes buffered per connection before a send waits
     diarize: bool = False  # label finals with who spoke when a stream does not say
     speakers: SpeakerOptions = field(default_factory=SpeakerOptions)
+    # Masked captions when a stream or file does not say (profanity_filter=).
+    profanity: ProfanityOptions = field(default_factory=ProfanityOptions)
 
     @property
     def decoder_options(self) -> DecodeOptions:

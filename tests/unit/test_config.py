@@ -107,3 +107,18 @@ def test_the_lists_read_beside_flags_come_from_the_same_environment(tmp_path: Pa
                         environ).security
     assert security.tokens == ("flag", "from-file", "a", "b")
     assert security.allowed_origins == ("https://x.example", "https://studio.example")
+
+
+def test_the_profanity_filter_by_flag_variable_and_channel_settings(tmp_path: Path) -> None:
+    assert not _options([]).profanity.on
+    assert _options(["--profanity-filter"]).profanity.on
+    assert _options([], {"CAPTIONCAST_PROFANITY_FILTER": "yes"}).profanity.on
+    options = _options(["--set", "profanity.channels=kids, family",
+                        "--set", "profanity.words=heck"])
+    assert options.profanity.channels == ("kids", "family")
+    assert options.profanity.words == ("heck",)
+    toml = tmp_path / "captioncast.toml"
+    toml.write_text('[profanity]\nchannels = ["kids"]\n')
+    assert _options(["--config", str(toml)]).profanity.channels == ("kids",)
+    with pytest.raises(config.ConfigError, match="--profanity-filter"):
+        _options(["--set", "profanity.on=true"])

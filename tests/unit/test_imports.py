@@ -119,8 +119,9 @@ ALLOWED = {
     "telemetry": {"telemetry", "engine", "core", "protocol"},
     "fanout": {"fanout", "core", "protocol", "store", "outputs", "errors"},
     "speakers": {"speakers", "core", "protocol", "errors"},
+    "text": {"text", "core", "protocol", "errors"},  # pure, as core is
     "session": {"session", "core", "engine", "protocol", "fanout", "telemetry", "errors",
-                "options", "speakers"},
+                "options", "speakers", "text"},
     "api": {"api", "core", "protocol", "errors", "__init__"},
 }
 

@@ -40,15 +40,16 @@ REPEATABLE = frozenset({"keyterm", "keywords", "tag", "extra"})
 # Features we do not have: refused when turned on (false is what we do anyway).
 UNSUPPORTED = frozenset({"diarize_model", "redact", "search",
                          "replace", "callback", "callback_method", "detect_entities",
-                         "dictation", "numerals", "profanity_filter", "language_hint"})
+                         "dictation", "numerals", "language_hint"})
 HONOURED = frozenset({"encoding", "sample_rate", "channels", "language", "interim_results",
                       "endpointing", "utterance_end_ms", "vad_events", "punctuate",
                       "smart_format", "keyterm", "keywords", "filler_words", "diarize",
-                      "multichannel"})
+                      "multichannel", "profanity_filter"})
 # Whisper leaves out "um" and "uh" unless the text it continues has them: a prompt that
 # does makes it write the fillers it hears (the best it can do; Deepgram's are promised).
 FILLER_PROMPT = "Umm, let me think like, hmm... Okay, here's what I'm, like, thinking."
-_EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
+# A masked word (profanity_filter: `****`) is a word, as in Deepgram's transcripts.
+_EDGE_PUNCTUATION = re.compile(r"^[^\w'*]+|[^\w'*]+$")
 INTERIM_CONFIDENCE = 0.0  # a partial carries no word probabilities (interim_words)
 _LABEL = re.compile(r"S([1-9][0-9]*)")
 
@@ -133,6 +134,8 @@ def parse_listen_query(target: str) -> ListenOptions:
     if stream["multichannel"] and stream["channels"] != 2:
         raise BadRequest("multichannel=true needs channels=2: each channel is one speaker "
                          "here; send mono audio with diarize=true instead")
+    if "profanity_filter" in query:  # else the server's default, as on /v1/stream
+        stream["profanity_filter"] = _flag("profanity_filter", query["profanity_filter"])
     endpointing = query.get("endpointing", "false")
     utterance_end = query.get("utterance_end_ms")
     return ListenOptions(

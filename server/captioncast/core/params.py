@@ -25,6 +25,7 @@ KNOWN = frozenset(
     {
         "sample_rate", "encoding", "channels", "language", "task", "channel",
         "interim", "words", "prompt", "resume", "since", "token", "diarize", "multichannel",
+        "profanity_filter",
     }
 )
 
@@ -44,6 +45,7 @@ class StreamParams:
     since: int = 0
     diarize: bool | None = None  # None: the server's default
     multichannel: bool = False  # two channels, each its own speaker, transcribed apart
+    profanity_filter: bool | None = None  # None: the server's default (text/profanity.py)
 
     @property
     def bytes_per_frame(self) -> int:
@@ -113,7 +115,7 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
         kwargs["resume"] = query["resume"]
     if "since" in query:
         kwargs["since"] = bounded_int("since", query["since"], 0, 2**53)
-    for flag in ("diarize", "multichannel"):
+    for flag in ("diarize", "multichannel", "profanity_filter"):
         if flag in query:
             kwargs[flag] = _bool(flag, query[flag])
     if kwargs.get("multichannel") and kwargs.get("channels", 1) != 2:

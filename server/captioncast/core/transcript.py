@@ -25,7 +25,7 @@ CONTENT_TYPES: dict[Format, str] = {
 }
 # Parameters shared with /v1/stream keep its validation; raw PCM needs `encoding`.
 SHARED = ("sample_rate", "encoding", "channels", "language", "task", "prompt", "words",
-          "diarize")
+          "diarize", "profanity_filter")
 GRANULARITIES = ("segment", "word")
 
 

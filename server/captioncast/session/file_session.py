@@ -24,6 +24,7 @@ from captioncast.protocol.events import End, Error, Event, Final
 from captioncast.session.driver import ScheduledDecodes, SessionDriver
 from captioncast.session.file_speakers import FileSpeakers
 from captioncast.session.link import SessionHost
+from captioncast.text.profanity import masking
 
 
 def file_policy(policy: PolicyOptions) -> PolicyOptions:
@@ -61,8 +62,9 @@ class FileTranscription:
         self.errors: list[Error] = []
         self._results: dict[int, DecodeResult] = {}  # utterance -> its final decode
         self._decodes = ScheduledDecodes(ctx.scheduler, self.owner, background=True)
-        self.driver = SessionDriver(self.session, self._decodes, on_event=self._event,
-                                    on_decoded=self._decoded)
+        self.driver = SessionDriver(
+            self.session, self._decodes, on_decoded=self._decoded,
+            on_event=masking(self._event, ctx.options.profanity, params.audio.profanity_filter))
         diarize = params.audio.diarize
         self.diarize = ctx.options.diarize if diarize is None else diarize
         self.speakers: FileSpeakers | None = None

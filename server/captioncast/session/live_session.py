@@ -37,6 +37,7 @@ from captioncast.session.session_log import log_session_end, log_session_start
 from captioncast.session.speaker_stage import Labelling
 from captioncast.session.timer import Timer
 from captioncast.telemetry.measures import StreamLatency
+from captioncast.text.profanity import masking
 
 log = logging.getLogger("captioncast.stream")
 
@@ -69,11 +70,11 @@ class LiveSession:
                 session_id, params.channel, self.core, ctx.scheduler, self._publish,
                 self.dispatch, on=options.diarize if params.diarize is None else params.diarize)
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
-                                    on_event=self.speakers.event,
+                                    on_event=masking(self.speakers.event, options.profanity,
+                                                     params.profanity_filter, params.channel),
                                     on_finished=lambda: self.speakers.when_said(self._finished))
         self.converter = PcmConverter(params)
-        # Tiny frames are batched before conversion (session/coalesce.py); what it holds
-        # counts as received, and it outlives a dropped connection with the session.
+        # Tiny frames are batched (session/coalesce.py): held, received, kept across drops.
         self._pending = FrameCoalescer(params.sample_rate * params.bytes_per_frame)
         self.events = EventLog(options.replay_events)
         self.latency = StreamLatency(ctx.telemetry)
@@ -305,8 +306,7 @@ class LiveSession:
             self.ctx.channels.detach_speaker(self.params.channel, self.session_id,
                                              self.core.duration)
         log_session_end(self.session_id, self.started, self.core, self.latency,
-                        self.connections, self.reason,
-                        self.speakers.cuts)
+                        self.connections, self.reason, self.speakers.cuts)
         if self.link is None and self._eos and self.core.finished:
             self._keep_for_replay()
         elif self.link is None:

@@ -150,6 +150,24 @@ def test_results_in_deepgrams_shape_plain_or_punctuated() -> None:
     assert results["channel"]["alternatives"][0]["transcript"] == "Hello, World."
 
 
+def test_profanity_filter_is_the_streams_and_masked_words_render_as_deepgrams() -> None:
+    assert deepgram.parse_listen_query(RAW + "&profanity_filter=true").stream.profanity_filter
+    assert deepgram.parse_listen_query(RAW + "&profanity_filter=False").stream \
+        .profanity_filter is False
+    assert deepgram.parse_listen_query(RAW).stream.profanity_filter is None  # server's default
+    # The session masks (text/profanity.py); a masked word is a word in Deepgram's shape.
+    words = (Word(" ****,", 0.5, 0.9, 0.9), Word(" World.", 1.0, 1.4, 0.7))
+    masked = Final(2, utterance=0, start=0.5, end=1.5, text="****, World.", language="en",
+                   words=words)
+    alternative = _rendered(_translator(), masked)[0]["channel"]["alternatives"][0]
+    assert alternative["transcript"] == "**** world"
+    assert [w["word"] for w in alternative["words"]] == ["****", "world"]
+    assert [w["punctuated_word"] for w in alternative["words"]] == ["****,", "World."]
+    partial = Partial(1, utterance=0, start=0.5, end=1.0, text="oh ****", stable="oh")
+    interim = _rendered(_translator("&interim_results=true"), partial)[0]
+    assert interim["channel"]["alternatives"][0]["transcript"] == "oh ****"
+
+
 def test_vad_events_and_utterance_end_around_the_results() -> None:
     translator = _translator("&vad_events=true&utterance_end_ms=1000&interim_results=true")
     partial = Partial(1, utterance=0, start=0.5, end=1.0, text="Hello", stable="")

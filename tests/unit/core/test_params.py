@@ -74,3 +74,11 @@ def test_a_long_text_frame_is_not_a_control_message_and_is_not_echoed() -> None:
     with pytest.raises(BadControlMessage) as caught:
         parse_control('{"type":"' + "y" * 1000 + '"}')
     assert len(caught.value.message) < 120
+
+
+def test_profanity_filter_is_the_streams_say_or_the_servers_default() -> None:
+    assert parse_stream_params({}).profanity_filter is None
+    assert parse_stream_params({"profanity_filter": "true"}).profanity_filter is True
+    assert parse_stream_params({"profanity_filter": "false"}).profanity_filter is False
+    with pytest.raises(BadRequest, match="profanity_filter"):
+        parse_stream_params({"profanity_filter": "mild"})

@@ -70,3 +70,8 @@ def test_native_json_carries_speakers_on_segments_and_words() -> None:
     ("S1", "A"), ("S2", "B"), ("S26", "Z"), ("S27", "AA"), (None, "A")])
 def test_openai_speakers_are_letters(label: str | None, letters: str) -> None:
     assert openai_speaker(label) == letters
+
+
+def test_a_file_asks_for_the_profanity_filter_as_a_stream_does() -> None:
+    assert parse_transcribe_query({"profanity_filter": "true"}).audio.profanity_filter
+    assert parse_transcribe_query({}).audio.profanity_filter is None

@@ -1,0 +1,1 @@
+"""Pure text transforms applied to what a session says (the profanity filter)."""
