@@ -12,9 +12,10 @@ last 8 s, or left-pad with zeros to 8 s (so the end of speech always sits at the
 edge of the window), normalise the waveform to zero mean and unit variance (transformers'
 `do_normalize=True`, over the padded 8 s), then Whisper's log-mel (n_fft 400, Hann,
 hop 160, 80 Slaney mel bins, log10 clamped to max - 8, (x + 4) / 4, the last frame
-dropped): faster-whisper's `FeatureExtractor`, which matches pipecat's vendored numpy
-copy to within 6e-6 (float32 against float64; bench/RESULTS.md, "Turn-taking").
-pipecat calls a turn complete above 0.5.
+dropped), in float64 as pipecat's numpy copy of transformers' extractor computes it,
+with faster-whisper's mel filterbank: the same features as pipecat's to 1e-6 or better
+and the same probabilities (bench/turn_bench.py checks both). pipecat calls a turn
+complete above 0.5.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import functools
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from captioncast.errors import ModelError
 
@@ -32,7 +33,9 @@ SAMPLE_RATE = 16000
 WINDOW_S = 8  # the model's input: the last 8 s of the turn
 WINDOW_SAMPLES = WINDOW_S * SAMPLE_RATE
 N_MELS = 80
-N_FRAMES = WINDOW_SAMPLES // 160  # 800
+N_FFT = 400
+HOP = 160
+N_FRAMES = WINDOW_SAMPLES // HOP  # 800
 THRESHOLD = 0.5  # pipecat's: above it, the turn is complete
 # Quieter than this over the window is no voice: nobody is mid-sentence. Digital silence
 # would otherwise go through the normalisation's epsilon into features of nothing.
@@ -51,20 +54,31 @@ def turn_features(audio: np.ndarray) -> np.ndarray:
     window[WINDOW_SAMPLES - len(audio):] = audio  # left-padded: speech ends at the right edge
     # In float32, as transformers normalises the padded float32 buffer.
     window = (window - window.mean()) / np.sqrt(window.var() + _NORM_EPS)
-    # padding=0: the window is already 8 s; the extractor's stft centres with reflection
-    # and drops the last of its 801 frames, as Whisper's does.
-    features: np.ndarray = _extractor()(window, padding=0)
-    return features.astype(np.float32)
+    # The spectrogram in float64, as transformers' (and pipecat's copy) computes it:
+    # faster-whisper's FeatureExtractor does the same steps in float32, and the int8
+    # graph quantizes its activations per run, so a 5e-6 difference in the features
+    # moved 5 of 118 probabilities of our set by 0.01 to 0.07.
+    padded = np.pad(window.astype(np.float64), N_FFT // 2, mode="reflect")  # centred frames
+    frames = sliding_window_view(padded, N_FFT)[::HOP]  # (801, 400)
+    power = np.abs(np.fft.rfft(frames * _hann(), axis=-1)) ** 2
+    log_mel = np.log10(np.maximum(_mel_filters() @ power.T, 1e-10))[:, :-1]  # Whisper drops
+    log_mel = np.maximum(log_mel, log_mel.max() - 8.0)  # the last frame; 80 dB of range
+    features: np.ndarray = ((log_mel + 4.0) / 4.0).astype(np.float32)
+    return features
 
 
 @functools.cache
-def _extractor() -> Any:
-    # One filterbank for every call (built twice at worst, by two first callers at once);
-    # the extractor keeps no state between calls.
+def _mel_filters() -> np.ndarray:
+    """(80, 201) float64: Whisper's Slaney mel filterbank (faster-whisper's, uncast)."""
     from faster_whisper.feature_extractor import FeatureExtractor
 
-    return FeatureExtractor(feature_size=N_MELS, sampling_rate=SAMPLE_RATE, hop_length=160,
-                            chunk_length=WINDOW_S, n_fft=400)
+    filters: np.ndarray = FeatureExtractor.get_mel_filters(SAMPLE_RATE, N_FFT, n_mels=N_MELS)
+    return filters
+
+
+@functools.cache
+def _hann() -> np.ndarray:
+    return np.hanning(N_FFT + 1)[:-1]  # periodic, as torch.hann_window
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:
@@ -113,16 +127,13 @@ class TurnModel:
         audio = _mono(audio)[-WINDOW_SAMPLES:]
         if _silent(audio):
             return 1.0
-        return float(self.complete_probabilities([audio])[0])
+        return self.score_features(turn_features(audio))
 
-    def complete_probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
-        """(n,) probabilities of many turns in one model run (a bench's batch); no
-        silence rule here: each clip goes to the model as it is."""
-        batch = np.stack([turn_features(clip) for clip in clips])
-        (logits,) = self._session.run(["logits"], {"input_features": batch})
+    def score_features(self, features: np.ndarray) -> float:
+        """P(complete) of `turn_features`' (80, 800) output, the model alone."""
+        (probability,) = self._session.run(["logits"], {"input_features": features[None]})
         # The graph ends in a sigmoid although its output is named "logits".
-        probabilities: np.ndarray = np.asarray(logits, dtype=np.float32).reshape(-1)
-        return probabilities
+        return float(np.asarray(probability).reshape(-1)[0])
 
 
 def turn_model_path() -> Path | None:
