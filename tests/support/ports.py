@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from captioncast.core.params import Configure
 from captioncast.errors import CaptioncastError
 
 
@@ -20,6 +21,12 @@ class RecordingPort:
 
     def control(self, kind: str) -> None:
         self.calls.append(("control", kind))
+
+    def name_speaker(self, label: str, name: str) -> None:
+        self.calls.append(("name_speaker", (label, name)))
+
+    def configure(self, change: Configure) -> None:
+        self.calls.append(("configure", change))
 
     def report(self, error: CaptioncastError) -> None:
         self.calls.append(("report", error))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from captioncast.api.translator import Port
-from captioncast.core.params import NameSpeaker, parse_message
+from captioncast.core.params import Configure, NameSpeaker, parse_message
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.events import Event
 
@@ -24,6 +24,8 @@ class NativeTranslator:
             parsed = parse_message(message)
             if isinstance(parsed, NameSpeaker):
                 port.name_speaker(parsed.id, parsed.name)
+            elif isinstance(parsed, Configure):
+                port.configure(parsed)
             else:
                 port.control(parsed)
         except CaptioncastError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from captioncast.core.params import Configure
 from captioncast.errors import CaptioncastError
 from captioncast.protocol.events import Event
 
@@ -27,6 +28,9 @@ class Port(Protocol):
     def name_speaker(self, label: str, name: str) -> None:
         """Give the voice `label` a name (PROTOCOL.md "Speakers"); UnknownSpeaker if the
         session has no such label."""
+
+    def configure(self, change: Configure) -> None:
+        """New settings mid-stream; BadControlMessage when they cannot apply here."""
 
     def report(self, error: CaptioncastError) -> None:
         """A non-fatal error: said as the session's own error event."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -25,9 +26,45 @@ KNOWN = frozenset(
     {
         "sample_rate", "encoding", "channels", "language", "task", "channel",
         "interim", "words", "prompt", "resume", "since", "token", "diarize", "multichannel",
-        "profanity_filter",
+        "profanity_filter", "turns", "eot_threshold", "eager_eot_threshold", "eot_timeout_ms",
     }
 )
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """When a speaker's turn is over (Deepgram Flux's names and defaults): the turn model
+    must be this sure at a pause, or the silence last this long."""
+
+    eot_threshold: float = 0.7
+    eager_eot_threshold: float | None = None  # None: no eager end of turn
+    eot_timeout_ms: int = 5000
+
+    def changed(self, values: dict[str, object]) -> TurnSettings:
+        """These settings with a client's new values (query or configure), checked."""
+        out = self
+        if "eot_threshold" in values:
+            out = dataclasses.replace(
+                out, eot_threshold=_number("eot_threshold", values["eot_threshold"], 0.3, 0.9))
+        if "eager_eot_threshold" in values:
+            out = dataclasses.replace(out, eager_eot_threshold=_number(
+                "eager_eot_threshold", values["eager_eot_threshold"], 0.3, 0.9))
+        if "eot_timeout_ms" in values:
+            timeout = int(_number("eot_timeout_ms", values["eot_timeout_ms"], 500, 10000))
+            out = dataclasses.replace(out, eot_timeout_ms=timeout)
+        if out.eager_eot_threshold is not None and out.eager_eot_threshold > out.eot_threshold:
+            raise BadRequest("eager_eot_threshold must not be above eot_threshold")
+        return out
+
+
+def _number(name: str, value: object, low: float, high: float) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a number, got {str(value)[:40]!r}") from None
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be between {low:g} and {high:g}, got {number:g}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -46,6 +83,7 @@ class StreamParams:
     diarize: bool | None = None  # None: the server's default
     multichannel: bool = False  # two channels, each its own speaker, transcribed apart
     profanity_filter: bool | None = None  # None: the server's default (text/profanity.py)
+    turns: TurnSettings | None = None  # None: no speech_started or turn events
 
     @property
     def bytes_per_frame(self) -> int:
@@ -121,6 +159,10 @@ def parse_stream_params(query: Mapping[str, str]) -> StreamParams:
     if kwargs.get("multichannel") and kwargs.get("channels", 1) != 2:
         raise BadRequest("multichannel=true needs channels=2: each channel is one speaker; "
                          "send mono audio with diarize=true instead")
+    turn_values = {k: query[k] for k in ("eot_threshold", "eager_eot_threshold",
+                                         "eot_timeout_ms") if k in query}
+    if ("turns" in query and _bool("turns", query["turns"])) or turn_values:
+        kwargs["turns"] = TurnSettings().changed(dict(turn_values))
     return StreamParams(**kwargs)  # type: ignore[arg-type]
 
 
@@ -177,11 +219,61 @@ def parse_voice_name(name: object) -> str:
     return cleaned
 
 
-def parse_message(text: str) -> ControlType | NameSpeaker:
-    """A client text frame: a control, or the naming of a speaker."""
+@dataclass(frozen=True)
+class Configure:
+    """`{"type":"configure",...}`: settings changed mid-stream, from the next decode on."""
+
+    prompt: str | None = None  # the prompt, keyterms first
+    language: str | None = None  # a code, or "auto"
+    interim: bool | None = None
+    turns: dict[str, object] = dataclasses.field(default_factory=dict)
+
+
+CONFIGURABLE = ("prompt", "keyterms", "language", "interim", "eot_threshold",
+                "eager_eot_threshold", "eot_timeout_ms")
+
+
+def parse_configure(message: dict[str, object]) -> Configure:
+    """A configure message's settings, checked; BadControlMessage says what is wrong."""
+    unknown = sorted(set(message) - {"type", *CONFIGURABLE})
+    if unknown:
+        raise BadControlMessage(f"configure cannot change {', '.join(unknown)[:80]}; it "
+                                f"changes {', '.join(CONFIGURABLE)}")
+    prompt = message.get("prompt")
+    keyterms = message.get("keyterms")
+    if prompt is not None and not isinstance(prompt, str):
+        raise BadControlMessage("prompt is a string")
+    if keyterms is not None and (not isinstance(keyterms, list)
+                                 or not all(isinstance(k, str) for k in keyterms)):
+        raise BadControlMessage("keyterms is a list of strings")
+    text = None
+    if prompt is not None or keyterms is not None:
+        text = " ".join([", ".join(k.strip() for k in keyterms or []), prompt or ""]).strip()
+        if len(text) > MAX_PROMPT_CHARS:
+            raise BadControlMessage(f"prompt and keyterms are limited to {MAX_PROMPT_CHARS} "
+                                    "characters")
+    language = message.get("language")
+    if language is not None and (not isinstance(language, str) or (
+            language != "auto" and not LANGUAGE_CODE.fullmatch(language))):
+        raise BadControlMessage("language is an ISO 639-1 code or auto")
+    interim = message.get("interim")
+    if interim is not None and not isinstance(interim, bool):
+        raise BadControlMessage("interim is true or false")
+    turns = {k: message[k] for k in CONFIGURABLE[4:] if k in message}
+    try:
+        TurnSettings().changed(turns)
+    except BadRequest as error:
+        raise BadControlMessage(error.message) from None
+    return Configure(text, language, interim, turns)
+
+
+def parse_message(text: str) -> ControlType | NameSpeaker | Configure:
+    """A client text frame: a control, the naming of a speaker, or new settings."""
     message = _json_object(text)
     if message.get("type") == "speaker":
         return parse_speaker_name(message.get("id"), message.get("name"))
+    if message.get("type") == "configure":
+        return parse_configure(message)
     return _control_type(message)
 
 
@@ -213,6 +305,6 @@ def _control_type(message: dict[str, object]) -> ControlType:
         if len(shown) > 40:  # never echo a client's megabytes back at it
             shown = shown[:37] + "..."
         raise BadControlMessage(
-            f"unknown message type {shown}: expected flush, eos, keepalive or speaker"
+            f"unknown message type {shown}: expected flush, eos, keepalive, speaker or configure"
         )
     return kind

@@ -146,6 +146,25 @@ class CaptionSession:
         """The segmenter is inside an utterance."""
         return self.segmenter.in_speech
 
+    def reconfigure(self, config: SessionConfig) -> None:
+        """New settings mid-stream (a client's configure): from the next decode on."""
+        self.config = self._judge.config = self.gaps.config = config
+
+    def pause_start(self) -> int | None:
+        """Where the open utterance's voice stopped, while it is in a pause."""
+        seg = self.segmenter
+        return seg.pause_start if self._open is not None else None
+
+    def end_at_pause(self) -> list[Action]:
+        """End the open utterance where its pause began (its turn is over): the final
+        decoded when the pause began is the final."""
+        end = self.segmenter.end_at_pause()
+        return [] if end is None else self._end_utterance(end.speech_end, continues=False)
+
+    def audio(self, start: int, end: int) -> np.ndarray:
+        """Samples [start, end) still held (a turn's last seconds for the turn model)."""
+        return self._buffer.slice(start, end)
+
     def open_span(self) -> tuple[int, int] | None:
         """The open utterance's index and first sample, if one is open."""
         return None if self._open is None else (self._open.index, self._open.start)

@@ -198,6 +198,17 @@ class Segmenter:
         self._previous_end = sample
         return SpeechEnd(sample, continues=True)
 
+    @property
+    def pause_start(self) -> int | None:
+        """Where voice stopped, while an utterance is in a pause (after speculate_after_s)."""
+        return self._last_voiced_end if self.in_speech and self._paused else None
+
+    def end_at_pause(self) -> SpeechEnd | None:
+        """End the utterance where its pause began, as the hangover would have."""
+        if self.pause_start is None:
+            return None
+        return self._end(self._last_voiced_end)
+
     def force_end(self) -> SpeechEnd | None:
         """End the open utterance now (flush, end of stream), keeping all audio heard.
 

@@ -309,8 +309,65 @@ class End(Event):
                    utterances=int(data["utterances"]))
 
 
+@dataclass(frozen=True)
+class SpeechStarted(Event):
+    """With `turns=true`: the VAD heard speech begin (before any word is decoded), so a
+    voice agent can stop talking at once (barge-in)."""
+
+    type: ClassVar[str] = "speech_started"
+    utterance: int
+    at: float  # seconds of audio where speech began
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "seq": self.seq, "utterance": self.utterance,
+                "at": _t(self.at)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(int(data["seq"]), utterance=int(data["utterance"]), at=float(data["at"]))
+
+
+TURN_EVENTS = ("start", "update", "eager_end", "resumed", "end")
+
+
+@dataclass(frozen=True)
+class Turn(Event):
+    """With `turns=true`: where the speaker's turn stands (Deepgram Flux's TurnInfo).
+
+    `start` when a turn begins; `update` as its words come; `eager_end` when the turn is
+    probably over (an agent may start on its reply); `resumed` when speech goes on after
+    an `eager_end`; `end` once the turn is over, with every word of it (its finals').
+    """
+
+    type: ClassVar[str] = "turn"
+    event: str  # one of TURN_EVENTS
+    turn: int  # 0, 1, 2, ... per session
+    start: float
+    end: float
+    transcript: str
+    words: tuple[Word, ...] = ()
+    confidence: float = 0.0  # the turn model's probability that the turn is over
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "seq": self.seq, "event": self.event, "turn": self.turn,
+                "start": _t(self.start), "end": _t(self.end), "transcript": self.transcript,
+                "words": [w.to_dict() for w in self.words],
+                "confidence": round(self.confidence, 3)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        items = data.get("words")
+        words = tuple(Word.from_dict(w) for w in items if isinstance(w, Mapping)) \
+            if isinstance(items, list) else ()
+        return cls(int(data["seq"]), event=str(data["event"]), turn=int(data["turn"]),
+                   start=float(data["start"]), end=float(data["end"]),
+                   transcript=str(data.get("transcript", "")), words=words,
+                   confidence=float(data.get("confidence", 0.0)))
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    kind.type: kind for kind in (Ready, Partial, Final, Error, End, Speakers)
+    kind.type: kind
+    for kind in (Ready, Partial, Final, Error, End, Speakers, SpeechStarted, Turn)
 }
 CaptionEvent = Partial | Final | End | Speakers  # what a channel carries to viewers, MQTT
 

@@ -20,6 +20,7 @@ from captioncast.protocol import codes
 from captioncast.protocol.events import Event
 from captioncast.session.registry import Registered, SessionRegistry
 from captioncast.session.speaker_rooms import SpeakerRooms
+from captioncast.session.turn_stage import TurnJudge
 from captioncast.telemetry.measures import Telemetry
 
 TAKEN_OVER = (codes.POLICY, "this session was resumed on another connection")
@@ -65,6 +66,10 @@ class SessionHost(Protocol):
     @property
     def scheduler(self) -> DecodeScheduler:
         """The shared decoder's scheduler (sessions start once the model is loaded)."""
+
+    @property
+    def turn_model(self) -> TurnJudge:
+        """The turn model (engine/turn_model.py), loaded when a session first needs it."""
 
     def speech_started(self, session: Registered) -> Decision:
         """`session` starts speaking: SPEAK, SHED (finals only), or raise Overloaded."""

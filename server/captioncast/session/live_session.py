@@ -21,8 +21,8 @@ import numpy as np
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE, PcmConverter
 from captioncast.core.options import PolicyOptions, SessionConfig
-from captioncast.core.params import StreamParams
-from captioncast.core.policy import Action, CaptionSession
+from captioncast.core.params import Configure, StreamParams
+from captioncast.core.policy import Action
 from captioncast.core.replay import EventLog
 from captioncast.engine.capacity import Decision, SpeechGrace
 from captioncast.errors import CaptioncastError, Overloaded, SessionTimeout
@@ -31,13 +31,11 @@ from captioncast.protocol.events import Event, Final, Ready
 from captioncast.session.coalesce import FrameCoalescer
 from captioncast.session.driver import ScheduledDecodes, SessionDriver
 from captioncast.session.link import Link, SessionHost, State
-from captioncast.session.multichannel import ChannelLabels, DualCore
 from captioncast.session.resume import check_resumable, replay_for
 from captioncast.session.session_log import log_session_end, log_session_start
-from captioncast.session.speaker_stage import Labelling
+from captioncast.session.stages import build_stages
 from captioncast.session.timer import Timer
 from captioncast.telemetry.measures import StreamLatency
-from captioncast.text.profanity import masking
 
 log = logging.getLogger("captioncast.stream")
 
@@ -60,18 +58,11 @@ class LiveSession:
                                else language, params.task, params.interim, params.words,
                                params.prompt, int(options.resume_window_s))
         self.streams = 2 if params.multichannel else 1  # admitted and counted as this many
-        if params.multichannel:
-            self.core: CaptionSession | DualCore = DualCore(
-                lambda: CaptionSession(config, policy or options.policy))
-            self.speakers: Labelling = ChannelLabels(self._publish)
-        else:
-            self.core = CaptionSession(config, policy or options.policy)
-            self.speakers = ctx.speaker_rooms.stage(
-                session_id, params.channel, self.core, ctx.scheduler, self._publish,
-                self.dispatch, on=options.diarize if params.diarize is None else params.diarize)
+        self.stages = build_stages(session_id, params, config, policy or options.policy, ctx,
+                                   self._publish, self.dispatch)
+        self.core, self.speakers = self.stages.core, self.stages.speakers
         self.driver = SessionDriver(self.core, ScheduledDecodes(ctx.scheduler, session_id),
-                                    on_event=masking(self.speakers.event, options.profanity,
-                                                     params.profanity_filter, params.channel),
+                                    on_event=self.stages.on_event,
                                     on_finished=lambda: self.speakers.when_said(self._finished))
         self.converter = PcmConverter(params)
         # Tiny frames are batched (session/coalesce.py): held, received, kept across drops.
@@ -375,6 +366,9 @@ class LiveSession:
             self._eos = True
             self._finalize()
 
+    def configure(self, change: Configure) -> None:
+        self.stages.configure(change)
+
     def name_speaker(self, label: str, name: str) -> None:
         self.speakers.name(label, name)  # PROTOCOL.md "Speakers"
 
@@ -385,7 +379,7 @@ class LiveSession:
 
     def _run(self, actions: list[Action], audio: np.ndarray | None = None) -> None:
         """A core call's actions; the speakers see what it heard before its events go out."""
-        self.speakers.heard(audio)
+        self.stages.heard(audio)
         self.dispatch(actions)
 
     def _publish(self, event: Event) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from captioncast.core.params import StreamParams
 from captioncast.engine.capacity import Decision
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.engine.speaker_encoder import load_speaker_encoder
+from captioncast.engine.turn_model import TurnModel, load_turn_model
 from captioncast.errors import BadRequest
 from captioncast.fanout.archive import Archive
 from captioncast.fanout.hub import ChannelHub, ChannelSink
@@ -58,12 +60,22 @@ class ServerContext:
         self.speaker_rooms = SpeakerRooms(
             options.speakers, functools.partial(load_speaker_encoder, options.speakers.encoder),
             self.channels)
+        self._turn_model: TurnModel | None = None
+        self._turn_lock = threading.Lock()
         self.draining = False
         self.archive: Archive | None = None  # the transcript store; None: memory only
 
     @property
     def ready(self) -> bool:
         return self._scheduler is not None and not self.draining
+
+    @property
+    def turn_model(self) -> TurnModel:
+        """The turn model, loaded the first time a session follows turns."""
+        with self._turn_lock:
+            if self._turn_model is None:
+                self._turn_model = load_turn_model()
+            return self._turn_model
 
     @property
     def scheduler(self) -> DecodeScheduler:

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from captioncast.api.native import NativeTranslator
 from captioncast.api.translator import Translator
 from captioncast.core.options import PolicyOptions
-from captioncast.core.params import StreamParams, parse_stream_params
+from captioncast.core.params import Configure, StreamParams, parse_stream_params
 from captioncast.errors import BadRequest, CaptioncastError, Overloaded, SessionTimeout, TooLarge
 from captioncast.options import ServerOptions
 from captioncast.protocol import codes
@@ -106,6 +106,9 @@ class Connection:
 
     def name_speaker(self, label: str, name: str) -> None:
         self.live.name_speaker(label, name)
+
+    def configure(self, change: Configure) -> None:
+        self.live.configure(change)
 
     def report(self, error: CaptioncastError) -> None:
         self.live.report(error)

@@ -1,0 +1,128 @@
+"""Turn-taking for one live session (`turns`): between its events and their publication.
+
+After every core call the stage looks at the open utterance and its pause: speech that
+begins after silence says `speech_started` (from the VAD, before any word is decoded)
+and starts or resumes a turn; a pause is put to the turn model once, on the scheduler
+among the decodes; a turn the model ends is cut at its pause at once (the final decoded
+when the pause began is its final), and `end` follows that final. Every event of the
+session passes here and is numbered here, in the order it goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from captioncast.core.audio import MODEL_SAMPLE_RATE
+from captioncast.core.params import TurnSettings
+from captioncast.core.policy import Action, CaptionSession
+from captioncast.engine.scheduler import DecodeScheduler
+from captioncast.protocol.events import End, Event, Sequencer
+from captioncast.turns.tracker import TurnTracker, Verdict
+
+log = logging.getLogger("captioncast.turns")
+MODEL_AUDIO_S = 8.0  # what the turn model hears of a turn: its last 8 s
+ASK_BUDGET_S = 0.1  # the model's answer is due before the pause's final
+
+
+class TurnJudge(Protocol):
+    def complete_probability(self, audio: np.ndarray) -> float: ...
+
+
+class TurnStage:
+    def __init__(self, owner: str, core: CaptionSession, model: TurnJudge,
+                 scheduler: DecodeScheduler, settings: TurnSettings,
+                 publish: Callable[[Event], None],
+                 dispatch: Callable[[list[Action]], None]) -> None:
+        self.owner = owner
+        self.core = core
+        self.model = model
+        self.scheduler = scheduler
+        self.tracker = TurnTracker(settings)
+        self._say = publish
+        self._dispatch = dispatch
+        self._seq = Sequencer()
+        self._open: tuple[int, int] | None = None
+        self._ids = itertools.count(1)
+        self.asked = 0  # pauses put to the turn model
+
+    @property
+    def settings(self) -> TurnSettings:
+        return self.tracker.settings
+
+    def reconfigure(self, settings: TurnSettings) -> None:
+        self.tracker.settings = settings
+
+    # -- after every core call --------------------------------------------------------------
+
+    def heard(self) -> None:
+        core, tracker = self.core, self.tracker
+        now = core.open_span()
+        if now is not None and now != self._open:
+            if self._open is None:
+                for event in tracker.speech_started(*now):
+                    self._publish(event)
+            else:
+                tracker.continued(now[0])
+        self._open = now
+        pause = core.pause_start()
+        tracker.heard(core.position if core.in_speech and pause is None else pause)
+        if pause is not None and tracker.asked_pause != pause:
+            tracker.asked_pause = pause
+            self._ask(pause)
+        if tracker.timed_out(core.position):
+            self._end()
+
+    def _ask(self, pause: int) -> None:
+        start = max(0, pause - int(MODEL_AUDIO_S * MODEL_SAMPLE_RATE))
+        audio = self.core.audio(start, pause)
+        self.asked += 1
+        future = self.scheduler.submit_call(
+            self.owner, -(10**9 + next(self._ids)),
+            functools.partial(self.model.complete_probability, audio), ASK_BUDGET_S)
+        future.add_done_callback(functools.partial(self._answered, pause))
+
+    def _answered(self, pause: int, future: asyncio.Future[float]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            log.warning("event=turn_model_failed session=%s error=%r", self.owner, error)
+            return
+        if self.tracker.asked_pause != pause:
+            return  # speech went on: this pause is past
+        verdict = self.tracker.judge(future.result())
+        if verdict is Verdict.END:
+            self._end()
+        elif verdict is Verdict.EAGER:
+            for event in self.tracker.eager():
+                self._publish(event)
+
+    def _end(self) -> None:
+        # Cut the utterance at its pause now, rather than after the VAD's hangover.
+        self._dispatch(self.core.end_at_pause())
+        for event in self.tracker.end():
+            self._publish(event)
+
+    def finish(self) -> None:
+        """End of stream: the turn under way ends with its finals."""
+        for event in self.tracker.end():
+            self._publish(event)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        if isinstance(event, End):
+            self.finish()  # every final is out: the last turn's end goes before `end`
+        self._publish(event)
+        for said in self.tracker.event(event):
+            self._publish(said)
+
+    def _publish(self, event: Event) -> None:
+        self._say(event.with_seq(self._seq.next()))
