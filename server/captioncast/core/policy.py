@@ -165,6 +165,11 @@ class CaptionSession:
         """Samples [start, end) still held (a turn's last seconds for the turn model)."""
         return self._buffer.slice(start, end)
 
+    @property
+    def speech_onset(self) -> int:
+        """Where the VAD last heard voice begin (the utterance starts a pre-roll before)."""
+        return self.segmenter.onset
+
     def open_span(self) -> tuple[int, int] | None:
         """The open utterance's index and first sample, if one is open."""
         return None if self._open is None else (self._open.index, self._open.start)

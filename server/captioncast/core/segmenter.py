@@ -92,6 +92,7 @@ class Segmenter:
         self._silence = 0
         self._paused = False
         self._previous_end = 0
+        self.onset = 0
         # Per-frame voicing and energy of the recent past, for word filtering and cuts.
         self._history_frames = int(
             (self.options.max_utterance_s * 3 + 10) * 1000 / self.options.frame_ms
@@ -139,6 +140,7 @@ class Segmenter:
                 self._utterance_start = max(
                     first - self._seconds(opts.pre_roll_s), self._previous_end, 0
                 )
+                self.onset = first  # where voice began (the utterance starts earlier)
                 self.in_speech = True
                 self._paused = False
                 self._silence = 0

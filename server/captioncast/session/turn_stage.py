@@ -66,7 +66,7 @@ class TurnStage:
         now = core.open_span()
         if now is not None and now != self._open:
             if self._open is None:
-                for event in tracker.speech_started(*now):
+                for event in tracker.speech_started(now[0], max(now[1], core.speech_onset)):
                     self._publish(event)
             else:
                 tracker.continued(now[0])
