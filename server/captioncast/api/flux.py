@@ -207,11 +207,13 @@ class FluxTranslator:
             if self._eager is None:
                 return []  # its eager end was not said
             self._eager = None
-        elif turn.event == "end":
-            if self._eager is not None and self._eager != turn.transcript:
-                # Flux's promise: an end says the eager end's words, or a resume comes
-                # first (so an agent drops the reply it began on the eager words).
-                out.append(self._info("TurnResumed", turn))
+        elif self._eager is not None and self._eager != turn.transcript:
+            # Flux's promise: after an eager end the words stay the eager end's until a
+            # resume, so an agent drops the reply it began on them (a final that differs
+            # from the partial the eager end said, or more speech).
+            out.append(self._info("TurnResumed", turn))
+            self._eager = None
+        if turn.event == "end":
             self._turn, self._eager = None, None
         out.append(self._info(EVENTS[turn.event], turn))
         return out

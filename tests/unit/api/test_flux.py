@@ -104,6 +104,13 @@ def test_eager_end_resume_and_the_promise_that_an_end_matches_its_eager_end() ->
     # The end's words differ from the eager end's: a TurnResumed first, as Flux promises.
     assert kinds == ["StartOfTurn", "EagerEndOfTurn", "TurnResumed", "EagerEndOfTurn",
                      "TurnResumed", "EndOfTurn"]
+    # An update whose words differ from the eager end's: resumed first, once.
+    kinds = [m["event"] for m in said(
+        translator, turn("start", index=2, text=""), turn("eager_end", index=2, text="Hi"),
+        turn("update", index=2, text="Hi"), turn("update", index=2, text="Hi you"),
+        turn("update", index=2, text="Hi you."), turn("end", index=2, text="Hi you."))]
+    assert kinds == ["StartOfTurn", "EagerEndOfTurn", "Update", "TurnResumed", "Update",
+                     "Update", "EndOfTurn"]
     # An eager end without words is not said, and neither is the resume that follows it.
     quiet = FluxTranslator(parse_flux_query(RAW))
     assert said(quiet, turn("eager_end", text=""), turn("resumed")) == []
