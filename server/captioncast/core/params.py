@@ -13,7 +13,8 @@ from captioncast.errors import BadControlMessage, BadRequest
 
 Encoding = Literal["pcm_s16le", "pcm_f32le"]
 Task = Literal["transcribe", "translate"]
-ControlType = Literal["flush", "eos", "keepalive"]
+# end_turn: Deepgram Flux's ForceEndTurn (api/flux.py); /v1/stream's frames do not say it.
+ControlType = Literal["flush", "eos", "keepalive", "end_turn"]
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
@@ -33,10 +34,10 @@ KNOWN = frozenset(
 
 @dataclass(frozen=True)
 class TurnSettings:
-    """When a speaker's turn is over (Deepgram Flux's names and defaults): the turn model
-    must be this sure at a pause, or the silence last this long."""
+    """When a speaker's turn is over (Deepgram Flux's names, defaults and upper bounds): the
+    turn model must be this sure at a pause, or the silence last this long."""
 
-    eot_threshold: float = 0.7
+    eot_threshold: float = 0.7  # 1.0: never by the model (Flux's "bring your own" turns)
     eager_eot_threshold: float | None = None  # None: no eager end of turn
     eot_timeout_ms: int = 5000
 
@@ -45,16 +46,21 @@ class TurnSettings:
         out = self
         if "eot_threshold" in values:
             out = dataclasses.replace(
-                out, eot_threshold=_number("eot_threshold", values["eot_threshold"], 0.3, 0.9))
+                out, eot_threshold=_number("eot_threshold", values["eot_threshold"], 0.3, 1.0))
         if "eager_eot_threshold" in values:
             out = dataclasses.replace(out, eager_eot_threshold=_number(
                 "eager_eot_threshold", values["eager_eot_threshold"], 0.3, 0.9))
         if "eot_timeout_ms" in values:
-            timeout = int(_number("eot_timeout_ms", values["eot_timeout_ms"], 500, 10000))
+            timeout = int(_number("eot_timeout_ms", values["eot_timeout_ms"], 500, 60000))
             out = dataclasses.replace(out, eot_timeout_ms=timeout)
         if out.eager_eot_threshold is not None and out.eager_eot_threshold > out.eot_threshold:
             raise BadRequest("eager_eot_threshold must not be above eot_threshold")
         return out
+
+    @property
+    def model_ends_turns(self) -> bool:
+        """False at eot_threshold 1.0: only the timeout (or the client) ends a turn."""
+        return self.eot_threshold < 1.0
 
 
 def _number(name: str, value: object, low: float, high: float) -> float:

@@ -362,6 +362,9 @@ class LiveSession:
         if kind == "flush" and not self._eos:
             self._feed_pending()
             self._run(self.core.flush())
+        elif kind == "end_turn" and not self._eos:
+            self._feed_pending()
+            self.stages.end_turn()
         elif kind == "eos" and not self._eos:
             self._eos = True
             self._finalize()

@@ -64,6 +64,11 @@ class Stages:
         if self.turns is not None and change.turns:
             self.turns.reconfigure(self.turns.settings.changed(change.turns))
 
+    def end_turn(self) -> None:
+        """End the turn under way now, as the client says (a stream without turns: no-op)."""
+        if self.turns is not None:
+            self.turns.force_end()
+
     def heard(self, audio: np.ndarray | None) -> None:
         self.speakers.heard(audio)
         if self.turns is not None:

@@ -110,6 +110,13 @@ class TurnStage:
         for event in self.tracker.end():
             self._publish(event)
 
+    def force_end(self) -> None:
+        """The client says the turn is over (Flux's ForceEndTurn): the utterance under way
+        ends now, and the turn's `end` follows its final."""
+        self._dispatch(self.core.flush())
+        for event in self.tracker.end():
+            self._publish(event)
+
     def finish(self) -> None:
         """End of stream: the turn under way ends with its finals."""
         for event in self.tracker.end():

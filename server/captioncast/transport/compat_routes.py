@@ -1,16 +1,18 @@
-"""The compatible live APIs' WebSocket routes: `/v1/listen` (Deepgram), `/v1/realtime` (OpenAI).
+"""The compatible live APIs' WebSocket routes: `/v1/listen` and `/v2/listen` (Deepgram, its
+Flux), `/v1/realtime` (OpenAI).
 
 Each vets its handshake in its API's own error shape, opens a LiveSession on the same
 scheduler, limits, tokens and channels as `/v1/stream`, and serves it on the one
-`Connection` with its translator (api/deepgram.py, api/openai_realtime.py). Neither API
-can resume a stream, so a dropped connection finalizes its session at once instead of
-holding it for `resume_window_s`.
+`Connection` with its translator (api/deepgram.py, api/flux.py, api/openai_realtime.py).
+None of these APIs can resume a stream, so a dropped connection finalizes its session at
+once instead of holding it for `resume_window_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -20,8 +22,10 @@ from websockets.http11 import Request
 from captioncast.api import deepgram, openai_realtime
 from captioncast.api.deepgram import DeepgramTranslator, parse_listen_query
 from captioncast.api.endpointing import endpointing_policy
+from captioncast.api.flux import FluxTranslator, parse_flux_query
 from captioncast.api.openai_realtime import RealtimeTranslator
 from captioncast.api.realtime_config import SessionFlavour
+from captioncast.core.params import StreamParams
 from captioncast.errors import BadRequest, CaptioncastError, Unauthorized
 from captioncast.protocol import codes
 from captioncast.transport.responses import HttpResponse, json_response, status_of
@@ -42,13 +46,19 @@ def deepgram_error(status: int, code: str, message: str) -> HttpResponse:
 
 def vet_listen(ctx: ServerContext, request: Request) -> HttpResponse | None:
     """Before the upgrade: a bad token or query is an HTTP error, as Deepgram's are."""
+    return _vet_deepgram(ctx, request, lambda path: parse_listen_query(path).stream)
+
+
+def _vet_deepgram(ctx: ServerContext, request: Request,
+                  parse: Callable[[str], StreamParams]) -> HttpResponse | None:
+    """Deepgram's refusals before the upgrade (v1 and Flux): 401, 400 or 503 with
+    dg-error, the reason its SDKs and Pipecat show."""
     try:
         ctx.gate.authorize(request.path, request.headers)
     except Unauthorized:
         return deepgram_error(401, "INVALID_AUTH", "Invalid credentials.")
     try:
-        options = parse_listen_query(request.path)
-        ctx.check_model_support(options.stream)
+        ctx.check_model_support(parse(request.path))
     except BadRequest as error:
         return deepgram_error(400, "Bad Request", error.message)
     if not ctx.ready:
@@ -71,6 +81,28 @@ async def handle_listen(connection: ServerConnection, ctx: ServerContext) -> Non
         return
     translator = DeepgramTranslator(options, ctx.model_name)
     await serve(Connection(connection, live, translator, ctx.options))
+
+
+# -- Deepgram Flux: GET /v2/listen -----------------------------------------------------------
+
+
+def vet_flux(ctx: ServerContext, request: Request) -> HttpResponse | None:
+    """Before the upgrade: a bad token or query (a threshold out of Flux's range)."""
+    return _vet_deepgram(ctx, request, lambda path: parse_flux_query(path).stream)
+
+
+async def handle_flux(connection: ServerConnection, ctx: ServerContext) -> None:
+    assert connection.request is not None
+    try:
+        options = parse_flux_query(connection.request.path)
+        live = open_session(connection, ctx, options.stream)
+    except CaptioncastError as error:
+        # The handshake checked the query: what is left is no room (1013, try later).
+        ctx.telemetry.refused(error.code)
+        await close_or_abort(connection, ctx.options.shutdown.close_timeout_s,
+                             error.close_code or codes.INTERNAL, error.message)
+        return
+    await serve(Connection(connection, live, FluxTranslator(options), ctx.options))
 
 
 # -- OpenAI Realtime transcription: GET /v1/realtime?intent=transcription -------------------

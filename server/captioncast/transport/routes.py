@@ -102,16 +102,21 @@ WEBSOCKETS: dict[str, WsHandler] = {
     "/v1/stream": handle_stream,
     "/v1/captions": handle_viewer,
     "/v1/listen": compat_routes.handle_listen,  # Deepgram live
+    "/v2/listen": compat_routes.handle_flux,  # Deepgram Flux: turns for voice agents
     "/v1/realtime": compat_routes.handle_realtime,  # OpenAI Realtime transcription
 }
 # Compatible APIs refuse a bad token or query before the upgrade, in their own shapes.
 UPGRADE_CHECKS: dict[str, UpgradeCheck] = {
     "/v1/listen": compat_routes.vet_listen,
+    "/v2/listen": compat_routes.vet_flux,
     "/v1/realtime": compat_routes.vet_realtime,
 }
 POSTS = ("/v1/transcribe", "/v1/audio/transcriptions")  # transport/file_routes.py
 NOT_FOUND = ("no route {path}; see /, /watch, /healthz, /v1/stream, /v1/captions, /overlay, "
-             "POST /v1/transcribe")
+             "/v1/listen, /v2/listen, /v1/realtime, POST /v1/transcribe")
+# Where a Deepgram client may knock: its 404 carries dg-error, the only reason Pipecat's
+# Deepgram services show of a refused handshake.
+DEEPGRAM_PREFIXES = ("/v1/listen", "/v2/", "/v1/speak", "/v1/agent")
 
 
 class Routes:
@@ -192,8 +197,10 @@ class Routes:
                                     {"error": "bad_request", "message": f"{path} takes POST"})
             refused.headers.append(("Allow", "POST"))
             return refused
-        return json_response(http.HTTPStatus.NOT_FOUND,
-                             {"error": "not_found", "message": NOT_FOUND.format(path=path)})
+        message = NOT_FOUND.format(path=path)
+        if path.startswith(DEEPGRAM_PREFIXES):
+            return compat_routes.deepgram_error(http.HTTPStatus.NOT_FOUND, "NOT_FOUND", message)
+        return json_response(http.HTTPStatus.NOT_FOUND, {"error": "not_found", "message": message})
 
     async def serve_websocket(self, connection: ServerConnection) -> None:
         """websockets' handler: a token check, a connection slot, then the route."""

@@ -52,6 +52,7 @@ class _Turn:
     utterances: set[int] = field(default_factory=set)
     finals: dict[int, Final] = field(default_factory=dict)
     partial: str = ""
+    partial_end: float = 0.0  # where the partial's audio ends: the turn heard so far
     eager_sent: bool = False
     ending: bool = False
     confidence: float = 0.0
@@ -64,7 +65,7 @@ class _Turn:
         return tuple(w for u in sorted(self.finals) for w in self.finals[u].words)
 
     def end_s(self) -> float:
-        return max((f.end for f in self.finals.values()), default=self.start)
+        return max([self.start, self.partial_end, *(f.end for f in self.finals.values())])
 
 
 class TurnTracker:
@@ -117,7 +118,7 @@ class TurnTracker:
         turn.confidence = probability
         if ends_open(turn.transcript()):
             return Verdict.WAIT
-        if probability >= self.settings.eot_threshold:
+        if self.settings.model_ends_turns and probability >= self.settings.eot_threshold:
             return Verdict.END
         eager = self.settings.eager_eot_threshold
         if eager is not None and probability >= eager and not turn.eager_sent:
@@ -147,7 +148,7 @@ class TurnTracker:
         if turn is None:
             return []
         if isinstance(event, Partial):
-            turn.partial = event.text
+            turn.partial, turn.partial_end = event.text, event.end
             return [] if turn.ending else [self._say(turn, "update")]
         turn.finals[event.utterance] = event
         turn.partial = ""

@@ -35,6 +35,15 @@ def test_handshake_refusals_are_in_each_apis_shape() -> None:
     assert ("dg-error", _body(refused)["err_msg"]) in refused.headers
     loading = compat_routes.vet_listen(ctx, _request(RAW, Authorization="Token k"))
     assert loading is not None and loading.status == 503  # no model loaded here
+    flux = "/v2/listen?model=flux-general-en&encoding=linear16&sample_rate=16000"
+    refused = compat_routes.vet_flux(ctx, _request(flux, Authorization="Token nope"))
+    assert refused is not None and refused.status == 401
+    refused = compat_routes.vet_flux(
+        ctx, _request(flux + "&eot_threshold=2", Authorization="Token k"))
+    assert refused is not None and refused.status == 400
+    assert ("dg-error", "eot_threshold must be between 0.5 and 1, got 2") in refused.headers
+    loading = compat_routes.vet_flux(ctx, _request(flux, Authorization="Token k"))
+    assert loading is not None and loading.status == 503
     refused = compat_routes.vet_realtime(
         ctx, _request("/v1/realtime?intent=transcription", Authorization="Bearer nope"))
     assert refused is not None and refused.status == 401

@@ -34,6 +34,15 @@ def test_healthz_says_loading_before_the_model() -> None:
 def test_unknown_paths_and_post_routes() -> None:
     status, body = _json(_get("/nowhere"))
     assert status == 404 and body["error"] == "not_found"
+    message = str(body["message"])
+    assert all(route in message for route in ("/v1/listen", "/v2/listen", "/v1/realtime"))
+    # A Deepgram client knocking at the wrong door is told why in dg-error, the header
+    # its SDKs and Pipecat read.
+    for path in ("/v2/listen/", "/v1/listen/stream", "/v2/speak"):
+        response = _get(path, Connection="Upgrade", Upgrade="websocket")
+        status, body = _json(response)
+        assert status == 404 and body["err_code"] == "NOT_FOUND", path
+        assert response is not None and ("dg-error", body["err_msg"]) in response.headers
     for path in POSTS:
         response = _get(path)
         assert _json(response)[0] == 405 and response is not None
