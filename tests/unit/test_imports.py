@@ -119,9 +119,10 @@ ALLOWED = {
     "telemetry": {"telemetry", "engine", "core", "protocol"},
     "fanout": {"fanout", "core", "protocol", "store", "outputs", "errors"},
     "speakers": {"speakers", "core", "protocol", "errors"},
+    "turns": {"turns", "core", "protocol", "errors"},
     "text": {"text", "core", "protocol", "errors"},  # pure, as core is
     "session": {"session", "core", "engine", "protocol", "fanout", "telemetry", "errors",
-                "options", "speakers", "text"},
+                "options", "speakers", "turns", "text"},
     "api": {"api", "core", "protocol", "errors", "__init__"},
 }
 

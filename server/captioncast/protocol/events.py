@@ -91,14 +91,9 @@ class Ready(Event):
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "type": self.type,
-            "seq": self.seq,
-            "session": self.session,
-            "protocol": self.protocol,
-            "model": self.model,
-            "sample_rate": self.sample_rate,
-            "language": self.language,
-            "resume_until": self.resume_until,
+            "type": self.type, "seq": self.seq, "session": self.session,
+            "protocol": self.protocol, "model": self.model, "sample_rate": self.sample_rate,
+            "language": self.language, "resume_until": self.resume_until,
         }
         if self.audio_received is not None:
             out["resumed"] = True
@@ -127,12 +122,8 @@ class Partial(Event):
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "type": self.type,
-            "seq": self.seq,
-            "utterance": self.utterance,
-            "start": _t(self.start),
-            "end": _t(self.end),
-            "text": self.text,
+            "type": self.type, "seq": self.seq, "utterance": self.utterance,
+            "start": _t(self.start), "end": _t(self.end), "text": self.text,
             "stable": self.stable,
         }
         if self.speaker is not None:
@@ -165,12 +156,8 @@ class Final(Event):
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "type": self.type,
-            "seq": self.seq,
-            "utterance": self.utterance,
-            "start": _t(self.start),
-            "end": _t(self.end),
-            "text": self.text,
+            "type": self.type, "seq": self.seq, "utterance": self.utterance,
+            "start": _t(self.start), "end": _t(self.end), "text": self.text,
             "language": self.language,
         }
         if self.speaker is not None:
@@ -296,12 +283,8 @@ class End(Event):
     utterances: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "seq": self.seq,
-            "duration": _t(self.duration),
-            "utterances": self.utterances,
-        }
+        return {"type": self.type, "seq": self.seq, "duration": _t(self.duration),
+                "utterances": self.utterances}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
