@@ -98,6 +98,8 @@ class TurnStage:
         if self.tracker.asked_pause != pause:
             return  # speech went on: this pause is past
         verdict = self.tracker.judge(future.result())
+        log.debug("event=turn_judged session=%s pause_s=%.2f probability=%.3f verdict=%s",
+                  self.owner, pause / MODEL_SAMPLE_RATE, future.result(), verdict.value)
         if verdict is Verdict.END:
             self._end()
         elif verdict is Verdict.EAGER:
