@@ -48,7 +48,7 @@ class Stages:
 
     def configure(self, change: Configure) -> None:
         """A client's new settings: the cores' from their next decode, the turns' now."""
-        if change.turns and self.turns is None:
+        if change.turns and (self.turns is None or self.turns.tracker is None):
             raise BadControlMessage("turn settings need a stream with turns=true")
         cores = self.core.cores if isinstance(self.core, DualCore) else [self.core]
         for core in cores:
@@ -61,8 +61,8 @@ class Stages:
             if change.interim is not None:
                 config = dataclasses.replace(config, interim=change.interim)
             core.reconfigure(config)
-        if self.turns is not None and change.turns:
-            self.turns.reconfigure(self.turns.settings.changed(change.turns))
+        if self.turns is not None and self.turns.tracker is not None and change.turns:
+            self.turns.reconfigure(self.turns.tracker.settings.changed(change.turns))
 
     def heard(self, audio: np.ndarray | None) -> None:
         self.speakers.heard(audio)
@@ -84,7 +84,8 @@ def build_stages(session_id: str, params: StreamParams, config: SessionConfig,
         speakers = ChannelLabels(publish)
     else:
         core = CaptionSession(config, policy)
-        if params.turns is not None:
+        # With `speech_events` alone the stage says speech_started and follows no turn.
+        if params.turns is not None or params.speech_events:
             turns = TurnStage(session_id, core, ctx.turn_model, ctx.scheduler, params.turns,
                               publish, dispatch)
         speakers = ctx.speaker_rooms.stage(
