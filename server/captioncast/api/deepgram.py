@@ -26,7 +26,16 @@ from captioncast.api.translator import Port
 from captioncast.core.params import LANGUAGE_CODE, MAX_PROMPT_CHARS, StreamParams, bounded_int
 from captioncast.errors import BadControlMessage, BadRequest
 from captioncast.protocol import codes
-from captioncast.protocol.events import End, Error, Event, Final, Partial, Speakers, Word
+from captioncast.protocol.events import (
+    End,
+    Error,
+    Event,
+    Final,
+    Partial,
+    Speakers,
+    SpeechStarted,
+    Word,
+)
 
 # Deepgram's close frames for a stream that failed (its "WebSocket DATA & NET errors").
 DATA_ERROR = (codes.POLICY, "DATA-0000")  # the payload cannot be decoded as audio
@@ -136,6 +145,10 @@ def parse_listen_query(target: str) -> ListenOptions:
                          "here; send mono audio with diarize=true instead")
     if "profanity_filter" in query:  # else the server's default, as on /v1/stream
         stream["profanity_filter"] = _flag("profanity_filter", query["profanity_filter"])
+    vad_events = _flag("vad_events", query.get("vad_events", "false"))
+    # SpeechStarted from our VAD, as soon as speech begins (before a word is decoded); a
+    # multichannel stream has one VAD per channel and says it with its first interim.
+    stream["speech_events"] = vad_events and not stream["multichannel"]
     endpointing = query.get("endpointing", "false")
     utterance_end = query.get("utterance_end_ms")
     return ListenOptions(
@@ -143,7 +156,7 @@ def parse_listen_query(target: str) -> ListenOptions:
         decode=ENCODINGS[encoding],
         punctuate=any(_flag(name, query.get(name, "false"))
                       for name in ("punctuate", "smart_format")),
-        vad_events=_flag("vad_events", query.get("vad_events", "false")),
+        vad_events=vad_events,
         utterance_end_ms=None if utterance_end is None
         else bounded_int("utterance_end_ms", utterance_end, 1, 60000),
         endpointing_ms=None if endpointing.lower() == "false"
@@ -204,11 +217,16 @@ class DeepgramTranslator:
 
     def render(self, event: Event) -> list[str]:
         out: list[dict[str, Any]] = []
-        if isinstance(event, Partial | Final):
+        if isinstance(event, SpeechStarted):
+            if self.options.vad_events:
+                self._heard.add(event.utterance)
+                out.append(self._speech_started(event.at))
+        elif isinstance(event, Partial | Final):
+            # An utterance the VAD did not say begin (cut from the one before it without a
+            # pause, or a multichannel stream's) says it with its first words.
             if self.options.vad_events and event.utterance not in self._heard:
                 self._heard.add(event.utterance)
-                out.append({"type": "SpeechStarted", "channel": self._channel(event),
-                            "timestamp": round(event.start, 3)})
+                out.append(self._speech_started(event.start, self._channel(event)))
             out.append(self._results(event))
             if (isinstance(event, Final) and event.text and
                     self.options.utterance_end_ms is not None):
@@ -224,6 +242,10 @@ class DeepgramTranslator:
         elif isinstance(event, Speakers):
             self._same_as = {e.id: e.same_as for e in event.speakers if e.same_as}
         return [json.dumps(message, ensure_ascii=False) for message in out]
+
+    def _speech_started(self, at: float, channel: list[int] | None = None) -> dict[str, Any]:
+        return {"type": "SpeechStarted", "channel": channel or [0, 1],
+                "timestamp": round(at, 3)}
 
     def _results(self, event: Partial | Final) -> dict[str, Any]:
         final = isinstance(event, Final)

@@ -5,9 +5,13 @@ The session's settings (input format, language, prompt, turn detection) come in
 audio; the session opens on the first `input_audio_buffer.append`, with them
 (transport/compat_routes.py). One dispatch answers client events in both phases.
 Which conversation item our events speak of is api/realtime_items.py's: with
-`server_vad` each of our utterances is an item (our segmenter commits it); with turn
-detection off, `input_audio_buffer.commit` ends the turn (a flush of the utterance
-under way) and all the audio appended since the last commit is one item.
+`server_vad` each of our utterances is an item (our segmenter commits it); with
+`semantic_vad` each of our turns (api/realtime_turns.py; the session follows turns, by
+eagerness); with turn detection off, `input_audio_buffer.commit` ends the turn (a flush
+of the utterance under way) and all the audio appended since the last commit is one item.
+`speech_started` comes from the session's VAD as speech begins, not with the first words.
+Once audio flows, `session.update` changes the language, prompt and eagerness of the
+running session (`Port.configure`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from typing import Any
 from captioncast.api.g711 import ALAW, ULAW, g711_decoder
 from captioncast.api.realtime_config import RealtimeConfig, RealtimeWire, SessionFlavour
 from captioncast.api.realtime_items import ItemWire, TurnItems, VadItems
+from captioncast.api.realtime_turns import SemanticItems
 from captioncast.api.translator import Port
-from captioncast.core.params import MAX_PROMPT_CHARS, StreamParams
+from captioncast.core.params import MAX_PROMPT_CHARS, Configure, StreamParams
 from captioncast.errors import BadControlMessage, BadRequest
-from captioncast.protocol.events import Error, Event, Final, Partial
+from captioncast.protocol.events import Error, Event, Final, Partial, SpeechStarted, Turn
 
 FORMATS: dict[str, tuple[int, Callable[[bytes], bytes] | None]] = {
     "audio/pcm": (24000, None), "pcm16": (24000, None),
@@ -86,10 +91,10 @@ class RealtimeTranslator:
         self.wire = RealtimeWire()
         self._check_model = check_model
         self.first_audio: bytes | None = None  # the append that opens the session
-        self._open = False
         self.decode: Callable[[bytes], bytes] | None = None
-        self.vad: VadItems | None = None
-        self.turns: TurnItems | None = None
+        self.vad: VadItems | None = None  # server_vad
+        self.semantic: SemanticItems | None = None  # semantic_vad
+        self.turns: TurnItems | None = None  # turn detection off: the client commits
 
     def greeting(self) -> str:
         """`session.created` (or the beta's), sent as the connection opens."""
@@ -109,15 +114,21 @@ class RealtimeTranslator:
     def open(self) -> StreamParams:
         """The settings are final: the session's parameters (the pause that ends an
         utterance is `config.silence_ms`)."""
-        self._open = True
         rate, self.decode = FORMATS[self.config.format]
         items = ItemWire(self.wire, self.config.flavour, "item_" + secrets.token_hex(6))
-        self.vad = VadItems(items) if self.config.server_vad else None
-        self.turns = None if self.config.server_vad else TurnItems(items, rate)
+        config = self.config
+        if config.semantic:
+            self.semantic = SemanticItems(items)
+        elif config.server_vad:
+            self.vad = VadItems(items)
+        else:
+            self.turns = TurnItems(items, rate)
         # Without turn detection nothing is said before a commit: no partials to decode.
-        return StreamParams(sample_rate=rate, language=self.config.language or "auto",
-                            prompt=self.config.prompt[:MAX_PROMPT_CHARS],
-                            interim=self.config.server_vad)
+        # server_vad's utterances end at its pause, and its speech_started is the VAD's.
+        return StreamParams(sample_rate=rate, language=config.language or "auto",
+                            prompt=config.prompt[:MAX_PROMPT_CHARS],
+                            interim=config.server_vad, turns=config.turns,
+                            speech_events=config.server_vad and not config.semantic)
 
     def refusal(self, message: str, code: str, server_side: bool) -> str:
         """The error event for a session that could not open."""
@@ -131,12 +142,14 @@ class RealtimeTranslator:
             return [self.wire.error(event.message, event.code,
                                     kind="server_error" if event.code == "internal"
                                     else "invalid_request_error")]
-        if not isinstance(event, Partial | Final):
-            return []
-        if self.vad is not None:
+        if self.semantic is not None and isinstance(event, SpeechStarted | Turn | Partial
+                                                    | Final):
+            return self.semantic.render(event)
+        if self.vad is not None and isinstance(event, SpeechStarted | Partial | Final):
             return self.vad.render(event)
-        assert self.turns is not None
-        return self.turns.render(event)
+        if self.turns is not None and isinstance(event, Partial | Final):
+            return self.turns.render(event)
+        return []
 
     def close(self, code: int, reason: str) -> tuple[int, str]:
         return code, reason
@@ -187,16 +200,26 @@ class RealtimeTranslator:
             say(self.wire.event("input_audio_buffer.cleared"))
         elif kind in UPDATES:
             try:
-                self.config.update(message.get("session"), locked=self._open)
-                if not self._open and self.config.language:
+                self.config.update(message.get("session"),
+                                   None if port is None else self._configure(port))
+                if port is None and self.config.language:
                     self._check_model(StreamParams(language=self.config.language))
-            except BadRequest as error:
+            except (BadRequest, BadControlMessage) as error:
                 say(self.wire.error(error.message, "invalid_value", client_event))
                 return
             say(self.config.updated(self.wire, kind))
         else:
             say(self.wire.error(f"event type {kind} is not supported in a transcription "
                                 "session", "invalid_event", client_event))
+
+    def _configure(self, port: Port) -> Callable[[Configure], None]:
+        """The running session's new settings, through the port; a language the model
+        cannot do is refused first."""
+        def configure(change: Configure) -> None:
+            if change.language not in (None, "auto"):
+                self._check_model(StreamParams(language=change.language))
+            port.configure(change)
+        return configure
 
     def _append(self, audio: bytes, port: Port) -> None:
         pcm = self.decode(audio) if self.decode is not None else audio
@@ -230,6 +253,10 @@ class RealtimeTranslator:
         the VAD ended are committed), without it the whole turn since the last commit."""
         if self.vad is not None:
             self.vad.clear(port.open_utterance)
+            port.control("flush")
+            return
+        if self.semantic is not None:
+            self.semantic.clear()
             port.control("flush")
             return
         assert self.turns is not None

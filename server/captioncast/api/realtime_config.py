@@ -13,14 +13,25 @@ import copy
 import enum
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
-from captioncast.core.params import LANGUAGE_CODE
+from captioncast.core.params import LANGUAGE_CODE, MAX_PROMPT_CHARS, Configure, TurnSettings
 from captioncast.errors import BadRequest
 
 DEFAULT_VAD: dict[str, Any] = {"type": "server_vad", "threshold": 0.5,
                                "prefix_padding_ms": 300, "silence_duration_ms": 500}
-TURN_DETECTION = ("server_vad", "semantic_vad")  # both onto our VAD segmenter
+DEFAULT_SEMANTIC: dict[str, Any] = {"type": "semantic_vad", "eagerness": "auto"}
+TURN_DETECTION = ("server_vad", "semantic_vad")  # our VAD's pauses; our turn model's turns
+# semantic_vad's eagerness as our turn settings: how sure the turn model must be at a
+# pause, and OpenAI's documented longest wait (8 s, 4 s, 2 s) as the silence that ends a
+# turn whatever the model says. `auto` is `medium`, as OpenAI documents.
+EAGERNESS: dict[str, TurnSettings] = {
+    "low": TurnSettings(eot_threshold=0.85, eot_timeout_ms=8000),
+    "medium": TurnSettings(eot_threshold=0.7, eot_timeout_ms=4000),
+    "high": TurnSettings(eot_threshold=0.5, eot_timeout_ms=2000),
+}
+EAGERNESS["auto"] = EAGERNESS["medium"]
 GA_FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
 BETA_FORMATS = {beta: ga for ga, beta in GA_FORMATS.items()}
 
@@ -69,25 +80,57 @@ class RealtimeConfig:
 
     @property
     def server_vad(self) -> bool:
+        """The server commits (either kind of turn detection), not the client."""
         return self.turn_detection is not None
 
     @property
+    def semantic(self) -> bool:
+        return self.turn_detection is not None and self.turn_detection["type"] == "semantic_vad"
+
+    @property
+    def turns(self) -> TurnSettings | None:
+        """With semantic_vad, the session's turn settings by eagerness."""
+        if self.turn_detection is None or not self.semantic:
+            return None
+        return EAGERNESS[self.turn_detection["eagerness"]]
+
+    @property
     def silence_ms(self) -> int | None:
-        """The pause that ends an utterance, when the client set one."""
-        if self.turn_detection is None:
+        """The pause that ends an utterance, when the client set one (server_vad's: with
+        semantic_vad the turn model ends turns, and utterances end at the VAD's pause)."""
+        if self.turn_detection is None or self.semantic:
             return None
         value = self.turn_detection.get("silence_duration_ms")
         return int(value) if isinstance(value, int | float) else None
 
-    def update(self, session: Any, locked: bool) -> None:
-        """Apply an update whole or not at all; `locked` once audio flows: the settings
-        the LiveSession was opened with can no longer change."""
+    def update(self, session: Any,
+               configure: Callable[[Configure], None] | None = None) -> None:
+        """Apply an update whole or not at all. Once audio flows `configure` changes the
+        running session's language, prompt and eagerness (and raises when it cannot); the
+        input format and the kind of turn detection, which shaped the session, are fixed."""
         trial = copy.deepcopy(self)
         trial._apply(_object(session, "session"))
-        if locked and trial._settings() != self._settings():
-            raise BadRequest("the input format, language, prompt and turn detection cannot "
-                             "change once audio has been appended; open a new session")
+        if configure is not None:
+            if trial._fixed() != self._fixed():
+                raise BadRequest("the input format, the kind of turn detection and "
+                                 "server_vad's silence_duration_ms cannot change once audio "
+                                 "has been appended; open a new session")
+            change = self._change(trial)
+            if change != Configure():
+                configure(change)
         self.__dict__.update(trial.__dict__)
+
+    def _change(self, trial: RealtimeConfig) -> Configure:
+        """What `trial` changes of the running session's settings."""
+        language = None
+        if trial.language != self.language:
+            language = trial.language or "auto"
+        prompt = trial.prompt[:MAX_PROMPT_CHARS] if trial.prompt != self.prompt else None
+        turns: dict[str, object] = {}
+        if trial.turns is not None and trial.turns != self.turns:
+            turns = {"eot_threshold": trial.turns.eot_threshold,
+                     "eot_timeout_ms": trial.turns.eot_timeout_ms}
+        return Configure(prompt=prompt, language=language, turns=turns)
 
     def _apply(self, session: dict[str, Any]) -> None:
         if "input_audio_format" in session or "input_audio_transcription" in session:
@@ -150,12 +193,19 @@ class RealtimeConfig:
         if kind not in TURN_DETECTION:
             raise BadRequest(f"turn_detection.type must be server_vad, semantic_vad or null, "
                              f"got {kind!r}")
-        self.turn_detection = {**DEFAULT_VAD, **value, "type": kind}
+        if kind == "semantic_vad":
+            eagerness = value.get("eagerness") or "auto"
+            if eagerness not in EAGERNESS:
+                raise BadRequest(f"turn_detection.eagerness must be low, medium, high or "
+                                 f"auto, got {eagerness!r}")
+            self.turn_detection = {**DEFAULT_SEMANTIC, **value, "eagerness": eagerness}
+        else:
+            self.turn_detection = {**DEFAULT_VAD, **value, "type": kind}
 
-    def _settings(self) -> tuple[object, ...]:
-        vad = None if self.turn_detection is None else (self.turn_detection["type"],
-                                                        self.silence_ms)
-        return (self.format, self.language, self.prompt, vad)
+    def _fixed(self) -> tuple[object, ...]:
+        """What shaped the running session: its input, who commits, and the pause."""
+        kind = None if self.turn_detection is None else self.turn_detection["type"]
+        return (self.format, kind, self.silence_ms)
 
     # -- the session object ------------------------------------------------------------
 

@@ -1,11 +1,14 @@
 """OpenAI Realtime transcription: which conversation item each of our events speaks of.
 
 Our session says utterances (the VAD's); OpenAI's says items, one per commit of the
-input audio buffer. Two mappings, one per turn detection:
+input audio buffer. Three mappings, one per turn detection:
 
-- `VadItems` (`server_vad`, `semantic_vad`): the server commits, so each utterance is
-  an item. Its partials give `speech_started` and deltas as they come; its final gives
-  `speech_stopped`, `committed`, the item, the rest of the text and `completed`.
+- `VadItems` (`server_vad`): the server commits, so each utterance is an item. Our
+  `SpeechStarted` gives `speech_started`, its partials deltas (api/realtime_deltas.py);
+  its final gives `speech_stopped`, `committed`, the item, the rest of the text and
+  `completed`.
+- `SemanticItems` (`semantic_vad`, api/realtime_turns.py): each of our turns is an item,
+  committed at the turn's end.
 - `TurnItems` (turn detection off): the client's `input_audio_buffer.commit` ends a
   turn, and every utterance that began in it is one item, however many pauses the
   speaker made. As OpenAI transcribes only once audio is committed, nothing is said of a
@@ -22,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from captioncast.api.realtime_config import RealtimeWire, SessionFlavour
-from captioncast.protocol.events import Final, Partial
+from captioncast.api.realtime_deltas import ItemText
+from captioncast.protocol.events import Final, Partial, SpeechStarted
 
 
 class ItemWire:
@@ -74,45 +78,50 @@ class ItemWire:
 
 
 class VadItems:
-    """Turn detection on: utterance N is item N."""
+    """`server_vad`: utterance N is item N. `speech_started` comes from the VAD (our
+    `SpeechStarted`, before any word is decoded); an utterance cut from the one before
+    it without a pause says it with its first words."""
 
     def __init__(self, items: ItemWire) -> None:
         self.items = items
-        self._started: set[int] = set()  # utterances whose speech_started went out
-        self._said: dict[int, str] = {}  # the deltas of each open utterance so far
+        self._texts: dict[int, ItemText] = {}  # each open utterance's deltas so far
         self._dropped: set[int] = set()  # utterances cleared before their final
 
-    def render(self, event: Partial | Final) -> list[str]:
+    def render(self, event: SpeechStarted | Partial | Final) -> list[str]:
         if event.utterance in self._dropped:
             return []
-        wire, item, out = self.items.wire, self.items.item_id(event.utterance), []
-        if event.utterance not in self._started:
-            self._started.add(event.utterance)
-            out.append(wire.event("input_audio_buffer.speech_started", item_id=item,
-                                  audio_start_ms=round(event.start * 1000)))
-        said = self._said.get(event.utterance, "")
+        if isinstance(event, SpeechStarted):
+            return self._started(event.utterance, event.at)
+        item, out = self.items.item_id(event.utterance), self._started(event.utterance,
+                                                                        event.start)
+        text = self._texts[event.utterance]
         if isinstance(event, Partial):
-            if event.stable.startswith(said) and len(event.stable) > len(said):
-                out.append(self.items.delta(item, event.stable[len(said):]))
-                self._said[event.utterance] = event.stable
-            return out
-        out.append(wire.event("input_audio_buffer.speech_stopped", item_id=item,
-                              audio_end_ms=round(event.end * 1000)))
+            delta = text.partial(event.utterance, event.text, event.stable)
+            return out + ([self.items.delta(item, delta)] if delta else [])
+        out.append(self.items.wire.event("input_audio_buffer.speech_stopped", item_id=item,
+                                         audio_end_ms=round(event.end * 1000)))
         out.extend(self.items.committed(item))
-        text = event.text.strip()
-        # Deltas only append: a final that corrects what partials showed as stable is
-        # said whole in `completed` only.
-        if text.startswith(said) and len(text) > len(said):
-            out.append(self.items.delta(item, text[len(said):]))
-        self._said.pop(event.utterance, None)
-        out.extend(self.items.completed(item, text, event.end - event.start))
+        delta = text.final(event.utterance, event.text)
+        if delta:
+            out.append(self.items.delta(item, delta))
+        del self._texts[event.utterance]
+        out.extend(self.items.completed(item, text.transcript, event.end - event.start))
         return out
+
+    def _started(self, utterance: int, at: float) -> list[str]:
+        if utterance in self._texts:
+            return []
+        self._texts[utterance] = ItemText()
+        return [self.items.wire.event("input_audio_buffer.speech_started",
+                                      item_id=self.items.item_id(utterance),
+                                      audio_start_ms=round(at * 1000))]
 
     def clear(self, open_utterance: int | None) -> None:
         """The open utterance is not committed yet: nothing more is said of it. Those the
         VAD already ended are committed, and complete."""
         if open_utterance is not None:
             self._dropped.add(open_utterance)
+            self._texts.pop(open_utterance, None)
 
 
 @dataclass

@@ -90,6 +90,9 @@ class StreamParams:
     multichannel: bool = False  # two channels, each its own speaker, transcribed apart
     profanity_filter: bool | None = None  # None: the server's default (text/profanity.py)
     turns: TurnSettings | None = None  # None: no speech_started or turn events
+    # speech_started from the VAD without turns: a compatible API whose own endpointing
+    # ends utterances still says at once that speech began (not with the first partial).
+    speech_events: bool = False
 
     @property
     def bytes_per_frame(self) -> int:

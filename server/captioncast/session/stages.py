@@ -48,7 +48,7 @@ class Stages:
 
     def configure(self, change: Configure) -> None:
         """A client's new settings: the cores' from their next decode, the turns' now."""
-        if change.turns and self.turns is None:
+        if change.turns and (self.turns is None or self.turns.tracker is None):
             raise BadControlMessage("turn settings need a stream with turns=true")
         cores = self.core.cores if isinstance(self.core, DualCore) else [self.core]
         for core in cores:
@@ -61,8 +61,8 @@ class Stages:
             if change.interim is not None:
                 config = dataclasses.replace(config, interim=change.interim)
             core.reconfigure(config)
-        if self.turns is not None and change.turns:
-            self.turns.reconfigure(self.turns.settings.changed(change.turns))
+        if self.turns is not None and self.turns.tracker is not None and change.turns:
+            self.turns.reconfigure(self.turns.tracker.settings.changed(change.turns))
 
     def end_turn(self) -> None:
         """End the turn under way now, as the client says (a stream without turns: no-op)."""
@@ -89,9 +89,11 @@ def build_stages(session_id: str, params: StreamParams, config: SessionConfig,
         speakers = ChannelLabels(publish)
     else:
         core = CaptionSession(config, policy)
-        if params.turns is not None:
-            turns = TurnStage(session_id, core, ctx.turn_model, ctx.scheduler, params.turns,
-                              publish, dispatch)
+        # With `speech_events` alone the stage says speech_started and follows no turn.
+        if params.turns is not None or params.speech_events:
+            model = None if params.turns is None else ctx.turn_model  # loaded when needed
+            turns = TurnStage(session_id, core, model, ctx.scheduler, params.turns, publish,
+                              dispatch)
         speakers = ctx.speaker_rooms.stage(
             session_id, params.channel, core, ctx.scheduler,
             publish if turns is None else turns.event, dispatch,

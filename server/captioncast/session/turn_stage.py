@@ -6,6 +6,10 @@ and starts or resumes a turn; a pause is put to the turn model once, on the sche
 among the decodes; a turn the model ends is cut at its pause at once (the final decoded
 when the pause began is its final), and `end` follows that final. Every event of the
 session passes here and is numbered here, in the order it goes out.
+
+Without turn settings (a stream with `speech_events` alone: a compatible API that ends
+utterances by its own endpointing) the stage only says `speech_started`: no turn is
+followed and the turn model is never asked.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.params import TurnSettings
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.engine.scheduler import DecodeScheduler
-from captioncast.protocol.events import End, Event, Sequencer
+from captioncast.protocol.events import End, Event, Sequencer, SpeechStarted
 from captioncast.turns.tracker import TurnTracker, Verdict
 
 log = logging.getLogger("captioncast.turns")
@@ -36,15 +40,16 @@ class TurnJudge(Protocol):
 
 
 class TurnStage:
-    def __init__(self, owner: str, core: CaptionSession, model: TurnJudge,
-                 scheduler: DecodeScheduler, settings: TurnSettings,
+    def __init__(self, owner: str, core: CaptionSession, model: TurnJudge | None,
+                 scheduler: DecodeScheduler, settings: TurnSettings | None,
                  publish: Callable[[Event], None],
                  dispatch: Callable[[list[Action]], None]) -> None:
         self.owner = owner
         self.core = core
         self.model = model
         self.scheduler = scheduler
-        self.tracker = TurnTracker(settings)
+        # None: speech_started alone (no turns), see the module's docstring.
+        self.tracker = None if settings is None else TurnTracker(settings)
         self._say = publish
         self._dispatch = dispatch
         self._seq = Sequencer()
@@ -52,11 +57,8 @@ class TurnStage:
         self._ids = itertools.count(1)
         self.asked = 0  # pauses put to the turn model
 
-    @property
-    def settings(self) -> TurnSettings:
-        return self.tracker.settings
-
     def reconfigure(self, settings: TurnSettings) -> None:
+        assert self.tracker is not None
         self.tracker.settings = settings
 
     # -- after every core call --------------------------------------------------------------
@@ -65,12 +67,17 @@ class TurnStage:
         core, tracker = self.core, self.tracker
         now = core.open_span()
         if now is not None and now != self._open:
-            if self._open is None:
-                for event in tracker.speech_started(now[0], max(now[1], core.speech_onset)):
+            if self._open is None:  # speech after silence: `at` is where the VAD heard it
+                at = max(now[1], core.speech_onset)
+                started: list[Event] = [SpeechStarted(0, utterance=now[0],
+                                                      at=at / MODEL_SAMPLE_RATE)]
+                for event in started if tracker is None else tracker.speech_started(now[0], at):
                     self._publish(event)
-            else:
+            elif tracker is not None:
                 tracker.continued(now[0])
         self._open = now
+        if tracker is None:
+            return
         pause = core.pause_start()
         tracker.heard(core.position if core.in_speech and pause is None else pause)
         if pause is not None and tracker.asked_pause != pause:
@@ -85,8 +92,12 @@ class TurnStage:
         self.asked += 1
         future = self.scheduler.submit_call(
             self.owner, -(10**9 + next(self._ids)),
-            functools.partial(self.model.complete_probability, audio), ASK_BUDGET_S)
+            functools.partial(self._judge().complete_probability, audio), ASK_BUDGET_S)
         future.add_done_callback(functools.partial(self._answered, pause))
+
+    def _judge(self) -> TurnJudge:
+        assert self.model is not None, "a stage that follows turns is given the turn model"
+        return self.model
 
     def _answered(self, pause: int, future: asyncio.Future[float]) -> None:
         if future.cancelled():
@@ -95,7 +106,7 @@ class TurnStage:
         if error is not None:
             log.warning("event=turn_model_failed session=%s error=%r", self.owner, error)
             return
-        if self.tracker.asked_pause != pause:
+        if self.tracker is None or self.tracker.asked_pause != pause:
             return  # speech went on: this pause is past
         verdict = self.tracker.judge(future.result())
         log.debug("event=turn_judged session=%s pause_s=%.2f probability=%.3f verdict=%s",
@@ -107,6 +118,7 @@ class TurnStage:
                 self._publish(event)
 
     def _end(self) -> None:
+        assert self.tracker is not None
         # Cut the utterance at its pause now, rather than after the VAD's hangover.
         self._dispatch(self.core.end_at_pause())
         for event in self.tracker.end():
@@ -116,11 +128,13 @@ class TurnStage:
         """The client says the turn is over (Flux's ForceEndTurn): the utterance under way
         ends now, and the turn's `end` follows its final."""
         self._dispatch(self.core.flush())
-        for event in self.tracker.end():
+        for event in [] if self.tracker is None else self.tracker.end():
             self._publish(event)
 
     def finish(self) -> None:
         """End of stream: the turn under way ends with its finals."""
+        if self.tracker is None:
+            return
         for event in self.tracker.end():
             self._publish(event)
 
@@ -130,8 +144,9 @@ class TurnStage:
         if isinstance(event, End):
             self.finish()  # every final is out: the last turn's end goes before `end`
         self._publish(event)
-        for said in self.tracker.event(event):
-            self._publish(said)
+        if self.tracker is not None:
+            for said in self.tracker.event(event):
+                self._publish(said)
 
     def _publish(self, event: Event) -> None:
         self._say(event.with_seq(self._seq.next()))

@@ -14,7 +14,16 @@ from captioncast.api.deepgram import DeepgramTranslator, interim_words
 from captioncast.api.g711 import ULAW, g711_decoder
 from captioncast.errors import BadControlMessage, BadRequest
 from captioncast.protocol import codes
-from captioncast.protocol.events import End, Error, Final, Partial, SpeakerEntry, Speakers, Word
+from captioncast.protocol.events import (
+    End,
+    Error,
+    Final,
+    Partial,
+    SpeakerEntry,
+    Speakers,
+    SpeechStarted,
+    Word,
+)
 from tests.support.ports import RecordingPort
 
 RAW = "/v1/listen?encoding=linear16&sample_rate=16000"
@@ -224,3 +233,15 @@ def test_multichannel_finals_say_their_channel() -> None:
     assert rendered[1]["channel"]["alternatives"][0]["words"][0]["speaker"] == 1
     mono = json.loads(_translator().render(final)[0])
     assert mono["channel_index"] == [0, 1]
+
+
+def test_vad_events_come_from_the_vad_before_any_words() -> None:
+    translator = _translator("&vad_events=true&interim_results=true")
+    assert translator.options.stream.speech_events  # the session says SpeechStarted
+    [started] = _rendered(translator, SpeechStarted(1, utterance=0, at=0.86))
+    assert started == {"type": "SpeechStarted", "channel": [0, 1], "timestamp": 0.86}
+    partial = Partial(2, utterance=0, start=0.5, end=1.0, text="Hello", stable="")
+    assert [m["type"] for m in _rendered(translator, partial)] == ["Results"]  # said once
+    assert not _translator("&interim_results=true").options.stream.speech_events
+    quiet = _translator("&interim_results=true")
+    assert _rendered(quiet, SpeechStarted(1, utterance=0, at=0.86)) == []

@@ -8,8 +8,8 @@ from typing import Any
 
 from captioncast.api.g711 import ULAW, g711_decoder
 from captioncast.api.openai_realtime import RealtimeTranslator
-from captioncast.api.realtime_config import SessionFlavour
-from captioncast.core.params import StreamParams
+from captioncast.api.realtime_config import EAGERNESS, SessionFlavour
+from captioncast.core.params import Configure, StreamParams
 from captioncast.errors import BadControlMessage, BadRequest
 from captioncast.protocol.events import Error, Final
 from tests.support.ports import RecordingPort
@@ -101,19 +101,58 @@ def test_the_first_audio_is_fed_once_attached_and_g711_is_decoded() -> None:
     assert len(port.calls) == 1
 
 
-def test_in_session_binary_frames_are_reported_and_settings_are_fixed() -> None:
+def test_in_session_binary_frames_are_reported_and_the_format_is_fixed() -> None:
     translator, port = _opened()
     translator.binary(b"\x00", port)
     kind, error = port.calls[-1]
     assert kind == "report" and isinstance(error, BadControlMessage)
     translator.text(_event("session.update", event_id="e9", session={
-        "type": "transcription", "audio": {"input": {"transcription": {"language": "fr"}}}}),
+        "type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}),
         port)
     [refused] = _parsed(port.said())
     assert refused["error"]["code"] == "invalid_value" and "once audio" in refused[
         "error"]["message"]
     translator.text("{", port)
     assert json.loads(port.said()[-1])["error"]["code"] == "invalid_event"
+
+
+def test_a_session_update_mid_session_configures_the_running_session() -> None:
+    translator, port = _opened()
+    translator.text(_event("session.update", session={"type": "transcription", "audio": {
+        "input": {"transcription": {"language": "de", "prompt": "Ort"}}}}), port)
+    assert port.calls[-2] == ("configure", Configure(prompt="Ort", language="de"))
+    updated = json.loads(port.said()[-1])
+    assert updated["session"]["audio"]["input"]["transcription"]["language"] == "de"
+
+
+def test_a_refused_configuration_leaves_the_settings_as_they_were() -> None:
+    translator = RealtimeTranslator(SessionFlavour.GA, "tiny.en", _english_only)
+    translator.settings(_append(PCM))
+    translator.open()
+    port = RecordingPort()
+    translator.text(_event("session.update", event_id="e2", session={
+        "type": "transcription", "audio": {"input": {"transcription": {"language": "fr"}}}}),
+        port)
+    [refused] = _parsed(port.said())
+    assert "English-only" in refused["error"]["message"] and "configure" not in port.kinds()
+    assert translator.config.language is None
+
+
+def test_semantic_vad_opens_a_session_that_follows_turns_by_eagerness() -> None:
+    translator = _translator()
+    translator.settings(_event("session.update", session={"type": "transcription", "audio": {
+        "input": {"turn_detection": {"type": "semantic_vad", "eagerness": "low"}}}}))
+    translator.settings(_append(PCM))
+    params = translator.open()
+    assert params.turns == EAGERNESS["low"] and params.interim and not params.speech_events
+    server_vad = _translator()
+    server_vad.settings(_append(PCM))
+    assert server_vad.open().speech_events  # its speech_started from the VAD
+    port = RecordingPort()
+    translator.text(_event("session.update", session={"type": "transcription", "audio": {
+        "input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}}), port)
+    assert port.calls[0] == ("configure", Configure(
+        turns={"eot_threshold": 0.5, "eot_timeout_ms": 2000}))
 
 
 def test_with_vad_a_commit_flushes_the_utterance_under_way() -> None:
