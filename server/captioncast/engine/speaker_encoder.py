@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from captioncast.engine.speaker_features import (
     RESEMBLYZER_MEL,
@@ -267,6 +268,10 @@ def load_speaker_encoder(name: str = "auto") -> SpeakerEncoder:
     if name not in ENCODERS:
         raise ModelError(f"no speaker encoder {name!r}: choose from auto, {', '.join(ENCODERS)}")
     source = ENCODERS[name]
+    # One BLAS thread for the process: the encoder's LSTM is a loop of 256-wide products,
+    # where OpenBLAS's extra threads only spin (measured: 1.5 s of audio cost 100 ms of
+    # CPU on two threads, 37 ms on one), and the decoder's CTranslate2 has its own pool.
+    threadpool_limits(1, user_api="blas")
     path = _package_file(source.package, source.file)
     if path is None:
         raise ModelError(f"speaker encoder {name!r} is not installed: its weights "
