@@ -43,6 +43,7 @@ import csv
 import datetime as dt
 import math
 import os
+import pickle
 import random
 import subprocess
 import sys
@@ -530,9 +531,11 @@ def write_tsv(path: Path, phases: dict[str, list[Run]], normalize: WordNormalize
                     if name != "diarize on" and system != "live":
                         continue
                     s = score(run, labels, normalize)
-                    seq = []
+                    if name == "diarize off":  # no labels: only the words count
+                        s.wrong, s.miss, s.fa, s.confusion = 0, math.nan, math.nan, math.nan
+                    seq: list[str] = []
                     for label in labels:
-                        if not seq or seq[-1] != label:
+                        if not seq or seq[-1] != (label or "-"):
                             seq.append(label or "-")
                     writer.writerow([
                         name, run.conv.id, run.conv.group, f"{run.conv.duration_s:.2f}",
@@ -557,6 +560,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--raw", type=Path, default=Path(tempfile.gettempdir()) / "diar_runs.pkl",
+                        help="every run, pickled, for --rescore")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score and report the runs of --raw again, without streaming")
     return parser.parse_args(argv)
 
 
@@ -599,18 +606,35 @@ def main(argv: list[str] | None = None) -> int:
         on = run_phase(port, proc, convs, True, args.speed)
         return off, on
 
-    off, on = with_server([], both)
-    log("diar_bench: offline clustering")
-    encoder = load_speaker_encoder()
-    for run in on.runs:
-        run.offline_labels = offline_labels(run, encoder.embed, SAME_VOICE)
+    if args.rescore:
+        with args.raw.open("rb") as f:
+            off, on, sweeps = pickle.load(f)
+    else:
+        off, on = with_server([], both)
+        sweeps: dict[str, Phase] = {}
+        with args.raw.open("wb") as f:
+            pickle.dump((off, on, sweeps), f)
+        built = [c for c in convs if c.group == "built"]
+        for key, values in SWEEP if args.sweep and built else ():
+            for value in values:
+                log(f"diar_bench: sweep {key}={value}")
+                sweeps[f"{key}={value}"] = with_server(
+                    ["--set", f"{key}={value}"],
+                    lambda port, proc: run_phase(port, proc, built, True, args.sweep_speed))
+                with args.raw.open("wb") as f:
+                    pickle.dump((off, on, sweeps), f)
+        log("diar_bench: offline clustering")
+        encoder = load_speaker_encoder()
+        for run in on.runs:
+            run.offline_labels = offline_labels(run, encoder.embed, SAME_VOICE)
+        with args.raw.open("wb") as f:
+            pickle.dump((off, on, sweeps), f)
     normalize = WordNormalizer()
     scores = group_scores(on.runs, normalize)
 
     sweep_lines: list[str] = []
     tsv_phases = {"diarize on": on.runs, "diarize off": off.runs}
-    built = [c for c in convs if c.group == "built"]
-    if args.sweep and built:
+    if sweeps:
         sweep_lines = ["| setting | built: WDER | DER | confusion | speakers right | cpWER |",
                        "|---|---|---|---|---|---|"]
         s = scores[("built", "live")]
@@ -618,18 +642,15 @@ def main(argv: list[str] | None = None) -> int:
                            f"| {fmt(s.der)} | {fmt(s.share(s.confusion))} "
                            f"| {s.count_right}/{s.recordings} "
                            f"| {fmt(ratio(s.cp_errors, s.ref_words))} |")
-        for key, values in SWEEP:
-            for value in values:
-                log(f"diar_bench: sweep {key}={value}")
-                phase = with_server(
-                    ["--set", f"{key}={value}"],
-                    lambda port, proc: run_phase(port, proc, built, True, args.sweep_speed))
-                tsv_phases[f"sweep {key}={value}"] = phase.runs
-                s = group_scores(phase.runs, normalize)[("built", "live")]
-                sweep_lines.append(
-                    f"| {key}={value} | {fmt(s.wder)} | {fmt(s.der)} "
-                    f"| {fmt(s.share(s.confusion))} | {s.count_right}/{s.recordings} "
-                    f"| {fmt(ratio(s.cp_errors, s.ref_words))} |")
+        for setting, phase in sweeps.items():
+            tsv_phases[f"sweep {setting}"] = phase.runs
+            for run in phase.runs:
+                run.offline_labels = [None] * len(run.words)
+            s = group_scores(phase.runs, normalize)[("built", "live")]
+            sweep_lines.append(
+                f"| {setting} | {fmt(s.wder)} | {fmt(s.der)} "
+                f"| {fmt(s.share(s.confusion))} | {s.count_right}/{s.recordings} "
+                f"| {fmt(ratio(s.cp_errors, s.ref_words))} |")
 
     date = dt.date.today().isoformat()
     tsv = args.out.parent / "results" / f"diar_{date}.tsv"
@@ -643,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.speed:g}x real time, 2 streams at a time; {(time.monotonic() - began) / 60:.0f}"
         " min",
         "- Rerun: `pip install pyannote.metrics` then `python bench/diar_bench.py"
-        + (" --sweep" if args.sweep else "") + "`",
+        + (" --sweep" if sweeps else "") + "`",
         "", *diar_table(scores), "", *cost_rows(off, on, normalize), "",
         *(["Sweep (built conversations only; AMI untuned):", "", *sweep_lines, ""]
           if sweep_lines else []),
