@@ -51,7 +51,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import permutations
+from itertools import pairwise, permutations
 from pathlib import Path
 from typing import Any
 
@@ -612,6 +612,40 @@ def target_rows(scores: dict[tuple[str, str], Score], off: Phase, on: Phase,
               for name, v, bound, ok in rows)]
 
 
+CUT_TOLERANCE_S = 0.5
+
+
+def boundary_rows(runs: list[Run]) -> list[str]:
+    """Where finals begin and end against where the voice changes (built only: exact)."""
+    lines = ["| recordings | voice changes | found by a final boundary (±0.5 s) "
+             "| of them by a voice cut | voice cuts | cuts at a change | cut offset p50 s |",
+             "|---|---|---|---|---|---|---|"]
+    for group, title in GROUPS[:1]:
+        changes = found = found_by_cut = cuts = good = 0
+        offsets: list[float] = []
+        for run in (r for r in runs if r.conv.group == group):
+            turns = run.conv.turns
+            points = [(a[1] + b[0]) / 2 for a, b in pairwise(turns) if a[2] != b[2]]
+            spoken = [f for f in run.finals if f["text"].strip()]
+            bounds = [((x["end"] + y["start"]) / 2, y["start"] - x["end"] < 0.01)
+                      for x, y in pairwise(spoken)]
+            changes += len(points)
+            for p in points:
+                near = [cut for b, cut in bounds if abs(b - p) <= CUT_TOLERANCE_S]
+                found += bool(near)
+                found_by_cut += any(near)
+            for b, cut in bounds:
+                if cut:
+                    cuts += 1
+                    if points:
+                        offset = min(points, key=lambda p: abs(b - p))
+                        offsets.append(b - offset)
+                        good += abs(b - offset) <= CUT_TOLERANCE_S
+        lines.append(f"| {title} | {changes} | {found} | {found_by_cut} | {cuts} | {good} "
+                     f"| {fmt(p50(offsets), 2)} |")
+    return lines
+
+
 HOW = (
     "How it was measured. *built conversations*: `manifest.tsv` recordings whose id names "
     "the speaker (`speaker_encoders.speaker_of`: CMU ARCTIC aew/axb, SpeechBrain spk1/spk2, "
@@ -697,6 +731,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--raw", type=Path, default=Path(tempfile.gettempdir()) / "diar_runs.pkl",
                         help="every run, pickled, for --rescore")
+    parser.add_argument("--sweep-point", action="append", default=[],
+                        help="with --rescore: stream the built conversations once more with "
+                        "these settings (KEY=VALUE,KEY=VALUE) and add them to the sweep")
     parser.add_argument("--rescore", action="store_true",
                         help="score and report the runs of --raw again, without streaming")
     return parser.parse_args(argv)
@@ -744,6 +781,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.rescore:
         with args.raw.open("rb") as f:
             off, on, sweeps = pickle.load(f)
+        built = [r.conv for r in on.runs if r.conv.group == "built"]
+        for point in args.sweep_point:  # more sweep points, added to the kept runs
+            log(f"diar_bench: sweep {point}")
+            extra = [x for kv in point.split(",") for x in ("--set", kv)]
+            sweeps[point] = with_server(
+                extra, lambda port, proc: run_phase(port, proc, built, True, args.sweep_speed))
+            with args.raw.open("wb") as f:
+                pickle.dump((off, on, sweeps), f)
         for run in [r for phase in (off, on, *sweeps.values()) for r in phase.runs]:
             if not getattr(run, "filled", 0):
                 fill_missing_words(run)
@@ -810,6 +855,10 @@ def main(argv: list[str] | None = None) -> int:
         + (" --sweep" if sweeps else "") + "`",
         "", *diar_table(scores), "", *cost_rows(off, on, normalize), "",
         *target_rows(scores, off, on, normalize), "",
+        "Finals' boundaries against the voice changes (diarize on; a *voice cut* is a "
+        "boundary with no gap between the finals, where the server cut at a change of "
+        "voice; offset = cut minus the nearest change, positive = late):", "",
+        *boundary_rows(on.runs), "",
         *(["Sweep (built conversations only; AMI untuned):", "", *sweep_lines, ""]
           if sweep_lines else []),
         HOW + f" Per-recording rows: `{tsv.relative_to(REPO_ROOT)}`.", "",
