@@ -615,6 +615,24 @@ def target_rows(scores: dict[tuple[str, str], Score], off: Phase, on: Phase,
 CUT_TOLERANCE_S = 0.5
 
 
+def check_rows(sweeps: dict[str, Phase], scores: dict[tuple[str, str], Score]) -> list[str]:
+    """Settings chosen on the built conversations, tried once on AMI and the call."""
+    checks = {k.removeprefix("check "): p for k, p in sweeps.items() if k.startswith("check ")}
+    if not checks:
+        return []
+    lines = ["Held out: the settings chosen on the built conversations, streamed once on "
+             "AMI and the call (never tuned on):", "",
+             "| setting | recordings | WDER | DER | confusion | speakers right |",
+             "|---|---|---|---|---|---|"]
+    for setting, phase in (("defaults", None), *checks.items()):
+        got = scores if phase is None else group_scores(phase.runs, WordNormalizer())
+        for group, title in GROUPS[1:]:
+            s = got.get((group, "live"), Score())
+            lines.append(f"| {setting} | {title} | {fmt(s.wder)} | {fmt(s.der)} "
+                         f"| {fmt(s.share(s.confusion))} | {s.count_right}/{s.recordings} |")
+    return [*lines, ""]
+
+
 def boundary_rows(runs: list[Run]) -> list[str]:
     """Where finals begin and end against where the voice changes (built only: exact)."""
     lines = ["| recordings | voice changes | found by a final boundary (±0.5 s) "
@@ -732,8 +750,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--raw", type=Path, default=Path(tempfile.gettempdir()) / "diar_runs.pkl",
                         help="every run, pickled, for --rescore")
     parser.add_argument("--sweep-point", action="append", default=[],
-                        help="with --rescore: stream the built conversations once more with "
-                        "these settings (KEY=VALUE,KEY=VALUE) and add them to the sweep")
+                        help="with --rescore: stream the built conversations once more "
+                        "with these settings (KEY=VALUE,KEY=VALUE[#tag: a repeat]) and add "
+                        "them to the sweep")
+    parser.add_argument("--check", action="append", default=[],
+                        help="with --rescore: stream AMI and the call once with settings "
+                        "chosen on the built conversations (KEY=VALUE,KEY=VALUE)")
     parser.add_argument("--rescore", action="store_true",
                         help="score and report the runs of --raw again, without streaming")
     return parser.parse_args(argv)
@@ -784,9 +806,17 @@ def main(argv: list[str] | None = None) -> int:
         built = [r.conv for r in on.runs if r.conv.group == "built"]
         for point in args.sweep_point:  # more sweep points, added to the kept runs
             log(f"diar_bench: sweep {point}")
-            extra = [x for kv in point.split(",") for x in ("--set", kv)]
+            extra = [x for kv in point.split("#")[0].split(",") for x in ("--set", kv)]
             sweeps[point] = with_server(
                 extra, lambda port, proc: run_phase(port, proc, built, True, args.sweep_speed))
+            with args.raw.open("wb") as f:
+                pickle.dump((off, on, sweeps), f)
+        held_out = [r.conv for r in on.runs if r.conv.group != "built"]
+        for point in args.check:  # settings chosen on built, once on AMI and the call
+            log(f"diar_bench: held-out check {point}")
+            extra = [x for kv in point.split("#")[0].split(",") for x in ("--set", kv)]
+            sweeps[f"check {point}"] = with_server(
+                extra, lambda port, proc: run_phase(port, proc, held_out, True, args.speed))
             with args.raw.open("wb") as f:
                 pickle.dump((off, on, sweeps), f)
         for run in [r for phase in (off, on, *sweeps.values()) for r in phase.runs]:
@@ -833,6 +863,8 @@ def main(argv: list[str] | None = None) -> int:
             tsv_phases[f"sweep {setting}"] = phase.runs
             for run in phase.runs:
                 run.offline_labels = [None] * len(run.words)
+            if setting.startswith("check "):
+                continue
             s = group_scores(phase.runs, normalize)[("built", "live")]
             sweep_lines.append(
                 f"| {setting} | {fmt(s.wder)} | {fmt(s.der)} "
@@ -859,8 +891,10 @@ def main(argv: list[str] | None = None) -> int:
         "boundary with no gap between the finals, where the server cut at a change of "
         "voice; offset = cut minus the nearest change, positive = late):", "",
         *boundary_rows(on.runs), "",
-        *(["Sweep (built conversations only; AMI untuned):", "", *sweep_lines, ""]
+        *(["Sweep (built conversations only; AMI untuned; each row one run, and the "
+           "defaults run twice shows the run-to-run spread):", "", *sweep_lines, ""]
           if sweep_lines else []),
+        *check_rows(sweeps, scores),
         HOW + f" Per-recording rows: `{tsv.relative_to(REPO_ROOT)}`.", "",
     ]
     section = "\n".join(lines)
