@@ -673,7 +673,8 @@ HOW = (
     "of 0.25-1.0 s (`built_0_tight`, `built_1_tight`: every gap 0.25 s); reference words "
     "are the recordings' transcripts. *AMI*: the six 30 s headset-mix clips of "
     "`shared/speech/diar/` scored against `rttm/` (words only); *call*: pyannote's sample "
-    "(its shipped RTTM). The AMI clips are public and are pyannote's own test data (its "
+    "(its shipped RTTM); the AMI clips have no transcript here, so no WER. The AMI "
+    "clips are public and are pyannote's own test data (its "
     "segmentation model was trained on AMI; we use none of pyannote's models, only its "
     "metrics). Each recording is streamed twice on one server (`diarize=false`, then "
     "`diarize=true`, after a warm-up stream), in real time, 100 ms chunks and 1 s of "
@@ -866,8 +867,9 @@ def main(argv: list[str] | None = None) -> int:
             if setting.startswith("check "):
                 continue
             s = group_scores(phase.runs, normalize)[("built", "live")]
+            again = " (the defaults, second run)" if setting == f"{SWEEP[0][0]}=0.75" else ""
             sweep_lines.append(
-                f"| {setting} | {fmt(s.wder)} | {fmt(s.der)} "
+                f"| {setting}{again} | {fmt(s.wder)} | {fmt(s.der)} "
                 f"| {fmt(s.share(s.confusion))} | {s.count_right}/{s.recordings} "
                 f"| {fmt(ratio(s.cp_errors, s.ref_words))} |")
 
@@ -883,8 +885,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.speed:g}x real time, 2 streams at a time"
         + ("; scored again from the kept runs" if args.rescore
            else f"; {(time.monotonic() - began) / 60:.0f} min"),
-        "- Rerun: `pip install pyannote.metrics` then `python bench/diar_bench.py"
-        + (" --sweep" if sweeps else "") + "`",
+        "- Rerun: `pip install pyannote.metrics`, `python bench/diar_bench.py --sweep` (keeps "
+        "every run in /tmp/diar_runs.pkl), then more sweep points and the held-out check: "
+        "`python bench/diar_bench.py --rescore --sweep-point "
+        "'speakers.roster.same_voice=0.75' --sweep-point "
+        "'speakers.roster.same_voice=0.7,speakers.track.change_below=0.8#repeat' --check "
+        "speakers.roster.same_voice=0.7,speakers.track.change_below=0.8` (and the other "
+        "points in the sweep table the same way)",
         "", *diar_table(scores), "", *cost_rows(off, on, normalize), "",
         *target_rows(scores, off, on, normalize), "",
         "Finals' boundaries against the voice changes (diarize on; a *voice cut* is a "
