@@ -92,7 +92,9 @@ class SpeakerStage:
         self._seq = Sequencer()
         self._dispatch = dispatch
         self._held: deque[Event] = deque()  # finals (and what follows them) awaiting a voice
-        self._labels: dict[int, Assignment] = {}
+        # Each ended utterance's voice, put to the roster only when its final is said: a
+        # final without words (noise, a cough) must neither found nor move a voice.
+        self._voices: dict[int, tuple[np.ndarray, float]] = {}
         self._asked: set[int] = set()  # utterances whose embedding is on its way
         self._guess: tuple[int, str] | None = None  # the open utterance's voice so far
         self._last: Assignment | None = None
@@ -146,11 +148,7 @@ class SpeakerStage:
         self._release()
 
     def _assign(self, utterance: int, embedding: np.ndarray, voiced_s: float) -> None:
-        assignment = self.roster.assign(embedding, voiced_s)
-        self._labels[utterance] = assignment
-        log.debug("event=speaker_assigned session=%s utterance=%d label=%s similarity=%.3f "
-                  "voiced_s=%.2f", self.owner, utterance, assignment.label,
-                  assignment.confidence, voiced_s)
+        self._voices[utterance] = (embedding, voiced_s)
 
     def _window(self, ask: EmbedAsk, embedding: np.ndarray) -> None:
         guess = self.roster.peek(embedding)
@@ -189,10 +187,10 @@ class SpeakerStage:
         while self._held:
             head = self._held[0]
             if isinstance(head, Final):
-                assignment = self._labels.pop(head.utterance, None)
-                if assignment is None and head.utterance in self._asked:
+                voice = self._voices.pop(head.utterance, None)
+                if voice is None and head.utterance in self._asked:
                     return  # its voice is on its way
-                self._say_final(head, assignment)
+                self._say_final(head, voice)
             else:
                 self._publish(head)
             self._held.popleft()
@@ -216,10 +214,15 @@ class SpeakerStage:
             self._asked.discard(self._held[0].utterance)
         self._release()
 
-    def _say_final(self, final: Final, assignment: Assignment | None) -> None:
+    def _say_final(self, final: Final, voice: tuple[np.ndarray, float] | None) -> None:
+        assignment = None
+        if voice is not None and final.text.strip():
+            assignment = self.roster.assign(*voice)
+            log.debug("event=speaker_assigned session=%s utterance=%d label=%s "
+                      "similarity=%.3f voiced_s=%.2f", self.owner, final.utterance,
+                      assignment.label, assignment.confidence, voice[1])
         if assignment is None:
-            log.debug("event=speaker_unknown session=%s utterance=%d asked=%s", self.owner,
-                      final.utterance, sorted(self._asked))
+            # No voice to tell (too short, late, or no words): the last voice heard.
             assignment = self._last or self.roster.assign(np.zeros(0, np.float32), 0.0)
         self._last = assignment
         self.say_table()

@@ -22,7 +22,7 @@ class RosterOptions:
     # Cosine similarity of an utterance to a voice's centroid at which it is that voice.
     # Set from bench/speaker_encoders.py (same- and other-speaker similarity on real
     # speech); a new voice is cheaper to merge later than two voices are to pull apart.
-    same_voice: float = 0.75
+    same_voice: float = 0.70
     merge: float = 0.86  # two centroids this alike are one voice: the later is `same_as`
     known_voice: float = 0.78  # an enrolled voiceprint names a voice at this similarity
     # Under this much voice an embedding is too noisy to found or move a voice: it goes to
@@ -46,6 +46,9 @@ class Voice:
     weight: float
     name: str | None = None
     same_as: str | None = None
+    # Handed out before any voice was heard (a wordless first final): the first voice
+    # founded takes it over, so labels still count voices from S1.
+    placeholder: bool = False
 
     @property
     def centroid(self) -> np.ndarray:
@@ -140,8 +143,18 @@ class SpeakerRoster:
                 self._name_from_known(voice)
                 self._merge_into_others(voice)
             return Assignment(voice.label, self.display_name(voice.label), similarity)
-        voice = Voice(f"S{len(self.voices) + 1}", vector * voiced_s, voiced_s)
-        self.voices.append(voice)
+        if not vector.size or voiced_s <= 0:
+            voice = next((v for v in self.voices if v.placeholder), None) or \
+                Voice(f"S{len(self.voices) + 1}", vector, 0.0, placeholder=True)
+            if voice not in self.voices:
+                self.voices.append(voice)
+                self.version += 1
+            return Assignment(voice.label, voice.name, 0.0)
+        voice = next((v for v in self.voices if v.placeholder), None) or \
+            Voice(f"S{len(self.voices) + 1}", vector, 0.0)
+        voice.total, voice.weight, voice.placeholder = vector * voiced_s, voiced_s, False
+        if voice not in self.voices:
+            self.voices.append(voice)
         self._name_from_known(voice)
         self.version += 1
         return Assignment(voice.label, voice.name, 1.0)

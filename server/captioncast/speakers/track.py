@@ -28,7 +28,7 @@ VoicedMask = Callable[[int, int], np.ndarray]  # samples [start, end) -> voiced 
 class TrackOptions:
     window_s: float = 1.5  # voice per window: shorter embeddings mistake one voice for two
     hop_s: float = 0.5  # a change is seen about window_s + hop_s after it
-    change_below: float = 0.75  # a window this unlike the utterance so far: another voice
+    change_below: float = 0.80  # a window this unlike the utterance so far: another voice
     min_turn_s: float = 1.0  # voice on each side of a cut
     keep_s: float = 40.0  # audio held for the embeddings still to come
     max_utterance_s: float = 15.0  # an utterance's own embedding uses its last this much

@@ -70,3 +70,11 @@ def test_a_restored_table_continues_its_labels() -> None:
     roster.restore([SpeakerEntry("S1", "Alice"), SpeakerEntry("S2")])
     assert roster.assign(voice(1), 3.0).label == "S3"
     assert roster.display_name("S1") == "Alice"
+
+
+def test_a_wordless_first_final_does_not_take_a_label_from_the_first_voice() -> None:
+    roster = SpeakerRoster()
+    first = roster.assign(np.zeros(0, np.float32), 0.0)  # a final of noise, no voice
+    assert first.label == "S1"
+    assert roster.assign(voice(1), 3.0).label == "S1"  # the first real voice is S1
+    assert roster.assign(voice(2), 3.0).label == "S2"
