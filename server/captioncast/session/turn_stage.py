@@ -32,6 +32,10 @@ from captioncast.turns.tracker import TurnTracker, Verdict
 
 log = logging.getLogger("captioncast.turns")
 MODEL_AUDIO_S = 8.0  # what the turn model hears of a turn: its last 8 s
+# Seconds of silence at which the model is asked: once as the pause begins (the moment the
+# segmenter starts the pause's final), once more as it lasts, since the longer a silence
+# the likelier a turn is over (bench/RESULTS.md, "the turn model on paused sentences").
+ASK_AFTER_S = (0.2, 0.6)
 ASK_BUDGET_S = 0.1  # the model's answer is due before the pause's final
 
 
@@ -55,6 +59,7 @@ class TurnStage:
         self._seq = Sequencer()
         self._open: tuple[int, int] | None = None
         self._ids = itertools.count(1)
+        self._asks = (-1, 0)  # the voice end the model was asked about, and how often
         self.asked = 0  # pauses put to the turn model
 
     def reconfigure(self, settings: TurnSettings) -> None:
@@ -80,37 +85,43 @@ class TurnStage:
             return
         pause = core.pause_start()
         tracker.heard(core.position if core.in_speech and pause is None else pause)
-        if pause is not None and tracker.asked_pause != pause:
-            tracker.asked_pause = pause
-            self._ask(pause)
+        voice_end = tracker.last_voice
+        silence = core.position - voice_end
+        asks = self._asks[1] if self._asks[0] == voice_end else 0
+        if tracker.following and (pause is not None or not core.in_speech) \
+                and asks < len(ASK_AFTER_S) and silence >= ASK_AFTER_S[asks] * MODEL_SAMPLE_RATE:
+            self._asks = (voice_end, asks + 1)
+            self._ask(voice_end)
         if tracker.timed_out(core.position):
             self._end()
 
-    def _ask(self, pause: int) -> None:
-        start = max(0, pause - int(MODEL_AUDIO_S * MODEL_SAMPLE_RATE))
-        audio = self.core.audio(start, pause)
+    def _ask(self, voice_end: int) -> None:
+        # The model hears the silence so far too, as it was trained to: its last 8 s.
+        end = self.core.position
+        audio = self.core.audio(max(0, end - int(MODEL_AUDIO_S * MODEL_SAMPLE_RATE)), end)
         self.asked += 1
         future = self.scheduler.submit_call(
             self.owner, -(10**9 + next(self._ids)),
             functools.partial(self._judge().complete_probability, audio), ASK_BUDGET_S)
-        future.add_done_callback(functools.partial(self._answered, pause))
+        future.add_done_callback(functools.partial(self._answered, voice_end))
 
     def _judge(self) -> TurnJudge:
         assert self.model is not None, "a stage that follows turns is given the turn model"
         return self.model
 
-    def _answered(self, pause: int, future: asyncio.Future[float]) -> None:
+    def _answered(self, voice_end: int, future: asyncio.Future[float]) -> None:
         if future.cancelled():
             return
         error = future.exception()
         if error is not None:
             log.warning("event=turn_model_failed session=%s error=%r", self.owner, error)
             return
-        if self.tracker is None or self.tracker.asked_pause != pause:
+        if self.tracker is None or self.tracker.last_voice != voice_end:
             return  # speech went on: this pause is past
         verdict = self.tracker.judge(future.result())
-        log.debug("event=turn_judged session=%s pause_s=%.2f probability=%.3f verdict=%s",
-                  self.owner, pause / MODEL_SAMPLE_RATE, future.result(), verdict.value)
+        log.debug("event=turn_judged session=%s pause_s=%.2f probability=%.3f verdict=%s "
+                  "words=%r", self.owner, voice_end / MODEL_SAMPLE_RATE, future.result(),
+                  verdict.value, self.tracker.said()[-40:])
         if verdict is Verdict.END:
             self._end()
         elif verdict is Verdict.EAGER:

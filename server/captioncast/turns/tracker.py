@@ -74,7 +74,6 @@ class TurnTracker:
         self._turns: list[_Turn] = []  # the current one last; ended ones await their finals
         self._next = 0
         self._last_voice = 0  # sample where voice was last heard
-        self.asked_pause: int | None = None  # the pause the model was asked about
 
     @property
     def _turn(self) -> _Turn | None:
@@ -94,13 +93,21 @@ class TurnTracker:
             turn.eager_sent = False
             events.append(self._say(turn, "resumed"))
         turn.utterances.add(utterance)
-        self.asked_pause = None
         return events
 
     def continued(self, utterance: int) -> None:
         """An utterance cut from the one before it (no pause): the same turn."""
         if self._turn is not None:
             self._turn.utterances.add(utterance)
+
+    @property
+    def following(self) -> bool:
+        """A turn is under way (begun, not yet ended)."""
+        return self._turn is not None
+
+    @property
+    def last_voice(self) -> int:
+        return self._last_voice
 
     def heard(self, voice_until: int | None) -> None:
         if voice_until is not None:
@@ -109,6 +116,10 @@ class TurnTracker:
     def timed_out(self, position: int) -> bool:
         timeout = self.settings.eot_timeout_ms * MODEL_SAMPLE_RATE // 1000
         return self._turn is not None and position - self._last_voice >= timeout
+
+    def said(self) -> str:
+        """The words of the turn under way so far (for the log)."""
+        return "" if self._turn is None else self._turn.transcript()
 
     def judge(self, probability: float) -> Verdict:
         """The turn model's answer at a pause."""
