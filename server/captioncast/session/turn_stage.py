@@ -60,6 +60,8 @@ class TurnStage:
         self._open: tuple[int, int] | None = None
         self._ids = itertools.count(1)
         self._asks = (-1, 0)  # the voice end the model was asked about, and how often
+        self._armed = -1  # the voice end whose timeout is waited on the clock
+        self._timer: asyncio.TimerHandle | None = None
         self.asked = 0  # pauses put to the turn model
 
     def reconfigure(self, settings: TurnSettings) -> None:
@@ -93,6 +95,21 @@ class TurnStage:
             self._asks = (voice_end, asks + 1)
             self._ask(voice_end)
         if tracker.timed_out(core.position):
+            self._end()
+        elif tracker.following and silence > 0 and self._armed not in (voice_end, -2):
+            # A client that stops sending audio (no silence frames) still gets its turn's
+            # end: the rest of the timeout is waited on the clock.
+            self._armed = voice_end
+            if self._timer is not None:
+                self._timer.cancel()
+            left = tracker.settings.eot_timeout_ms / 1000 - silence / MODEL_SAMPLE_RATE
+            self._timer = asyncio.get_running_loop().call_later(
+                max(0.0, left), self._timed_out, voice_end)
+
+    def _timed_out(self, voice_end: int) -> None:
+        self._timer = None
+        if self.tracker is not None and self.tracker.following \
+                and self.tracker.last_voice == voice_end:
             self._end()
 
     def _ask(self, voice_end: int) -> None:
@@ -144,6 +161,10 @@ class TurnStage:
 
     def finish(self) -> None:
         """End of stream: the turn under way ends with its finals."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._armed = -2  # nothing is waited on the clock any more
         if self.tracker is None:
             return
         for event in self.tracker.end():
