@@ -51,6 +51,7 @@ import turn_set
 from scoring import WordNormalizer
 from turn_set import RATE, PausedSentence, Recording, Word
 
+from captioncast.turns.tracker import ends_open
 from captioncast_client.audio_files import rechunk
 from captioncast_client.streaming import StreamResult, stream, stream_url
 
@@ -84,6 +85,7 @@ CONFIGS = {c.name: c for c in (
     Config("turns_timeout1000", {"turns": True, "eot_timeout_ms": 1000}),
     Config("turns_eot0.5_timeout1000", {"turns": True, "eot_threshold": 0.5,
                                         "eot_timeout_ms": 1000}),
+    Config("turns_eager", {"turns": True, "eot_threshold": 0.85, "eager_eot_threshold": 0.5}),
     Config("vad_spec0.15", {}, SPECULATE),
     Config("turns_spec0.15", {"turns": True}, SPECULATE),
     Config("deepgram_ep1000", {"endpointing": 1000}, route="deepgram"),
@@ -299,7 +301,7 @@ def score_ends(run: Run, placed: list[Placed], ends: list[Ended]) -> list[Senten
             s.other_ended = True
             s.ends.append(("other", lat, e))
             continue
-        if e.received_at < sb.sent_time(sent, p.next) or i == len(placed) - 1:
+        if e.received_at < sb.sent_time(sent, p.next):  # the last: before the tail is sent
             s.ended = True
         else:
             s.late = True
@@ -331,6 +333,22 @@ class SetRow:
     hypothesis_wer: float  # of the turn transcripts, per sentence
     own_wer: float  # the same, only sentences that ended as turns of their own
     own: int
+    run: Run
+    placed: list[Placed]
+
+
+def eager_latencies(run: Run, placed: list[Placed]) -> list[float]:
+    """Per sentence with one, its first `eager_end` after its last word (the model's
+    answer, sent without waiting for a final), from the last word's send time."""
+    sent = run.result.sent_at
+    out = []
+    for p in placed:
+        for e in run.result.events:
+            if e["type"] == "turn" and e["event"] == "eager_end" and \
+                    p.last_word <= audio_at(sent, e["received_at"]) < p.next:
+                out.append(e["received_at"] - sb.sent_time(sent, p.last_word))
+                break
+    return out
 
 
 def caption_latencies(run: Run) -> list[float]:
@@ -348,7 +366,7 @@ def set_row(run: Run, placed: list[Placed], normalize: WordNormalizer) -> SetRow
                   wer([" ".join(refs)], [caption], normalize),
                   wer(refs, [s.hypothesis for s in scores], normalize),
                   wer([s.placed.sentence.reference for s in own], [s.hypothesis for s in own],
-                      normalize), len(own))
+                      normalize), len(own), run, placed)
 
 
 # -- caption finals on stream_bench's sets ----------------------------------------------------
@@ -371,6 +389,54 @@ def clip_values(row: ClipRow, normalize: WordNormalizer) -> dict[str, float]:
             "audio_s": sum(r.rec.duration_s for r in row.results)}
 
 
+# -- where the time goes ---------------------------------------------------------------------
+
+
+def pauses(audio: np.ndarray, extra: tuple[str, ...] = ()) -> list[tuple[float, float]]:
+    """(voice stopped, pause seen) in stream seconds for every pause the server's segmenter
+    reports (the turn model is asked once per such pause), 100 ms chunks as streamed."""
+    from captioncast.core.segmenter import Segmenter, SegmenterOptions, SpeechPause
+
+    options = SegmenterOptions()
+    if SPECULATE[1] in " ".join(extra):
+        options = SegmenterOptions(speculate_after_s=0.15)
+    segmenter = Segmenter(options)
+    out = []
+    step = CHUNK_BYTES // 2
+    for at in range(0, len(audio), step):
+        for boundary in segmenter.push(audio[at:at + step]):
+            if isinstance(boundary, SpeechPause):
+                out.append((boundary.speech_end / RATE, min(at + step, len(audio)) / RATE))
+    return out
+
+
+def model_ms(audio: np.ndarray, runs: int = 20) -> float:
+    """Median CPU ms of one turn-model call in this process (one thread), after a warm-up."""
+    from captioncast.engine.turn_model import load_turn_model
+
+    model = load_turn_model()
+    clip = audio[:8 * RATE]
+    model.complete_probability(clip)
+    times = []
+    for _ in range(runs):
+        t0 = time.process_time()
+        model.complete_probability(clip)
+        times.append(time.process_time() - t0)
+    return float(np.median(times)) * 1000
+
+
+def detection(placed: list[Placed], seen: list[tuple[float, float]]) -> tuple[float, float]:
+    """Median, over sentences, of the VAD's voice end and of the pause being seen (when
+    the model is asked), both after the last word's end."""
+    stops, asks = [], []
+    for p in placed:
+        after = [(v, a) for v, a in seen if p.last_word - 0.5 <= v < p.next]
+        if after:
+            stops.append(after[0][0] - p.last_word)
+            asks.append(after[0][1] - p.last_word)
+    return sb.p50(stops), sb.p50(asks)
+
+
 # -- reporting ----------------------------------------------------------------------------
 
 
@@ -384,15 +450,18 @@ def latencies(scores: list[SentenceScore], missing: float = math.inf) -> list[fl
 
 
 def end_table(rows: list[SetRow], n: int) -> list[str]:
-    lines = [f"| endpointing ({n} sentences) | EndOfTurn p50 | p95 | ended in time | "
+    lines = [f"| endpointing ({n} sentences) | EndOfTurn p50 | p95 | p50, p95 of those that "
+             "ended | ended in time | "
              "ended late | mid-sentence pauses ended | other pauses ended | "
              "turn transcript WER, per sentence | "
              "the same, sentences ended as their own turn | caption WER | CPU s per audio s "
-             "| load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| load |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lat = latencies(r.scores)
+        ended = [x for x in lat if not math.isinf(x)]
         lines.append(
             f"| {label(r.config)} | {fmt(sb.p50(lat))} | {fmt(sb.p95(lat))} | "
+            f"{fmt(sb.p50(ended))}, {fmt(sb.p95(ended))} | "
             f"{share([s.ended for s in r.scores])} | {share([s.late for s in r.scores])} | "
             f"{share([s.mid_ended for s in r.scores])} | "
             f"{share([s.other_ended for s in r.scores])} | {fmt(r.hypothesis_wer, 3)} | "
@@ -443,9 +512,15 @@ def render(rows: list[SetRow], clips: list[ClipRow], meta: dict[str, Any],
              f"- Command: `{meta['command']}` ({meta['minutes']:.0f} min)", "",
              "### End of turn on the paused sentences", ""]
     lines += end_table(rows, n)
+    for r in rows:
+        eager = eager_latencies(r.run, r.placed)
+        if eager:
+            lines += ["", f"- {label(r.config)}: `eager_end` (the model's answer, no final "
+                      f"awaited) after the last word in {len(eager)} of {n} sentences, p50 "
+                      f"{fmt(sb.p50(eager))} s, p95 {fmt(sb.p95(eager))} s"]
     lines += ["", "### Caption finals, turns on and off", ""]
     lines += finals_table(rows, clips, normalize, n)
-    lines += ["", f"Rows: `{meta['tsv']}`.", ""]
+    lines += ["", *meta.get("where", []), "", f"Rows: `{meta['tsv']}`.", ""]
     return "\n".join(lines)
 
 
@@ -556,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="save every stream's events and send times here (JSON)")
     parser.add_argument("--replay", type=Path, default=None,
                         help="score the streams saved with --events instead of streaming")
+    parser.add_argument("--tag", default="", help="suffix of the TSVs' names")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     names = [c for c in args.configs.split(",") if c]
@@ -606,12 +682,29 @@ def main(argv: list[str] | None = None) -> int:
     order = {n: i for i, n in enumerate(names)}
     rows = sorted((set_row(r, placed, normalize) for r in runs),
                   key=lambda r: order[r.config.name])
-    base = sb.BENCH_DIR / "results" / f"turn_live_{date}"
+    base = sb.BENCH_DIR / "results" / f"turn_live_{date}{'_' + args.tag if args.tag else ''}"
     meta = {"date": date, "commit": commit(), "nproc": len(os.sched_getaffinity(0)),
             "model": args.model, "minutes": (time.monotonic() - began) / 60,
             "command": " ".join(["python bench/turn_live.py",
                                  *(sys.argv[1:] if argv is None else argv)]),
             "tsv": f"bench/results/{base.name}_sentences.tsv, {base.name}_clips.tsv"}
+    seen = pauses(audio)
+    stop, ask = detection(placed, seen)
+    ask_fast = detection(placed, pauses(audio, SPECULATE))[1]
+    ms = model_ms(audio)
+    vetoed = sum(ends_open(s.sentence.head) for s in placed)
+    meta["where"] = [
+        f"- The server's segmenter reports {len(seen)} pauses in the {audio_s:.0f} s stream "
+        f"(the turn model is asked once per pause): at {ms:.0f} ms CPU per call (median of "
+        f"20, one thread, measured here) that is {len(seen) * ms / 1000 / audio_s:.3f} CPU s "
+        "per audio s for the model.",
+        f"- After a sentence's last word (median): the VAD hears voice stop "
+        f"{stop * 1000:+.0f} ms from it; the pause is seen, and the model asked, "
+        f"{ask:.2f} s after it (speculate_after_s 0.2 s and the 100 ms chunk it arrives "
+        f"in), {ask_fast:.2f} s with speculate_after_s=0.15.",
+        f"- {vetoed} of the {len(placed)} mid-sentence pauses follow a word of the turn "
+        "tracker's `OPEN_ENDED` list, where no probability ends the turn (the set cuts "
+        "after function words)."]
     section = render(rows, clips, meta, normalize)
     print(section)
     if not args.no_write:
