@@ -28,7 +28,7 @@ from captioncast.core.params import TurnSettings
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.protocol.events import End, Event, Sequencer, SpeechStarted
-from captioncast.turns.tracker import TurnTracker, Verdict
+from captioncast.turns.tracker import TurnTracker, Verdict, ends_open
 
 log = logging.getLogger("captioncast.turns")
 MODEL_AUDIO_S = 8.0  # what the turn model hears of a turn: its last 8 s
@@ -93,7 +93,8 @@ class TurnStage:
         if tracker.following and (pause is not None or not core.in_speech) \
                 and asks < len(ASK_AFTER_S) and silence >= ASK_AFTER_S[asks] * MODEL_SAMPLE_RATE:
             self._asks = (voice_end, asks + 1)
-            self._ask(voice_end)
+            if not ends_open(tracker.said()):  # the answer could not end the turn anyway
+                self._ask(voice_end)
         if tracker.timed_out(core.position):
             self._end()
         elif tracker.following and silence > 0 and self._armed not in (voice_end, -2):
