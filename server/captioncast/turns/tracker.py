@@ -31,11 +31,9 @@ _WORD = re.compile(r"[a-z']+")
 
 
 def ends_open(text: str) -> bool:
-    """The words end where a sentence cannot (and no sentence mark closes them)."""
-    stripped = text.rstrip()
-    if not stripped or stripped[-1] in ".?!":
-        return False
-    words = _WORD.findall(stripped.lower())
+    """The words end on one that cannot end a sentence. Punctuation does not count: the
+    recognizer closes a cut-off decode with a period ("a table for the.") all the same."""
+    words = _WORD.findall(text.lower())
     return bool(words) and words[-1] in OPEN_ENDED
 
 
