@@ -141,16 +141,16 @@ class TurnStage:
                   "words=%r", self.owner, voice_end / MODEL_SAMPLE_RATE, future.result(),
                   verdict.value, self.tracker.said()[-40:])
         if verdict is Verdict.END:
-            self._end()
+            self._end(tentative=True)
         elif verdict is Verdict.EAGER:
             for event in self.tracker.eager():
                 self._publish(event)
 
-    def _end(self) -> None:
+    def _end(self, tentative: bool = False) -> None:
         assert self.tracker is not None
         # Cut the utterance at its pause now, rather than after the VAD's hangover.
         self._dispatch(self.core.end_at_pause())
-        for event in self.tracker.end():
+        for event in self.tracker.end(tentative):
             self._publish(event)
 
     def force_end(self) -> None:

@@ -1,10 +1,11 @@
 """A session's turns: started by speech, ended by the turn model at a pause or by silence.
 
 A turn holds one or more utterances (a speaker who pauses mid-sentence goes on in the
-same turn). At a pause the turn model is asked once; a turn is over when it is sure
-enough (`eot_threshold`) and the words so far do not end on a word that cannot end a
-sentence ("a table for the"), or when the silence outlasts `eot_timeout_ms`. `end` waits
-for the finals of every utterance of the turn, so it carries the turn's final words.
+same turn). At a pause the turn model is asked; a turn is over when it is sure enough
+(`eot_threshold`) and the words do not end on a word that cannot end a sentence ("a table
+for the") or trail off, or when the silence outlasts `eot_timeout_ms`. `end` waits for the
+finals of every utterance of the turn, so it carries the turn's final words, and the
+words are judged again on them.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ _WORD = re.compile(r"[a-z']+")
 
 
 def ends_open(text: str) -> bool:
-    """The words end on one that cannot end a sentence. Punctuation does not count: the
+    """The words end on one that cannot end a sentence, or trail off ("so...": Whisper's
+    mark for speech that stops unfinished). Other punctuation does not count: the
     recognizer closes a cut-off decode with a period ("a table for the.") all the same."""
+    if text.rstrip().endswith(("...", "\u2026")):
+        return True
     words = _WORD.findall(text.lower())
     return bool(words) and words[-1] in OPEN_ENDED
 
@@ -53,6 +57,9 @@ class _Turn:
     partial_end: float = 0.0  # where the partial's audio ends: the turn heard so far
     eager_sent: bool = False
     ending: bool = False
+    # Ended by the model on the words heard when it answered, which lag the speech by a
+    # partial: the turn's finals may yet show it stopped on an open word.
+    tentative: bool = False
     confidence: float = 0.0
 
     def transcript(self) -> str:
@@ -141,12 +148,14 @@ class TurnTracker:
         turn.eager_sent = True
         return [self._say(turn, "eager_end")]
 
-    def end(self) -> list[Event]:
-        """The turn is over: its `end` goes out once its finals are in."""
+    def end(self, tentative: bool = False) -> list[Event]:
+        """The turn is over: its `end` goes out once its finals are in. A `tentative` end
+        (the model's) is taken back if those finals end open: the turn goes on, to the
+        next speech or the timeout."""
         turn = self._turn
         if turn is None:
             return []
-        turn.ending = True
+        turn.ending, turn.tentative = True, tentative
         return self._maybe_end(turn)
 
     def event(self, event: Event) -> list[Event]:
@@ -165,6 +174,9 @@ class TurnTracker:
 
     def _maybe_end(self, turn: _Turn) -> list[Event]:
         if not turn.ending or set(turn.finals) < turn.utterances:
+            return []
+        if turn.tentative and turn is self._turns[-1] and ends_open(turn.transcript()):
+            turn.ending = turn.tentative = False
             return []
         self._turns.remove(turn)
         return [self._say(turn, "end")]

@@ -61,3 +61,34 @@ def test_open_ended_words() -> None:
     assert not ends_open("glad to see you")
     assert ends_open("a table for the.")  # a cut-off decode gets its period all the same
     assert not ends_open("")
+
+
+def test_a_model_end_is_taken_back_when_the_final_shows_an_open_word() -> None:
+    # The partial lags the speech: the model answers on "I'd like a table", and the final
+    # brings the "for" the speaker stopped on.
+    tracker = TurnTracker(TurnSettings())
+    tracker.speech_started(0, 0)
+    tracker.event(Partial(0, utterance=0, start=0.0, end=1.2, text="I'd like a table", stable=""))
+    assert tracker.judge(0.95) is Verdict.END
+    assert tracker.end(tentative=True) == []
+    assert kinds(tracker.event(final(0, "I'd like a table for...", 0.0, 1.5))) == ["update"]
+    assert tracker.following  # the turn goes on
+    assert kinds(tracker.speech_started(1, int(2.5 * RATE))) == ["speech_started"]
+    tracker.event(final(1, "four, please.", 2.5, 3.2))
+    assert tracker.judge(0.9) is Verdict.END
+    said = tracker.end(tentative=True)
+    assert kinds(said) == ["end"]
+    assert said[0].transcript == "I'd like a table for... four, please."
+
+
+def test_the_timeout_ends_a_turn_whatever_its_words() -> None:
+    tracker = TurnTracker(TurnSettings())
+    tracker.speech_started(0, 0)
+    tracker.event(final(0, "so...", 0.0, 0.6))
+    assert kinds(tracker.end()) == ["end"]
+
+
+def test_trailing_off_is_open() -> None:
+    assert ends_open("We are sure that...")
+    assert ends_open("So\u2026")
+    assert not ends_open("A thin stripe runs down the middle.")
