@@ -394,7 +394,7 @@ def clip_values(row: ClipRow, normalize: WordNormalizer) -> dict[str, float]:
 
 def pauses(audio: np.ndarray, extra: tuple[str, ...] = ()) -> list[tuple[float, float]]:
     """(voice stopped, pause seen) in stream seconds for every pause the server's segmenter
-    reports (the turn model is asked once per such pause), 100 ms chunks as streamed."""
+    reports (the turn model is asked at such pauses), 100 ms chunks as streamed."""
     from captioncast.core.segmenter import Segmenter, SegmenterOptions, SpeechPause
 
     options = SegmenterOptions()
@@ -695,9 +695,9 @@ def main(argv: list[str] | None = None) -> int:
     vetoed = sum(ends_open(s.sentence.head) for s in placed)
     meta["where"] = [
         f"- The server's segmenter reports {len(seen)} pauses in the {audio_s:.0f} s stream "
-        f"(the turn model is asked once per pause): at {ms:.0f} ms CPU per call (median of "
-        f"20, one thread, measured here) that is {len(seen) * ms / 1000 / audio_s:.3f} CPU s "
-        "per audio s for the model.",
+        f"(the turn model is asked at 0.2 s and again at 0.6 s of a pause, never after an "
+        f"open word): at {ms:.0f} ms CPU per call (median of 20, one thread, measured here), "
+        f"at most {2 * len(seen) * ms / 1000 / audio_s:.3f} CPU s per audio s for the model.",
         f"- After a sentence's last word (median): the VAD hears voice stop "
         f"{stop * 1000:+.0f} ms from it; the pause is seen, and the model asked, "
         f"{ask:.2f} s after it (speculate_after_s 0.2 s and the 100 ms chunk it arrives "
