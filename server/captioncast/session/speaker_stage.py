@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.policy import Action, CaptionSession
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.errors import BadControlMessage
@@ -34,6 +35,10 @@ log = logging.getLogger("captioncast.speakers")
 
 class Embedder(Protocol):
     def embed(self, audio: np.ndarray) -> np.ndarray: ...
+
+
+class Segmenter(Protocol):
+    def local_speakers(self, audio: np.ndarray) -> np.ndarray: ...
 
 
 class Labelling(Protocol):
@@ -78,14 +83,17 @@ class SpeakerStage:
     def __init__(self, owner: str, core: CaptionSession, embedder: Embedder,
                  scheduler: DecodeScheduler, roster: SpeakerRoster,
                  publish: Callable[[Event], None], dispatch: Callable[[list[Action]], None],
-                 options: SpeakerOptions | None = None) -> None:
+                 options: SpeakerOptions | None = None,
+                 segmenter: Segmenter | None = None) -> None:
         self.owner = owner
         self.core = core
         self.embedder = embedder
+        self.segmenter = segmenter
         self.scheduler = scheduler
         self.roster = roster
         self.options = options or SpeakerOptions()
-        self.track = SpeakerTrack(self.options.track)
+        # Without the segmentation model, the embedding windows find changes of voice.
+        self.track = SpeakerTrack(self.options.track, segmenting=segmenter is not None)
         self._say = publish
         # The session's events in the order they go out: a final held for its voice lets
         # the partials after it pass, and the speaker table comes between.
@@ -127,9 +135,13 @@ class SpeakerStage:
             if ask.voiced_s < 0.3:
                 return  # too little voice to tell: its final takes the last voice heard
             self._asked.add(ask.utterance)
-        future = self.scheduler.submit_call(
-            self.owner, -ask.ask_id, functools.partial(self.embedder.embed, ask.audio),
-            self.options.embed_budget_s)
+        if ask.kind == "segment":
+            assert self.segmenter is not None, "segments are asked only with a segmenter"
+            call = functools.partial(self.segmenter.local_speakers, ask.audio)
+        else:
+            call = functools.partial(self.embedder.embed, ask.audio)
+        future = self.scheduler.submit_call(self.owner, -ask.ask_id, call,
+                                            self.options.embed_budget_s)
         future.add_done_callback(functools.partial(self._embedded, ask))
 
     def _embedded(self, ask: EmbedAsk, future: asyncio.Future[np.ndarray]) -> None:
@@ -139,6 +151,13 @@ class SpeakerStage:
         if ask.kind == "window":
             if error is None:
                 self._window(ask, future.result())
+            return
+        if ask.kind == "segment":
+            if error is not None:
+                log.warning("event=speaker_segmentation_failed session=%s error=%r",
+                            self.owner, error)
+            else:
+                self._cut(self.track.segment_done(ask, future.result()))
             return
         self._asked.discard(ask.utterance)
         if error is not None:
@@ -154,9 +173,14 @@ class SpeakerStage:
         guess = self.roster.peek(embedding)
         if guess is not None:
             self._guess = (ask.utterance, guess)
-        cut = self.track.window_done(ask, embedding)
+        self._cut(self.track.window_done(ask, embedding))
+
+    def _cut(self, cut: int | None) -> None:
+        """Another voice from sample `cut` on: the open utterance ends there."""
         if cut is None:
             return
+        log.debug("event=speaker_change session=%s at_s=%.2f", self.owner,
+                  cut / MODEL_SAMPLE_RATE)
         self.cuts = (self.cuts or 0) + 1
         actions = self.core.cut_at(cut)
         self.heard()

@@ -1,11 +1,17 @@
 """One stream's voices over time: what to embed, and where another voice took over.
 
 Pure: audio and the open utterance in, `EmbedAsk`s out; embeddings in, a cut point out.
-While an utterance is open its voice is embedded in windows as it grows; a window
-unlike the utterance so far means another voice began inside what the VAD took as one
-utterance, and the utterance is cut at the quietest moment of that window (a turn
-change is nearly always a dip, if not a pause). When an utterance ends its voiced audio
-is embedded whole: that embedding, not the windows', labels its final.
+While an utterance is open its voice is embedded in windows as it grows, and the mean of
+those windows labels its final. Another voice beginning inside what the VAD took as one
+utterance is found one of two ways:
+- `segmentation` (when the model is installed): every half second of voice the open
+  utterance is put to the speaker segmentation model, which says frame by frame which
+  local voice speaks; where one voice gives way to another, with enough of each, the
+  utterance is cut, at the quietest moment between them;
+- `embedding`: a window unlike the utterance so far is another voice, and the
+  utterance is cut at the quietest moment of that window (a turn change is nearly
+  always a dip, if not a pause). It needs 1.5 s of the new voice, so it misses short
+  replies; it is the fallback.
 """
 
 from __future__ import annotations
@@ -19,8 +25,15 @@ import numpy as np
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.buffer import AudioBuffer
+from captioncast.speakers.segments import (
+    MAX_SAMPLES,
+    ChangeOptions,
+    change_in,
+    frame_centres,
+)
 
 FRAME = 320  # 20 ms: the segmenter's voicing frame
+PAUSE_FRAMES = 8  # 160 ms without voice: a pause has begun (the core speculates at 200 ms)
 VoicedMask = Callable[[int, int], np.ndarray]  # samples [start, end) -> voiced per frame
 
 
@@ -32,13 +45,19 @@ class TrackOptions:
     min_turn_s: float = 1.0  # voice on each side of a cut
     keep_s: float = 40.0  # audio held for the embeddings still to come
     max_utterance_s: float = 15.0  # an utterance's own embedding uses its last this much
+    # Segmentation: asked every `segment_hop_s` of voice from `segment_first_s` on, on the
+    # open utterance and up to `segment_context_s` before it (the model hears 10 s).
+    segment_first_s: float = 0.8
+    segment_hop_s: float = 0.5
+    segment_context_s: float = 1.0
+    change: ChangeOptions = field(default_factory=ChangeOptions)
 
 
 @dataclass(frozen=True)
 class EmbedAsk:
     ask_id: int
     utterance: int
-    kind: Literal["window", "utterance"]
+    kind: Literal["window", "utterance", "segment"]
     start: int  # samples: the span whose voiced audio `audio` is
     end: int
     audio: np.ndarray = field(repr=False)
@@ -64,11 +83,14 @@ class _Open:
     start: int
     windows: list[tuple[int, int, np.ndarray]] = field(default_factory=list)  # a, b, emb
     next_window_at: int = 0  # voiced samples in the utterance when the next window is due
+    next_segment_at: int = 0
+    segmented: int = 0  # voiced samples in the utterance at its last segmentation
 
 
 class SpeakerTrack:
-    def __init__(self, options: TrackOptions | None = None) -> None:
+    def __init__(self, options: TrackOptions | None = None, segmenting: bool = False) -> None:
         self.options = options or TrackOptions()
+        self.segmenting = segmenting  # changes found by segmentation, not by the windows
         self._audio = AudioBuffer()
         self._rms: list[float] = []  # per 20 ms frame, from `_rms_base` on
         self._rms_base = 0
@@ -117,26 +139,58 @@ class SpeakerTrack:
             self._open = current = None
         if open_ is not None and current is None:
             self._open = current = _Open(open_[0], open_[1],
-                                         next_window_at=self._samples(self.options.window_s))
+                                         next_window_at=self._samples(self.options.window_s),
+                                         next_segment_at=self._samples(
+                                             self.options.segment_first_s))
         if current is not None:
             mask = voiced(current.start, self.position)
-            if int(mask.sum()) * FRAME >= current.next_window_at:
+            heard = int(mask.sum()) * FRAME
+            if heard >= current.next_window_at:
                 current.next_window_at += self._samples(self.options.hop_s)
                 ask = self._ask(current.index, "window", current.start, self.position,
                                 voiced, self.options.window_s)
                 if ask is not None:
                     asks.append(ask)
+            # Segmented every hop of voice, and once more as a pause begins: a reply in
+            # an utterance's last half second is cut while the VAD's hangover runs.
+            pausing = len(mask) >= PAUSE_FRAMES and not mask[-PAUSE_FRAMES:].any()
+            unseen = heard - current.segmented
+            if self.segmenting and (heard >= current.next_segment_at or (
+                    pausing and unseen >= self._samples(self.options.change.change_after_s))):
+                current.next_segment_at = heard + self._samples(self.options.segment_hop_s)
+                current.segmented = heard
+                asks.append(self._segment_ask(current))
         return asks
 
+    def _segment_ask(self, current: _Open) -> EmbedAsk:
+        end = self.position
+        start = max(self._audio.start, end - MAX_SAMPLES,
+                    current.start - self._samples(self.options.segment_context_s))
+        return EmbedAsk(next(self._ids), current.index, "segment", start, end,
+                        self._audio.slice(start, end))
+
+    def segment_done(self, ask: EmbedAsk, speakers: np.ndarray) -> int | None:
+        """The segmentation of `ask`'s audio (a local voice per frame): the sample where
+        another voice took over the open utterance, if one did."""
+        current = self._open
+        if current is None or current.index != ask.utterance:
+            return None
+        centres = ask.start + frame_centres(len(speakers))
+        span = change_in(speakers, centres, current.start, self.options.change)
+        if span is None:
+            return None
+        return self._quietest(*span) if span[1] - span[0] > FRAME else (span[0] + span[1]) // 2
+
     def window_done(self, ask: EmbedAsk, embedding: np.ndarray) -> int | None:
-        """A window's embedding: the sample where another voice took over, if one did."""
+        """A window's embedding: the sample where another voice took over, if one did
+        (when segmentation finds the changes, the windows only label)."""
         current = self._open
         if current is None or current.index != ask.utterance:
             return None  # the utterance ended or was cut meanwhile
         vector = _unit(embedding)
         before = [e for a, b, e in current.windows if b <= ask.start + FRAME]
         current.windows.append((ask.start, ask.end, vector))
-        if not before:
+        if not before or self.segmenting:
             return None
         reference = _unit(np.mean(before, axis=0))
         if float(reference @ vector) >= self.options.change_below:

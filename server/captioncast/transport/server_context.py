@@ -20,6 +20,7 @@ from captioncast.core.params import StreamParams
 from captioncast.engine.capacity import Decision
 from captioncast.engine.scheduler import DecodeScheduler
 from captioncast.engine.speaker_encoder import load_speaker_encoder
+from captioncast.engine.speaker_segmentation import speaker_segmentation
 from captioncast.engine.turn_model import TurnModel, load_turn_model
 from captioncast.errors import BadRequest
 from captioncast.fanout.archive import Archive
@@ -59,7 +60,8 @@ class ServerContext:
         self.telemetry.metrics.registry.register(OutputCollector(self.outputs))
         self.speaker_rooms = SpeakerRooms(
             options.speakers, functools.partial(load_speaker_encoder, options.speakers.encoder),
-            self.channels)
+            self.channels,
+            functools.partial(speaker_segmentation, options.speakers.segmentation))
         self._turn_model: TurnModel | None = None
         self._turn_lock = threading.Lock()
         self.draining = False

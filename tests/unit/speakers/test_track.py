@@ -50,3 +50,22 @@ def test_too_little_voice_is_not_embedded() -> None:
     track.push(np.full(3200, 0.1, np.float32))
     assert track.step((0, 0), lambda s, e: np.zeros((e - s) // 320, dtype=bool)) == []
     assert track.step(None, lambda s, e: np.zeros((e - s) // 320, dtype=bool)) == []
+
+
+def test_segments_are_asked_every_hop_of_voice_and_once_as_a_pause_begins() -> None:
+    track = SpeakerTrack(TrackOptions(segment_first_s=0.8, segment_hop_s=0.5),
+                         segmenting=True)
+    voice_until = int(1.7 * RATE)  # 1.7 s of voice, then silence
+
+    def voiced(start: int, end: int) -> np.ndarray:
+        centres = np.arange(start, end - 319, 320) + 160
+        return centres < voice_until
+
+    asked: list[float] = []
+    for i in range(25):
+        track.push(np.full(1600, 0.1 if i < 17 else 0.0, np.float32))
+        asked += [round(a.end / RATE, 1) for a in track.step((0, 0), voiced)
+                  if isinstance(a, EmbedAsk) and a.kind == "segment"]
+    # At 0.8 s and 1.3 s of voice, then as the pause begins (160 ms into it, at the next
+    # 100 ms push): the 0.4 s of voice heard since 1.3 s could be another voice.
+    assert asked == [0.8, 1.3, 1.9]
