@@ -46,9 +46,13 @@ class TrackOptions:
     keep_s: float = 40.0  # audio held for the embeddings still to come
     max_utterance_s: float = 15.0  # an utterance's own embedding uses its last this much
     # Segmentation: asked every `segment_hop_s` of voice from `segment_first_s` on, on the
-    # open utterance and up to `segment_context_s` before it (the model hears 10 s).
+    # open utterance's last `segment_window_s` and up to `segment_context_s` before it.
+    # The cut is placed from the frames whenever the change is seen, so a longer hop costs
+    # no precision; 10 s windows every 0.5 s cost +41 % CPU per stream against +16 %
+    # without segmentation (bench/RESULTS.md, "Who said it").
     segment_first_s: float = 0.8
-    segment_hop_s: float = 0.5
+    segment_hop_s: float = 1.0
+    segment_window_s: float = 4.0
     segment_context_s: float = 1.0
     change: ChangeOptions = field(default_factory=ChangeOptions)
 
@@ -164,7 +168,8 @@ class SpeakerTrack:
 
     def _segment_ask(self, current: _Open) -> EmbedAsk:
         end = self.position
-        start = max(self._audio.start, end - MAX_SAMPLES,
+        window = min(MAX_SAMPLES, self._samples(self.options.segment_window_s))
+        start = max(self._audio.start, end - window,
                     current.start - self._samples(self.options.segment_context_s))
         return EmbedAsk(next(self._ids), current.index, "segment", start, end,
                         self._audio.slice(start, end))
