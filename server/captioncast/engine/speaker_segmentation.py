@@ -22,7 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from captioncast.errors import ModelError
-from captioncast.speakers.segments import FRAME_FIELD, MAX_SAMPLES
+
+SAMPLE_RATE = 16000
+MAX_SAMPLES = 10 * SAMPLE_RATE  # the window the model was trained on
+FRAME_STEP = 270  # samples between output frames
+FRAME_FIELD = 991  # samples each output frame hears: frame i is [i * 270, i * 270 + 991)
 
 NOBODY = -1
 OVERLAP = -2
@@ -51,20 +55,22 @@ class SpeakerSegmentation:
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
 
-    def local_speakers(self, audio: np.ndarray) -> np.ndarray:
-        """Per output frame (`speakers.segments.frame_centres`), the one local speaker
-        heard (0-2), or NOBODY, or OVERLAP. `audio` is 16 kHz mono float32; only its last
-        10 s are read."""
+    def local_speakers(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per output frame, the one local speaker heard (0-2), or NOBODY, or OVERLAP; and
+        each frame's centre, in samples from the start of `audio` (16 kHz mono float32, of
+        which only the last 10 s are read)."""
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
             raise ValueError(f"segmentation audio must be mono: got shape {audio.shape}")
-        audio = audio[-MAX_SAMPLES:]
+        skipped = max(0, len(audio) - MAX_SAMPLES)
+        audio = audio[skipped:]
         if len(audio) < FRAME_FIELD:
-            return np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         (scores,) = self._session.run(None, {self._input: audio[None, None, :]})
         classes = np.asarray(scores)[0].argmax(axis=-1)
         speakers: np.ndarray = _CLASS_SPEAKER[classes]
-        return speakers
+        centres = skipped + np.arange(len(classes)) * FRAME_STEP + FRAME_FIELD // 2
+        return speakers, centres
 
 
 def segmentation_path() -> Path | None:

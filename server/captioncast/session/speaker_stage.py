@@ -38,7 +38,7 @@ class Embedder(Protocol):
 
 
 class Segmenter(Protocol):
-    def local_speakers(self, audio: np.ndarray) -> np.ndarray: ...
+    def local_speakers(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class Labelling(Protocol):
@@ -137,12 +137,27 @@ class SpeakerStage:
             self._asked.add(ask.utterance)
         if ask.kind == "segment":
             assert self.segmenter is not None, "segments are asked only with a segmenter"
-            call = functools.partial(self.segmenter.local_speakers, ask.audio)
-        else:
-            call = functools.partial(self.embedder.embed, ask.audio)
-        future = self.scheduler.submit_call(self.owner, -ask.ask_id, call,
-                                            self.options.embed_budget_s)
+            segments = self.scheduler.submit_call(
+                self.owner, -ask.ask_id,
+                functools.partial(self.segmenter.local_speakers, ask.audio),
+                self.options.embed_budget_s)
+            segments.add_done_callback(functools.partial(self._segmented, ask))
+            return
+        future = self.scheduler.submit_call(
+            self.owner, -ask.ask_id, functools.partial(self.embedder.embed, ask.audio),
+            self.options.embed_budget_s)
         future.add_done_callback(functools.partial(self._embedded, ask))
+
+    def _segmented(self, ask: EmbedAsk,
+                   future: asyncio.Future[tuple[np.ndarray, np.ndarray]]) -> None:
+        if self._closed or future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            log.warning("event=speaker_segmentation_failed session=%s error=%r",
+                        self.owner, error)
+            return
+        self._cut(self.track.segment_done(ask, *future.result()))
 
     def _embedded(self, ask: EmbedAsk, future: asyncio.Future[np.ndarray]) -> None:
         if self._closed or future.cancelled():
@@ -151,13 +166,6 @@ class SpeakerStage:
         if ask.kind == "window":
             if error is None:
                 self._window(ask, future.result())
-            return
-        if ask.kind == "segment":
-            if error is not None:
-                log.warning("event=speaker_segmentation_failed session=%s error=%r",
-                            self.owner, error)
-            else:
-                self._cut(self.track.segment_done(ask, future.result()))
             return
         self._asked.discard(ask.utterance)
         if error is not None:

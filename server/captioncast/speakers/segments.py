@@ -1,5 +1,5 @@
-"""The speaker segmentation model's frames (engine/speaker_segmentation.py), and where
-one voice gives way to another in them. Pure: no model here, only its geometry.
+"""Where one voice gives way to another in the speaker segmentation model's frames
+(engine/speaker_segmentation.py gives a local voice and a centre sample per frame). Pure.
 """
 
 from __future__ import annotations
@@ -11,10 +11,6 @@ import numpy as np
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 
-MAX_SAMPLES = 10 * MODEL_SAMPLE_RATE  # the window the model was trained on
-FRAME_STEP = 270  # samples between output frames
-FRAME_FIELD = 991  # samples each output frame hears: frame i is [i * 270, i * 270 + 991)
-
 
 @dataclass(frozen=True)
 class ChangeOptions:
@@ -23,11 +19,6 @@ class ChangeOptions:
     change_before_s: float = 0.5
     change_after_s: float = 0.3
     min_run_s: float = 0.15  # a voice's run shorter than this is the model's noise
-
-
-def frame_centres(frames: int) -> np.ndarray:
-    """Sample offsets of the centres of `frames` output frames, from the window's start."""
-    return np.arange(frames) * FRAME_STEP + FRAME_FIELD // 2
 
 
 def change_in(speakers: np.ndarray, centres: np.ndarray, since: int,
@@ -44,7 +35,8 @@ def change_in(speakers: np.ndarray, centres: np.ndarray, since: int,
     voices, at = speakers[keep], centres[keep]
     if len(voices) == 0:
         return None
-    frame_s = FRAME_STEP / MODEL_SAMPLE_RATE
+    frame_s = float(np.median(np.diff(centres))) / MODEL_SAMPLE_RATE if len(centres) > 1 \
+        else 0.0
     # Runs of one voice: [first index, last index, voice].
     edges = np.flatnonzero(np.diff(voices)) + 1
     runs = [(int(a), int(b) - 1, int(voices[a]))

@@ -25,12 +25,7 @@ import numpy as np
 
 from captioncast.core.audio import MODEL_SAMPLE_RATE
 from captioncast.core.buffer import AudioBuffer
-from captioncast.speakers.segments import (
-    MAX_SAMPLES,
-    ChangeOptions,
-    change_in,
-    frame_centres,
-)
+from captioncast.speakers.segments import ChangeOptions, change_in
 
 FRAME = 320  # 20 ms: the segmenter's voicing frame
 PAUSE_FRAMES = 8  # 160 ms without voice: a pause has begun (the core speculates at 200 ms)
@@ -168,20 +163,20 @@ class SpeakerTrack:
 
     def _segment_ask(self, current: _Open) -> EmbedAsk:
         end = self.position
-        window = min(MAX_SAMPLES, self._samples(self.options.segment_window_s))
-        start = max(self._audio.start, end - window,
+        start = max(self._audio.start, end - self._samples(self.options.segment_window_s),
                     current.start - self._samples(self.options.segment_context_s))
         return EmbedAsk(next(self._ids), current.index, "segment", start, end,
                         self._audio.slice(start, end))
 
-    def segment_done(self, ask: EmbedAsk, speakers: np.ndarray) -> int | None:
-        """The segmentation of `ask`'s audio (a local voice per frame): the sample where
-        another voice took over the open utterance, if one did."""
+    def segment_done(self, ask: EmbedAsk, speakers: np.ndarray,
+                     centres: np.ndarray) -> int | None:
+        """The segmentation of `ask`'s audio (a local voice per frame, each frame's centre
+        in samples from the audio's start): the sample where another voice took over the
+        open utterance, if one did."""
         current = self._open
         if current is None or current.index != ask.utterance:
             return None
-        centres = ask.start + frame_centres(len(speakers))
-        span = change_in(speakers, centres, current.start, self.options.change)
+        span = change_in(speakers, ask.start + centres, current.start, self.options.change)
         if span is None:
             return None
         return self._quietest(*span) if span[1] - span[0] > FRAME else (span[0] + span[1]) // 2

@@ -14,7 +14,7 @@ from captioncast.engine.speaker_segmentation import (
     speaker_segmentation,
 )
 from captioncast.errors import ModelError
-from captioncast.speakers.segments import ChangeOptions, change_in, frame_centres
+from captioncast.speakers.segments import ChangeOptions, change_in
 from captioncast.speakers.track import EmbedAsk, SpeakerTrack, TrackOptions
 from tests.conftest import read_wav
 
@@ -39,8 +39,8 @@ def two_voices(gap_s: float, reply: float) -> tuple[np.ndarray, float]:
 
 def test_a_short_reply_after_a_short_gap_is_another_voice(model) -> None:  # type: ignore[no-untyped-def]
     audio, change = two_voices(0.25, 0.8)
-    voices = model.local_speakers(audio)
-    span = change_in(voices, frame_centres(len(voices)), 0, ChangeOptions())
+    voices, centres = model.local_speakers(audio)
+    span = change_in(voices, centres, 0, ChangeOptions())
     assert span is not None
     assert span[0] / RATE - 0.4 < change < span[1] / RATE + 0.2
 
@@ -49,8 +49,8 @@ def test_one_voice_through_a_pause_is_no_change(model) -> None:  # type: ignore[
     one = read_wav("speechbrain_spk1_snt1")
     audio = np.concatenate([one, np.zeros(int(0.3 * RATE), np.float32),
                             read_wav("speechbrain_spk1_snt2")])
-    voices = model.local_speakers(audio)
-    assert change_in(voices, frame_centres(len(voices)), 0, ChangeOptions()) is None
+    voices, centres = model.local_speakers(audio)
+    assert change_in(voices, centres, 0, ChangeOptions()) is None
 
 
 def test_a_live_track_cuts_the_open_utterance_where_the_reply_begins(model) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +61,7 @@ def test_a_live_track_cuts_the_open_utterance_where_the_reply_begins(model) -> N
         track.push(audio[at:at + 1600])
         for ask in track.step((0, 0), lambda a, b: np.ones((b - a) // 320, bool)):
             if isinstance(ask, EmbedAsk) and ask.kind == "segment" and cut is None:
-                cut = track.segment_done(ask, model.local_speakers(ask.audio))
+                cut = track.segment_done(ask, *model.local_speakers(ask.audio))
     assert cut is not None
     assert change - 0.3 < cut / RATE < change + 0.1
 

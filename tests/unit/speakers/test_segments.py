@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from captioncast.speakers.segments import FRAME_STEP, ChangeOptions, change_in, frame_centres
+from captioncast.speakers.segments import ChangeOptions, change_in
 
 RATE = 16000
+FRAME_STEP = 270  # the segmentation model's
+
+
+def frame_centres(frames: int) -> np.ndarray:
+    return np.arange(frames) * FRAME_STEP + 495
 
 
 def frames(*runs: tuple[int, float]) -> np.ndarray:
