@@ -24,12 +24,8 @@ first partial; the first words (OpenAI's first delta) within 1.0 s.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
-import json
 import math
 import os
-import signal
 import sys
 import time
 import wave
@@ -42,14 +38,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compat_latency import (  # bench/ is not a package
     CHUNK_S,
+    OPENAI_SESSION,
     SPEECH,
     Chunks,
     Clock,
-    free_port,
+    openai_append,
     percentile,
     run_stream,
-    start_server,
-    to_24k,
+    served,
 )
 from stream_bench import write_results_md
 
@@ -163,21 +159,14 @@ async def flux(base: str, rec: Recording) -> Seen:
 async def openai(base: str, rec: Recording) -> Seen:
     seen = Seen()
 
-    def encode(chunk: np.ndarray) -> str:
-        return json.dumps({"type": "input_audio_buffer.append",
-                           "audio": base64.b64encode(to_24k(chunk)).decode()})
-
-    session = {"type": "session.update", "session": {"type": "transcription", "audio": {
-        "input": {"format": {"type": "audio/pcm", "rate": 24000},
-                  "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
-                  "turn_detection": {"type": "server_vad"}}}}}
     delta = "conversation.item.input_audio_transcription.delta"
-    await run_stream(f"{base}/v1/realtime?intent=transcription", {}, rec.chunks, encode, None,
+    await run_stream(f"{base}/v1/realtime?intent=transcription", {}, rec.chunks, openai_append,
+                     None,
                      watcher(rec.onset_s, seen,
                              lambda m: m.get("type") == "input_audio_buffer.speech_started",
                              lambda m: str(m.get("delta", "")) if m.get("type") == delta
                              else ""),
-                     first=json.dumps(session))
+                     first=OPENAI_SESSION)
     return seen
 
 
@@ -254,13 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     recs = [load(i) for i in args.ids]
     load_before = f"{os.getloadavg()[0]:.1f}"
-    port = free_port()
-    server = start_server(port, args.model)
-    try:
-        runs = asyncio.run(measure(f"ws://127.0.0.1:{port}", recs, args.rounds))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(20)
+    runs = served(args.model, lambda base: measure(base, recs, args.rounds))
     command = " ".join(["python bench/agent_timing.py", *(sys.argv[1:] if argv is None else argv)])
     section = render(runs, recs, args.rounds, command, load_before)
     print(section)

@@ -34,6 +34,7 @@ import urllib.request
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -54,6 +55,7 @@ SECTION = "## Final latency through the compatible APIs (issue 17)"
 LANGUAGE = "en"
 
 Chunks = list[np.ndarray]  # int16 at 16 kHz
+T = TypeVar("T")
 Stream = Callable[[str, Chunks], Awaitable[list[float]]]
 
 
@@ -123,6 +125,20 @@ def to_24k(chunk: np.ndarray) -> bytes:
     return bytes(upsampled.astype("<i2").tobytes())
 
 
+def openai_append(chunk: np.ndarray) -> str:
+    """One chunk as OpenAI Realtime's `input_audio_buffer.append`, at its 24 kHz."""
+    return json.dumps({"type": "input_audio_buffer.append",
+                       "audio": base64.b64encode(to_24k(chunk)).decode()})
+
+
+# A transcription session with server VAD, asking for English like the other routes.
+OPENAI_SESSION = json.dumps({"type": "session.update", "session": {
+    "type": "transcription", "audio": {"input": {
+        "format": {"type": "audio/pcm", "rate": 24000},
+        "transcription": {"model": "gpt-4o-transcribe", "language": LANGUAGE},
+        "turn_detection": {"type": "server_vad"}}}}})
+
+
 async def native(base: str, chunks: Chunks, at_24k: bool = False) -> list[float]:
     out: list[float] = []
 
@@ -178,16 +194,8 @@ async def openai(base: str, chunks: Chunks) -> list[float]:
                 if latency is not None:
                     out.append(latency)
 
-    def encode(chunk: np.ndarray) -> str:
-        return json.dumps({"type": "input_audio_buffer.append",
-                           "audio": base64.b64encode(to_24k(chunk)).decode()})
-
-    session = {"type": "session.update", "session": {"type": "transcription", "audio": {
-        "input": {"format": {"type": "audio/pcm", "rate": 24000},
-                  "transcription": {"model": "gpt-4o-transcribe", "language": LANGUAGE},
-                  "turn_detection": {"type": "server_vad"}}}}}
-    await run_stream(f"{base}/v1/realtime?intent=transcription", {}, chunks, encode, None, on,
-                     first=json.dumps(session))
+    await run_stream(f"{base}/v1/realtime?intent=transcription", {}, chunks, openai_append,
+                     None, on, first=OPENAI_SESSION)
     return out
 
 
@@ -218,6 +226,17 @@ def start_server(port: int, model: str) -> subprocess.Popen[bytes]:
             time.sleep(0.3)
     process.kill()
     raise SystemExit("the server did not become healthy")
+
+
+def served(model: str, body: Callable[[str], Awaitable[T]]) -> T:
+    """`body(base URL)` run against a `captioncast serve` of its own, stopped after."""
+    port = free_port()
+    server = start_server(port, model)
+    try:
+        return asyncio.run(body(f"ws://127.0.0.1:{port}"))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(20)
 
 
 Runs = dict[str, dict[tuple[str, int], list[float]]]  # route: (recording, round): finals
@@ -310,13 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"not in shared/speech/manifest.tsv: {', '.join(missing)}")
     load_before = f"{os.getloadavg()[0]:.1f}"
-    port = free_port()
-    server = start_server(port, args.model)
-    try:
-        runs = asyncio.run(measure(f"ws://127.0.0.1:{port}", args.ids, args.rounds))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(20)
+    runs = served(args.model, lambda base: measure(base, args.ids, args.rounds))
     command = " ".join(["python bench/compat_latency.py",
                         *(sys.argv[1:] if argv is None else argv)])
     section = render(runs, args.ids, args.rounds, args.model, load_before, command,
