@@ -24,6 +24,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from captioncast.engine.onnx_cpu import cpu_session
 from captioncast.engine.speaker_features import (
     RESEMBLYZER_MEL,
     SAMPLE_RATE,
@@ -145,14 +146,7 @@ class VoicefilterEncoder(_PartialEncoder):
     min_samples = VOICEFILTER_MEL.n_fft + (WINDOW_FRAMES - 1) * VOICEFILTER_MEL.hop_length
 
     def __init__(self, model: Path) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # The scheduler gives each decode its own worker thread: one core per call.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(model), options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = cpu_session(model)
 
     def _partials(self, audio: np.ndarray) -> np.ndarray:
         features = np.log10(VOICEFILTER_MEL.power_mel(audio) + self.LOG_FLOOR)

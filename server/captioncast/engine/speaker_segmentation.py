@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from captioncast.engine.onnx_cpu import cpu_session
 from captioncast.engine.packaged_models import PackagedModel
 
 SAMPLE_RATE = 16000
@@ -43,16 +44,8 @@ class SpeakerSegmentation:
     from several threads at once (onnxruntime's `run` is thread-safe)."""
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # One thread per call, as for the turn model: the decoder's workers own the cores.
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.path = path
-        self._session = ort.InferenceSession(str(path), sess_options=options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = cpu_session(path, threads)
         self._input = self._session.get_inputs()[0].name
 
     def local_speakers(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

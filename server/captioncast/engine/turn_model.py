@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from captioncast.engine.onnx_cpu import cpu_session
 from captioncast.engine.packaged_models import PackagedModel
 
 SAMPLE_RATE = 16000
@@ -103,18 +104,9 @@ class TurnModel:
     """
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # One thread per call: the decoder's workers own the other cores, and a call is
-        # one small encoder pass (pipecat's default too).
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
-        self._session = ort.InferenceSession(str(path), sess_options=options,
-                                             providers=["CPUExecutionProvider"])
+        # One thread per call: a call is one small encoder pass (pipecat's default too).
+        self._session = cpu_session(path, threads)
 
     def complete_probability(self, audio: np.ndarray) -> float:
         """How likely the turn is complete, 0 to 1, given its audio so far.
