@@ -4,9 +4,9 @@ Pure: audio and the open utterance in, `EmbedAsk`s out; embeddings in, a cut poi
 While an utterance is open its voice is embedded in windows as it grows, and the mean of
 those windows labels its final. Another voice beginning inside what the VAD took as one
 utterance is found one of two ways:
-- `segmentation` (when the model is installed): every half second of voice the open
-  utterance is put to the speaker segmentation model, which says frame by frame which
-  local voice speaks; where one voice gives way to another, with enough of each, the
+- `segmentation` (when the model is installed): every second of voice, and once more
+  as a pause begins, the open utterance's last 4 s are put to the speaker segmentation
+  model, which says frame by frame which local voice speaks; where one voice gives way to another, with enough of each, the
   utterance is cut, at the quietest moment between them;
 - `embedding`: a window unlike the utterance so far is another voice, and the
   utterance is cut at the quietest moment of that window (a turn change is nearly
