@@ -6,8 +6,9 @@ those windows labels its final. Another voice beginning inside what the VAD took
 utterance is found one of two ways:
 - `segmentation` (when the model is installed): every second of voice, and once more
   as a pause begins, the open utterance's last 4 s are put to the speaker segmentation
-  model, which says frame by frame which local voice speaks; where one voice gives way to another, with enough of each, the
-  utterance is cut, at the quietest moment between them;
+  model, which says frame by frame which local voice speaks; where one voice gives way
+  to another, with enough of each, the utterance is cut, at the quietest moment between
+  them;
 - `embedding`: a window unlike the utterance so far is another voice, and the
   utterance is cut at the quietest moment of that window (a turn change is nearly
   always a dip, if not a pause). It needs 1.5 s of the new voice, so it misses short
